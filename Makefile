@@ -1,0 +1,47 @@
+# fer-batch: two commands set everything up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# Serving and testing never need TensorFlow; only `make test` (training tests) and `make train` add it.
+SERVE_EXTRAS := api,worker,cli,dev
+ALL_EXTRAS   := api,worker,cli,dev,train
+
+.PHONY: demo test lint train evaluate bench bench-quick clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip==26.3
+
+$(VENV)/.serve-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[$(SERVE_EXTRAS)]"
+	touch $@
+
+$(VENV)/.all-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[$(ALL_EXTRAS)]"
+	touch $@ $(VENV)/.serve-installed
+
+demo: $(VENV)/.serve-installed  ## a real batch end to end: Redis, API, one worker, local images
+	$(BIN)/python scripts/demo.py
+
+test: $(VENV)/.all-installed lint  ## the whole suite
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.serve-installed
+	$(BIN)/ruff check .
+
+train: $(VENV)/.all-installed  ## full training run (about 1.5 h on 2 cores); writes models/
+	$(BIN)/python -m training.train --data ../shared/data/fer2013 --out models/ --epochs 60 --seed 1
+
+evaluate: $(VENV)/.all-installed
+	$(BIN)/python -m training.evaluate models/emotion_classifier.tflite --data ../shared/data/fer2013/val.npz
+
+bench: $(VENV)/.serve-installed  ## full benchmark (about 15 min): bench/results/<date>.json and .png
+	@test $(VENV)/.bench-installed -nt pyproject.toml || { $(BIN)/pip install --quiet -e ".[$(SERVE_EXTRAS),bench]" && touch $(VENV)/.bench-installed; }
+	$(BIN)/python -m bench
+
+bench-quick: $(VENV)/.serve-installed  ## the same in under a minute (100 images, 1 run): build/bench/quick/
+	@test $(VENV)/.bench-installed -nt pyproject.toml || { $(BIN)/pip install --quiet -e ".[$(SERVE_EXTRAS),bench]" && touch $(VENV)/.bench-installed; }
+	$(BIN)/python -m bench --quick
+
+clean:
+	rm -rf build .pytest_cache .ruff_cache

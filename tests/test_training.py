@@ -1,0 +1,293 @@
+"""Training package: FER2013 loaders and cleaning, one short training run with export, evaluation.
+
+One model is trained for the whole module (a single epoch on at most 300 real images) and shared
+by the export and evaluation tests. Images come from ../shared/data/fer2013 when that folder
+exists, else from the small fixture ``tests/data/fer_sample.npz`` (rebuilt by
+``tests/data/make_fer_sample.py``), so the module also runs from a fresh clone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from training.data import Split, clean_training_set, load_csv, load_file, load_split
+from training.labels import INPUT_SIZE, LABELS, NUM_CLASSES
+
+# Third-party warnings of the one training run, ignored by exact message. They are module-wide because the
+# module-scoped ``trained`` fixture runs inside whichever test needs it first.
+pytestmark = [
+    pytest.mark.slow,
+    # Keras 3.15 fit(): its default shuffle=True is ignored for a tf.data.Dataset (training.augment shuffles).
+    pytest.mark.filterwarnings("ignore:`shuffle=True` was passed, but will be ignored:UserWarning"),
+    # Keras 3.15 saving .keras checkpoints under numpy 2.4: TF variables' __array__ lacks the copy keyword.
+    pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"),
+    # TF 2.21 full-int8 conversion: harmless, calibration comes from the representative dataset.
+    pytest.mark.filterwarnings("ignore:Statistics for quantized inputs were expected:UserWarning"),
+]
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).resolve().parent / "data"
+SAMPLE = DATA / "fer_sample.npz"
+FER_CSV = DATA / "fer2013_sample.csv"
+ICML_CSV = DATA / "icml_face_data_sample.csv"
+SHARED = ROOT.parent / "shared" / "data" / "fer2013"
+MAX_TFLITE_BYTES = 5 * 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory with train.npz and val.npz: the shared FER2013 copy, or the fixture split in two."""
+    if (SHARED / "train.npz").is_file() and (SHARED / "val.npz").is_file():
+        return SHARED
+    out = tmp_path_factory.mktemp("fer2013")
+    with np.load(SAMPLE) as sample:
+        x, y, usage = sample["x"], sample["y"], sample["usage"]
+    for name, use in (("train", "Training"), ("val", "PublicTest")):
+        np.savez_compressed(out / f"{name}.npz", x=x[usage == use], y=y[usage == use])
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> dict[str, Any]:
+    """Train one epoch and export; returns the output paths and the metadata that train returned."""
+    from training import train
+
+    out, work = tmp_path_factory.mktemp("models"), tmp_path_factory.mktemp("work")
+    argv = ["--data", str(data_dir), "--epochs", "1", "--limit", "300", "--batch-size", "64"]
+    metadata = train.main([*argv, "--seed", "3", "--out", str(out), "--work-dir", str(work)])
+    return {"out": out, "work": work, "metadata": metadata}
+
+
+# --- data loading and cleaning ----------------------------------------------------------------------
+
+
+def test_fixture_is_small_real_and_covers_every_class() -> None:
+    assert SAMPLE.stat().st_size < 1_000_000
+    with np.load(SAMPLE) as sample:
+        x, y, usage = sample["x"], sample["y"], sample["usage"]
+    assert x.dtype == np.uint8 and x.shape == (350, INPUT_SIZE, INPUT_SIZE) and y.dtype == np.int8
+    for use in ("Training", "PublicTest"):
+        assert set(y[usage == use].tolist()) == set(range(NUM_CLASSES))
+    assert x.std(axis=(1, 2)).min() > 5  # real faces, not constant images
+
+
+def test_both_kaggle_csv_formats_parse_by_usage_and_agree() -> None:
+    assert FER_CSV.read_text().splitlines()[0] == "emotion,pixels,Usage"
+    assert ICML_CSV.read_text().splitlines()[0] == "emotion, Usage, pixels"
+    with np.load(SAMPLE) as sample:
+        known = {face.tobytes(): int(label) for face, label in zip(sample["x"], sample["y"], strict=True)}
+    for usage in ("Training", "PublicTest", "PrivateTest"):
+        fer, icml = load_csv(FER_CSV, usage), load_csv(ICML_CSV, usage)
+        assert len(fer) == 4
+        np.testing.assert_array_equal(fer.x, icml.x)
+        np.testing.assert_array_equal(fer.y, icml.y)
+        assert fer.x.dtype == np.uint8 and fer.y.dtype == np.int64
+        assert all(known[face.tobytes()] == label for face, label in zip(fer.x, fer.y.tolist(), strict=True))
+    everything = load_file(ICML_CSV)
+    assert len(everything) == 12 and everything.sha256() == load_file(FER_CSV).sha256()
+    np.testing.assert_array_equal(load_split(FER_CSV, "test").x, load_csv(ICML_CSV, "PrivateTest").x)
+    np.testing.assert_array_equal(load_split(ICML_CSV, "val").y, load_csv(FER_CSV, "PublicTest").y)
+
+
+def _csv(pixels: str = " ".join(["128"] * INPUT_SIZE**2), emotion: str = "3", usage: str = "Training") -> str:
+    return f"emotion,pixels,Usage\n{emotion},{pixels},{usage}\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "usage", "message"),
+    [
+        ("", None, "empty CSV"),
+        ("emotion,Usage\n3,Training\n", None, r"missing column\(s\) \['pixels'\]"),
+        ("emotion,pixels\n3," + " ".join(["1"] * INPUT_SIZE**2) + "\n", "Training", r"missing column\(s\) \['Usage'\]"),
+        (_csv(pixels="1 2 3"), None, ":2: expected 2304 pixels, got 3"),
+        (_csv(pixels=" ".join(["300"] * INPUT_SIZE**2)), None, ":2: pixel values outside 0..255"),
+        (_csv(pixels=" ".join(["-1"] * INPUT_SIZE**2)), None, ":2: pixel values outside 0..255"),
+        (_csv(pixels="a b c"), None, ":2: unreadable row"),
+        (_csv(emotion="happy"), None, ":2: unreadable row"),
+        ("emotion,pixels,Usage\n3\n", None, ":2: unreadable row"),
+        (_csv(emotion="7"), None, "labels outside 0..6"),
+        (_csv(usage="Training"), "PrivateTest", "no rows with Usage=PrivateTest"),
+    ],
+)
+def test_bad_csv_gives_clear_value_error(tmp_path: Path, text: str, usage: str | None, message: str) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        load_csv(path, usage)
+
+
+def test_clean_training_set_removes_blank_duplicate_conflicting_and_val_copies() -> None:
+    faces = np.random.default_rng(0).integers(1, 256, size=(5, INPUT_SIZE, INPUT_SIZE), dtype=np.uint8)
+    a, b, c, d, v = faces
+    blank = np.zeros_like(a)
+    x = np.stack([a, blank, a, b, v, b, c, a, v, blank, d])
+    y = np.array([0, 6, 0, 1, 3, 2, 4, 0, 5, 6, 5])
+    val = Split(np.stack([v, faces[0] // 2 + 1]), np.array([3, 1]))
+    kept, stats = clean_training_set(Split(x, y), val)
+    assert stats == {"blank": 2, "duplicate": 2, "conflicting_label": 2, "in_val": 2}
+    np.testing.assert_array_equal(kept.x, np.stack([a, c, d]))
+    np.testing.assert_array_equal(kept.y, [0, 4, 5])
+
+
+# --- training and export -----------------------------------------------------------------------------
+
+
+def test_training_exports_litert_models_and_metadata(trained: dict[str, Any], data_dir: Path) -> None:
+    from ai_edge_litert.interpreter import Interpreter
+
+    from training.export import FLOAT_NAME, INT8_NAME, KERAS_NAME, METADATA_NAME
+    from training.labels import SCALE, to_inputs
+    from training.predict import load_predictor
+
+    out, work, returned = trained["out"], trained["work"], trained["metadata"]
+    assert sorted(p.name for p in out.iterdir()) == sorted([FLOAT_NAME, INT8_NAME, KERAS_NAME, METADATA_NAME])
+    assert (work / "best.keras").is_file() and (work / "history.csv").is_file()
+    meta = json.loads((out / METADATA_NAME).read_text())
+    assert meta == returned
+    assert meta["labels"] == list(LABELS)
+    assert meta["input"]["shape"] == [INPUT_SIZE, INPUT_SIZE, 1] and meta["input"]["dtype"] == "float32"
+    assert meta["input"]["scale"] == pytest.approx(SCALE) and meta["input"]["offset"] == 0.0
+    assert "git_commit" in meta and (meta["git_commit"] is None or len(meta["git_commit"]) == 40)
+    training = meta["training"]
+    assert training["data_sha256"] == load_split(data_dir, "train").sha256()
+    assert 0 < training["train_images"] <= 300 and training["epochs_run"] == 1
+    assert set(training["removed"]) == {"blank", "duplicate", "conflicting_label", "in_val"}
+
+    import keras
+
+    keras_model = keras.models.load_model(work / "best.keras", compile=False)
+    assert meta["parameters"] == keras_model.count_params()
+    faces = load_file(SAMPLE).x[:64]
+    probs = {}
+    for kind, name, dtype in (("float32", FLOAT_NAME, np.float32), ("int8", INT8_NAME, np.int8)):
+        entry, blob = meta["models"][kind], (out / name).read_bytes()
+        assert entry["file"] == name and entry["bytes"] == len(blob) <= MAX_TFLITE_BYTES
+        assert entry["sha256"] == hashlib.sha256(blob).hexdigest()
+        assert 0.0 <= entry["val_accuracy"] <= 1.0
+        interpreter = Interpreter(model_path=str(out / name))
+        interpreter.allocate_tensors()
+        inp, outp = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+        assert list(inp["shape"]) == [1, INPUT_SIZE, INPUT_SIZE, 1] and list(outp["shape"]) == [1, NUM_CLASSES]
+        assert inp["dtype"] == dtype and outp["dtype"] == dtype
+        for io, key in ((inp, "input"), (outp, "output")):
+            scale, zero_point = io["quantization"]
+            assert entry[f"{key}_dtype"] == np.dtype(dtype).name
+            assert entry[f"{key}_quantization"] == {"scale": pytest.approx(scale), "zero_point": zero_point}
+            assert (scale > 0) == (kind == "int8")
+        probs[kind] = load_predictor(out / name, num_threads=1)(faces)
+        np.testing.assert_allclose(probs[kind].sum(1), 1.0, atol=0.02)
+    np.testing.assert_allclose(probs["float32"], keras_model.predict(to_inputs(faces), verbose=0), atol=1e-4)
+    assert np.abs(probs["int8"] - probs["float32"]).max() < 0.05
+
+
+# --- evaluation -----------------------------------------------------------------------------------
+
+
+def test_metrics_match_hand_computed_values() -> None:
+    from training.evaluate import metrics
+
+    result = metrics(np.array([0, 0, 1, 1, 2]), np.array([0, 1, 1, 1, 0]))
+    assert result["accuracy"] == pytest.approx(0.6)
+    per = result["per_class"]
+    assert list(per) == list(LABELS)
+    assert per["angry"] == pytest.approx({"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2})
+    assert per["disgust"] == pytest.approx({"precision": 2 / 3, "recall": 1.0, "f1": 0.8, "support": 2})
+    assert per["fear"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
+    assert result["macro_f1"] == pytest.approx((0.5 + 0.8 + 0.0) / 3)  # classes absent from both are skipped
+    assert result["confusion"][0][:3] == [1, 1, 0] and np.array(result["confusion"]).sum() == 5
+
+
+def test_flip_tta_averages_image_and_mirror() -> None:
+    from training.evaluate import evaluate
+
+    def fake(x: np.ndarray) -> np.ndarray:  # votes for (left corner % 7), as strongly as that pixel is bright
+        probs = np.zeros((len(x), NUM_CLASSES), dtype=np.float32)
+        probs[np.arange(len(x)), x[:, 0, 0] % NUM_CLASSES] = x[:, 0, 0] + 1.0
+        return probs
+
+    x = np.zeros((3, INPUT_SIZE, INPUT_SIZE), dtype=np.uint8)
+    x[:, 0, 0], x[:, 0, -1] = [11, 21, 31], [101, 102, 103]  # the right corner is brighter: mirror wins
+    result = evaluate(fake, Split(x, np.array([101, 102, 103]) % NUM_CLASSES))
+    assert result["plain"]["accuracy"] == 0.0 and result["flip_tta"]["accuracy"] == 1.0
+    assert result["flip_tta"]["ms_per_face"] >= result["plain"]["ms_per_face"] > 0
+
+
+def _check_report(report: dict[str, Any], images: int) -> None:
+    assert report["labels"] == list(LABELS) and report["data"]["images"] == images
+    for key in ("plain", "flip_tta"):
+        result = report[key]
+        assert set(result) == {"accuracy", "macro_f1", "per_class", "confusion", "ms_per_face"}
+        assert 0.0 <= result["accuracy"] <= 1.0 and 0.0 <= result["macro_f1"] <= 1.0 and result["ms_per_face"] > 0
+        assert list(result["per_class"]) == list(LABELS)
+        assert sum(c["support"] for c in result["per_class"].values()) == images == np.sum(result["confusion"])
+        assert [c["support"] for c in result["per_class"].values()] == report["data"]["class_counts"]
+
+
+def test_evaluate_float_tflite_on_npz_writes_report_and_confusion(
+    trained: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from training import evaluate
+
+    model = trained["out"] / "emotion_classifier.tflite"
+    report_path, png = tmp_path / "out" / "eval.json", tmp_path / "out" / "confusion.png"
+    returned = evaluate.main([str(model), "--data", str(SAMPLE), "--report", str(report_path), "--confusion", str(png)])
+    report = json.loads(report_path.read_text())
+    assert report == json.loads(json.dumps(returned))
+    _check_report(report, 350)
+    assert report["model"]["input_dtype"] == "float32" and report["threads"] == 2
+    assert report["data"]["sha256"] == load_file(SAMPLE).sha256()
+    printed = capsys.readouterr().out
+    assert all(label in printed for label in LABELS) and "macro-F1" in printed and "flip TTA" in printed
+    with Image.open(png) as image:
+        assert image.format == "PNG" and image.width > 800 and image.height > 400
+
+
+def test_evaluate_int8_tflite_on_one_csv_usage(trained: dict[str, Any], tmp_path: Path) -> None:
+    from training import evaluate
+
+    model = trained["out"] / "emotion_classifier_int8.tflite"
+    report = evaluate.main([str(model), "--data", str(ICML_CSV), "--usage", "PrivateTest", "--threads", "1"])
+    _check_report(report, 4)
+    assert report["model"]["input_dtype"] == "int8" and report["data"]["usage"] == "PrivateTest"
+    assert evaluate.main([str(model), "--data", str(FER_CSV)])["data"]["images"] == 12
+
+
+def test_evaluate_keras_model_writes_nothing_unless_asked(
+    trained: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from training import evaluate
+
+    monkeypatch.chdir(tmp_path)
+    report = evaluate.main([str(trained["work"] / "best.keras"), "--data", str(SAMPLE)])
+    _check_report(report, 350)
+    assert report["model"]["format"] == "keras" and report["threads"] is None
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["model.onnx", "--data", str(SAMPLE)], "must be a .keras or .tflite"),
+        (["missing.tflite", "--data", str(SAMPLE)], "no such model file"),
+        (["MODEL", "--data", str(DATA)], "is a directory"),
+        (["MODEL", "--data", str(SAMPLE), "--usage", "PublicTest"], "--usage applies to Kaggle CSV files only"),
+        (["MODEL", "--data", str(FER_CSV), "--usage", "Validation"], "invalid choice"),
+        (["MODEL", "--data", str(SAMPLE), "--threads", "0"], "--threads must be at least 1"),
+    ],
+)
+def test_evaluate_rejects_bad_arguments(
+    trained: dict[str, Any], argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from training import evaluate
+
+    model = str(trained["out"] / "emotion_classifier.tflite")
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate.main([model if arg == "MODEL" else arg for arg in argv])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err

@@ -1,0 +1,57 @@
+"""The tf.data input pipeline: scaling to [0, 1] and, for training only, random augmentation.
+
+Augmentation follows common FER2013 practice: horizontal flips, small shifts, rotations and
+zooms, contrast and brightness jitter, and random erasing. It runs on batches inside tf.data so
+that it never becomes part of the exported model.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from training.labels import NUM_CLASSES, to_inputs
+
+
+def augmenter(seed: int) -> keras.Sequential:
+    return keras.Sequential(
+        [
+            keras.layers.RandomFlip("horizontal", seed=seed),
+            keras.layers.RandomTranslation(0.1, 0.1, fill_mode="nearest", seed=seed + 1),
+            keras.layers.RandomRotation(0.04, fill_mode="nearest", seed=seed + 2),  # about ±14°
+            keras.layers.RandomZoom(0.1, fill_mode="nearest", seed=seed + 3),
+            keras.layers.RandomContrast(0.3, value_range=(0.0, 1.0), seed=seed + 4),
+            keras.layers.RandomBrightness(0.15, value_range=(0.0, 1.0), seed=seed + 5),
+            keras.layers.RandomErasing(factor=0.5, scale=(0.02, 0.15), seed=seed + 6),
+        ],
+        name="augment",
+    )
+
+
+def dataset(
+    x: np.ndarray,
+    y: np.ndarray,
+    batch_size: int,
+    training: bool,
+    seed: int = 0,
+    label_smoothing: float = 0.0,
+) -> tf.data.Dataset:
+    ds = tf.data.Dataset.from_tensor_slices((to_inputs(x), y.astype(np.int32)))
+    if training:
+        ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    if training:
+        aug = augmenter(seed)
+        ds = ds.map(
+            lambda images, labels: (tf.clip_by_value(aug(images, training=True), 0.0, 1.0), labels),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    smooth = label_smoothing
+    ds = ds.map(
+        lambda images, labels: (
+            images,
+            tf.one_hot(labels, NUM_CLASSES) * (1.0 - smooth) + smooth / NUM_CLASSES,
+        )
+    )
+    return ds.prefetch(tf.data.AUTOTUNE)

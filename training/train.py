@@ -1,0 +1,120 @@
+"""Train the classifier on FER2013 Training, select on PublicTest, and export to models/.
+
+Usage::
+
+    python -m training.train --data ../shared/data/fer2013 --out models/ [--epochs 60] [--seed 1]
+
+``--data`` is a directory with train.npz/val.npz, or a Kaggle CSV (fer2013.csv or
+icml_face_data.csv, split by ``Usage``). Checkpoints and the epoch log go to ``--work-dir``
+(default build/training); the best epoch on val is exported (see ``training.export``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from training.augment import dataset  # noqa: E402
+from training.data import clean_training_set, load_split  # noqa: E402
+from training.export import export  # noqa: E402
+from training.labels import NUM_CLASSES  # noqa: E402
+from training.model import build_model  # noqa: E402
+
+
+def class_weights(y: np.ndarray) -> np.ndarray:
+    """Square-root inverse-frequency weights, mean 1: lifts rare disgust without drowning it out."""
+    counts = np.bincount(y, minlength=NUM_CLASSES).astype(np.float64)
+    weights = np.sqrt(counts.sum() / np.maximum(counts, 1))
+    return (weights / (weights * counts).sum() * counts.sum()).astype(np.float32)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--out", type=Path, default=Path("models"))
+    parser.add_argument("--work-dir", type=Path, default=Path("build/training"))
+    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--learning-rate", type=float, default=3e-3)
+    parser.add_argument("--patience", type=int, default=15, help="early-stopping patience in epochs")
+    parser.add_argument("--label-smoothing", type=float, default=0.1)
+    parser.add_argument("--limit", type=int, default=None, help="use only the first N shuffled images (smoke runs)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    keras.utils.set_random_seed(args.seed)
+    started = time.monotonic()
+
+    raw_train, val = load_split(args.data, "train"), load_split(args.data, "val")
+    train, cleaned = clean_training_set(raw_train, val)
+    if args.limit:
+        pick = np.random.default_rng(args.seed).permutation(len(train))[: args.limit]
+        train = type(train)(train.x[pick], train.y[pick])
+        pick = np.random.default_rng(args.seed).permutation(len(val))[: args.limit]
+        val = type(val)(val.x[pick], val.y[pick])
+    print(f"train {len(train)} images (removed {cleaned}), val {len(val)}", flush=True)
+
+    weights = class_weights(train.y)
+    steps = -(-len(train) // args.batch_size)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=args.learning_rate / 10,
+        warmup_target=args.learning_rate,
+        warmup_steps=2 * steps,
+        decay_steps=max(1, (args.epochs - 2) * steps),
+        alpha=0.01,
+    )
+    model = build_model()
+    model.compile(
+        optimizer=keras.optimizers.AdamW(schedule, weight_decay=5e-4),
+        loss=keras.losses.CategoricalCrossentropy(),
+        metrics=["accuracy"],
+    )
+    args.work_dir.mkdir(parents=True, exist_ok=True)
+    best_path = args.work_dir / "best.keras"
+    history = model.fit(
+        dataset(train.x, train.y, args.batch_size, True, args.seed, args.label_smoothing),
+        validation_data=dataset(val.x, val.y, 512, False),
+        epochs=args.epochs,
+        class_weight=dict(enumerate(weights.tolist())),
+        callbacks=[
+            keras.callbacks.ModelCheckpoint(best_path, monitor="val_accuracy", save_best_only=True),
+            keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=args.patience),
+            keras.callbacks.CSVLogger(args.work_dir / "history.csv"),
+        ],
+        shuffle=False,  # the dataset shuffles itself
+        verbose=2,
+    )
+    best = keras.models.load_model(best_path, compile=False)
+    accuracies = history.history["val_accuracy"]
+    info = {
+        "data_sha256": raw_train.sha256(),
+        "train_images": len(train),
+        "removed": cleaned,
+        "val_images": len(val),
+        "epochs_run": len(accuracies),
+        "best_epoch": int(np.argmax(accuracies)) + 1,
+        "seed": args.seed,
+        "class_weights": [round(float(w), 3) for w in weights],
+        "command": "python -m training.train " + shlex.join(sys.argv[1:] if argv is None else argv),
+        "train_wall_time_s": round(time.monotonic() - started),
+    }
+    metadata = export(best, args.out, train, val, info, seed=args.seed)
+    for kind, entry in metadata["models"].items():
+        print(f"{kind}: val accuracy {entry['val_accuracy']:.4f}, {entry['bytes'] / 1e6:.2f} MB", flush=True)
+    return metadata
+
+
+if __name__ == "__main__":
+    main()
