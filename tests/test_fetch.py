@@ -1,0 +1,298 @@
+"""fetch(): every per-URL error code, retries, redirects and limits, against a real local server."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import socket
+import time
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import pytest
+
+from tests.imageserver import ImageServer
+from tests.test_netguard import FixedResolver
+from worker import netguard
+from worker.errors import (
+    BlockedAddress,
+    ConnectionFailed,
+    DnsError,
+    FetchTimeout,
+    HttpError,
+    InternalError,
+    InvalidUrl,
+    TooLarge,
+    TooManyRedirects,
+    UrlError,
+)
+from worker.fetch import USER_AGENT, fetch, make_session
+from worker.settings import Settings
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[ImageServer]:
+    with ImageServer() as running:
+        yield running
+
+
+def settings_for(**overrides: Any) -> Settings:
+    values: dict[str, Any] = {"allowed_networks": "127.0.0.1/32", "fetch_timeout": 3.0, "max_redirects": 5}
+    return Settings(**(values | overrides))
+
+
+def get(url: str, **overrides: Any) -> bytes:
+    settings = settings_for(**overrides)
+
+    async def go() -> bytes:
+        async with make_session(settings) as session:
+            return await fetch(session, url, settings)
+
+    return asyncio.run(go())
+
+
+def failure(url: str, expected: type[UrlError], **overrides: Any) -> tuple[UrlError, float]:
+    """The error fetching ``url`` raises (asserted to be an ``expected``) and the seconds it took."""
+    start = time.monotonic()
+    with pytest.raises(UrlError) as caught:
+        get(url, **overrides)
+    assert type(caught.value) is expected, caught.value.to_dict()
+    return caught.value, time.monotonic() - start
+
+
+def redirect_to(server: ImageServer, target: str, status: int = 302) -> str:
+    return server.url(f"/redirect-to?status={status}&url={quote(target, safe='')}")
+
+
+def test_fetches_a_photo(server: ImageServer) -> None:
+    assert get(server.url("/photos/deepface_img30.jpg")) == server.photos["deepface_img30.jpg"]
+
+
+def test_session_identifies_itself(server: ImageServer) -> None:
+    assert b'"User-Agent": "fer-batch/0.1"' in get(server.url("/headers"))
+    assert USER_AGENT == "fer-batch/0.1"
+
+
+def test_many_concurrent_fetches_share_one_session(server: ImageServer) -> None:
+    settings = settings_for(fetch_concurrency=8)
+    names = sorted(server.photos) * 5
+
+    async def go() -> list[bytes]:
+        async with make_session(settings) as session:
+            return await asyncio.gather(*(fetch(session, server.url(f"/photos/{n}"), settings) for n in names))
+
+    assert asyncio.run(go()) == [server.photos[n] for n in names]
+
+
+@pytest.mark.parametrize("url", ["", "   ", "ftp://example.com/a.jpg", "/photos/a.jpg", "http://", "no url", None])
+def test_invalid_urls(url: Any) -> None:
+    failure(url, InvalidUrl)
+
+
+def test_non_canonical_ip_literals_are_refused() -> None:
+    failure("http://2130706433/", InvalidUrl)  # aiohttp refuses numeric forms the OS would map
+    failure("http://127.1/", InvalidUrl)
+    with pytest.raises((InvalidUrl, BlockedAddress, DnsError)):  # left to the OS resolver: 127.0.0.1
+        get("http://0x7f000001/", allowed_networks="")
+
+
+def test_session_without_guard_is_refused(server: ImageServer) -> None:
+    settings = settings_for()
+
+    async def go() -> None:
+        async with aiohttp.ClientSession() as session:
+            await fetch(session, server.url("/text"), settings)
+
+    with pytest.raises(InternalError, match="make_session"):
+        asyncio.run(go())
+
+
+@pytest.mark.parametrize("path", ["/redirect/0", "/redirect/1", "/redirect/5"])
+def test_up_to_max_redirects_are_followed(server: ImageServer, path: str) -> None:
+    assert get(server.url(path)) == server.photo  # relative Location headers: /redirect/5 -> "4"
+
+
+def test_one_redirect_too_many(server: ImageServer) -> None:
+    error, _ = failure(server.url("/redirect/6"), TooManyRedirects)
+    assert "5" in error.message
+    failure(server.url("/redirect/1"), TooManyRedirects, max_redirects=0)
+
+
+@pytest.mark.parametrize("status", [301, 303, 307, 308])
+def test_redirect_statuses(server: ImageServer, status: int) -> None:
+    assert get(redirect_to(server, server.url("/photos/fer_justin.jpg"), status)) == server.photo
+
+
+def test_redirect_to_other_schemes_is_invalid(server: ImageServer) -> None:
+    failure(redirect_to(server, "file:///etc/passwd"), InvalidUrl)
+    failure(redirect_to(server, "ftp://127.0.0.1/x.jpg"), InvalidUrl)
+
+
+def test_redirect_without_location_is_an_http_error(server: ImageServer) -> None:
+    error, _ = failure(server.url("/status/302"), HttpError)
+    assert error.to_dict()["http_status"] == 302
+
+
+@pytest.mark.parametrize("host", ["127.0.0.2", "::1", "0.0.0.0", "::", "::ffff:127.0.0.2"])
+def test_ip_literals_of_this_machine_are_blocked(server: ImageServer, host: str) -> None:
+    before = server.hits()
+    error, elapsed = failure(server.url("/photos/fer_justin.jpg", host), BlockedAddress)
+    assert "non-public" in error.message and elapsed < 2
+    assert server.hits() == before
+
+
+@pytest.mark.parametrize("host", ["127.0.0.2", "::1", "169.254.169.254", "10.0.0.1", "100.64.0.1"])
+def test_redirects_to_blocked_addresses(server: ImageServer, host: str) -> None:
+    before = server.hits(host)
+    target = server.url("/photos/fer_justin.jpg", host) if host in ("127.0.0.2", "::1") else f"http://{host}/latest"
+    error, elapsed = failure(redirect_to(server, target), BlockedAddress)
+    assert host in error.message and elapsed < 2  # refused before any connection attempt
+    assert server.hits(host) == before
+
+
+def test_host_names_are_checked_after_resolution(server: ImageServer) -> None:
+    """localhost resolves to loopback only: refused unless 127.0.0.1 is allowed."""
+    url = f"http://localhost:{server.port}/photos/fer_justin.jpg"
+    error, _ = failure(url, BlockedAddress, allowed_networks="")
+    assert "localhost" in error.message
+    assert get(url) == server.photo  # 127.0.0.1 allowed; a ::1 answer, if any, is dropped
+
+
+def session_with(settings: Settings, resolver: FixedResolver | None = None, **kwargs: Any) -> aiohttp.ClientSession:
+    guard = netguard.AddressGuard.from_settings(settings)
+    return aiohttp.ClientSession(connector=netguard.GuardedConnector(guard, inner_resolver=resolver, **kwargs))
+
+
+def test_rebinding_host_connects_only_to_checked_addresses(server: ImageServer) -> None:
+    """A name resolving to allowed and refused addresses is only ever connected on the allowed one,
+    and a name that flips between them is refused on the hop that resolves to the refused one."""
+    settings = settings_for()
+    before = server.hits("127.0.0.2")
+
+    class Flipping(FixedResolver):
+        calls = 0
+
+        async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> Any:
+            Flipping.calls += 1
+            self.addresses = ("127.0.0.1",) if Flipping.calls % 2 else ("127.0.0.2",)
+            return await super().resolve(host, port, family)
+
+    async def go() -> tuple[bytes, UrlError | None]:
+        async with session_with(settings, FixedResolver("127.0.0.2", "127.0.0.1")) as session:
+            body = await fetch(session, f"http://two.example:{server.port}/redirect/3", settings)
+        async with session_with(settings, Flipping(), use_dns_cache=False, force_close=True) as session:
+            try:
+                await fetch(session, f"http://flip.example:{server.port}/redirect/3", settings)
+            except UrlError as exc:
+                return body, exc
+        return body, None
+
+    body, refused = asyncio.run(go())
+    assert body == server.photo
+    assert isinstance(refused, BlockedAddress) and "flip.example" in refused.message
+    assert server.hits("127.0.0.2") == before
+
+
+def test_dns_failure(server: ImageServer) -> None:
+    settings = settings_for()
+    lookup_failed = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    async def go() -> None:
+        async with session_with(settings, FixedResolver(error=lookup_failed)) as session:
+            await fetch(session, "http://no-such-host.example/a.jpg", settings)
+
+    with pytest.raises(DnsError, match="no-such-host.example"):
+        asyncio.run(go())
+
+
+def test_connection_refused() -> None:
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    error, _ = failure(f"http://127.0.0.1:{port}/a.jpg", ConnectionFailed)
+    assert "127.0.0.1" in error.message
+
+
+def test_tls_handshake_failure_is_a_connection_error(server: ImageServer) -> None:
+    error, elapsed = failure(server.url("/text").replace("http://", "https://"), ConnectionFailed)
+    assert "127.0.0.1" in error.message and elapsed < 3
+
+
+@pytest.mark.parametrize("path", ["/reset", "/liar"])
+def test_dropped_connections_are_retried_then_reported(server: ImageServer, path: str) -> None:
+    before = server.hits(path=path)
+    _, elapsed = failure(server.url(path), ConnectionFailed)
+    assert server.hits(path=path) - before > 1  # retried
+    assert elapsed < 3
+
+
+def test_500_then_200_succeeds(server: ImageServer) -> None:
+    assert get(server.url("/flaky/once")) == server.photo
+    assert server.hits(path="/flaky/once") == 2
+    assert get(server.url("/flaky/twice?failures=2")) == server.photo
+
+
+def test_429_then_200_succeeds(server: ImageServer) -> None:
+    assert get(server.url("/status/429-once/a?retry_after=1")) == server.photo
+    assert get(server.url("/status/429-once/b")) == server.photo
+
+
+def test_429_asking_for_a_long_wait_is_reported_at_once(server: ImageServer) -> None:
+    error, elapsed = failure(server.url("/status/429-once/long?retry_after=3600"), HttpError)
+    assert error.to_dict()["http_status"] == 429 and elapsed < 1
+
+
+@pytest.mark.parametrize("status", [500, 503])
+def test_persistent_server_errors_end_as_http_error_within_budget(server: ImageServer, status: int) -> None:
+    before = server.hits(path=f"/status/{status}")
+    error, elapsed = failure(server.url(f"/status/{status}"), HttpError)
+    assert error.to_dict() == {"code": "http_error", "message": f"server answered HTTP {status}", "http_status": status}
+    assert server.hits(path=f"/status/{status}") - before > 1
+    assert elapsed < 3
+
+
+@pytest.mark.parametrize("status", [404, 403, 410])
+def test_client_errors_are_not_retried(server: ImageServer, status: int) -> None:
+    before = server.hits(path=f"/status/{status}")
+    error, _ = failure(server.url(f"/status/{status}"), HttpError)
+    assert error.to_dict()["http_status"] == status
+    assert server.hits(path=f"/status/{status}") == before + 1
+
+
+@pytest.mark.parametrize("path", ["/slow?seconds=10", "/drip?seconds=10"])
+def test_slow_answers_time_out_at_the_budget(server: ImageServer, path: str) -> None:
+    error, elapsed = failure(server.url(path), FetchTimeout, fetch_timeout=1.0)
+    assert 0.9 < elapsed < 3
+    assert "1 s" in error.message
+
+
+def test_the_budget_covers_redirect_hops(server: ImageServer) -> None:
+    slow = server.url("/slow?seconds=0.6")
+    chain = redirect_to(server, redirect_to(server, slow))
+    assert get(chain, fetch_timeout=3.0) == server.photo
+    failure(redirect_to(server, server.url("/slow?seconds=2")), FetchTimeout, fetch_timeout=1.0)
+
+
+def test_endless_body_stops_at_the_limit(server: ImageServer) -> None:
+    error, elapsed = failure(server.url("/endless"), TooLarge, max_image_bytes=1_000_000)
+    assert "1000000" in error.message and elapsed < 2
+
+
+def test_size_limit_is_exact(server: ImageServer) -> None:
+    body = bytes(range(256)) * 4000  # 1,024,000 bytes
+    url = server.add("/exact.bin", body)
+    assert get(url, max_image_bytes=len(body)) == body
+    failure(url, TooLarge, max_image_bytes=len(body) - 1)
+
+
+def test_compressed_bodies_are_limited_after_decompression(server: ImageServer) -> None:
+    payload = bytes(5_000_000)
+    packed = gzip.compress(payload)
+    url = server.add("/zeros.jpg", packed, "image/jpeg", headers={"Content-Encoding": "gzip"})
+    assert len(packed) < 100_000
+    failure(url, TooLarge, max_image_bytes=1_000_000)
+    assert get(url, max_image_bytes=len(payload)) == payload

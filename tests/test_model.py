@@ -1,0 +1,123 @@
+"""The shipped model (models/): its metadata, its floors, and train/serve parity.
+
+Parity means the same faces get the same answer through Keras, through the float .tflite, and
+through the worker's own path (encoded bytes -> ``worker.images.decode`` -> ``Classifier``).
+Validation faces come from ../shared/data/fer2013/val.npz when present, else from the fixture.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.services import ROOT
+from training.labels import LABELS
+from training.predict import predict_tflite
+from worker.images import decode
+from worker.model import Classifier, ModelError
+
+MODELS = ROOT / "models"
+FLOAT, INT8 = MODELS / "emotion_classifier.tflite", MODELS / "emotion_classifier_int8.tflite"
+METADATA = MODELS / "emotion_classifier.json"
+SHARED_VAL = ROOT.parent / "shared" / "data" / "fer2013" / "val.npz"
+PHOTOS = ROOT / "tests" / "data" / "photos"
+# Photos whose expression is a broad, unmistakable smile (see tests/data/photos/photos.csv).
+CLEARLY_HAPPY = ("abhirup_test_image_happy.jpeg", "deepface_img25.jpg", "deepface_img50.jpg")
+
+
+@pytest.fixture(scope="module")
+def metadata() -> dict:
+    return json.loads(METADATA.read_text())
+
+
+@pytest.fixture(scope="module")
+def val_faces() -> tuple[np.ndarray, np.ndarray]:
+    """64 validation faces picked with a fixed seed, and their labels."""
+    if SHARED_VAL.exists():
+        with np.load(SHARED_VAL) as d:
+            x, y = d["x"], d["y"]
+    else:
+        with np.load(ROOT / "tests" / "data" / "fer_sample.npz") as d:
+            keep = d["usage"] == "PublicTest"
+            x, y = d["x"][keep], d["y"][keep]
+    pick = np.random.default_rng(0).choice(len(x), size=64, replace=False)
+    return x[pick], y[pick].astype(int)
+
+
+@pytest.fixture(scope="module")
+def classifier() -> Classifier:
+    return Classifier(FLOAT, METADATA)
+
+
+def test_metadata_is_complete_and_models_meet_their_floors(metadata: dict) -> None:
+    assert metadata["labels"] == list(LABELS) == ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+    assert metadata["input"] == {**metadata["input"], "shape": [48, 48, 1], "color_mode": "L", "offset": 0.0}
+    assert metadata["input"]["scale"] == pytest.approx(1 / 255)
+    float_entry, int8_entry = metadata["models"]["float32"], metadata["models"]["int8"]
+    assert float_entry["val_accuracy"] >= 0.66
+    assert int8_entry["val_accuracy"] >= float_entry["val_accuracy"] - 0.01
+    assert int8_entry["input_dtype"] == "int8" and int8_entry["input_quantization"]["scale"] > 0
+    for entry in (float_entry, int8_entry):
+        path = MODELS / entry["file"]
+        assert path.stat().st_size == entry["bytes"] <= 5 * 1024 * 1024
+    for key in ("data_sha256", "train_images", "epochs_run", "command", "train_wall_time_s"):
+        assert key in metadata["training"]
+    assert metadata["parameters"] > 0 and metadata["created_at"] and "git_commit" in metadata
+
+
+def test_keras_and_float_tflite_agree_on_64_val_images(val_faces: tuple[np.ndarray, np.ndarray]) -> None:
+    keras = pytest.importorskip("keras")
+    from training.labels import to_inputs
+
+    faces, _ = val_faces
+    model = keras.models.load_model(MODELS / "emotion_classifier.keras", compile=False)
+    keras_probs = model.predict(to_inputs(faces), verbose=0)
+    tflite_probs = predict_tflite(FLOAT.read_bytes(), faces)
+    np.testing.assert_allclose(tflite_probs, keras_probs, atol=1e-4)
+    assert (tflite_probs.argmax(1) == keras_probs.argmax(1)).all()
+
+
+@pytest.mark.parametrize(("fmt", "options"), [("PNG", {}), ("JPEG", {"quality": 95})])
+def test_the_workers_own_preprocessing_gives_the_same_answers(
+    val_faces: tuple[np.ndarray, np.ndarray], classifier: Classifier, fmt: str, options: dict
+) -> None:
+    faces, _ = val_faces
+    direct = predict_tflite(FLOAT.read_bytes(), faces)
+    decoded = []
+    for face in faces:
+        buffer = io.BytesIO()
+        Image.fromarray(face).save(buffer, fmt, **options)
+        decoded.append(decode(buffer.getvalue(), classifier.size))
+    served = classifier.predict(np.stack(decoded))
+    assert (served.argmax(1) == direct.argmax(1)).all()
+    if fmt == "PNG":  # lossless: the very same pixels, so the very same numbers
+        np.testing.assert_allclose(served, direct, atol=1e-6)
+
+
+def test_int8_model_agrees_with_float(val_faces: tuple[np.ndarray, np.ndarray], metadata: dict) -> None:
+    faces, _ = val_faces
+    float_top = predict_tflite(FLOAT.read_bytes(), faces).argmax(1)
+    int8_top = Classifier(INT8, METADATA).predict(faces).argmax(1)
+    agreement = float((int8_top == float_top).mean())
+    assert agreement >= 0.9, f"int8 agrees with float on {agreement:.0%} of 64 faces"
+    assert metadata["parity"]["int8_vs_float_top_agreement"] >= 0.9
+
+
+@pytest.mark.parametrize("name", CLEARLY_HAPPY)
+def test_the_real_model_answers_happy_on_clearly_happy_photos(classifier: Classifier, name: str) -> None:
+    probs = classifier.predict(decode((PHOTOS / name).read_bytes(), classifier.size)[None])[0]
+    assert classifier.info.labels[int(probs.argmax())] == "happy"
+
+
+def test_labels_come_from_metadata_and_mismatches_are_refused(tmp_path: Path, metadata: dict) -> None:
+    broken = tmp_path / "m.json"
+    broken.write_text(json.dumps({**metadata, "labels": metadata["labels"][:6]}))
+    with pytest.raises(ModelError, match="7 outputs"):
+        Classifier(FLOAT, broken)
+    with pytest.raises(ModelError, match="cannot read model metadata"):
+        Classifier(FLOAT, tmp_path / "missing.json")

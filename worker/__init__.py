@@ -1,0 +1,44 @@
+"""The Celery app: ``celery -A worker worker`` finds ``app`` here.
+
+The API imports this module only to send tasks by name (``PROCESS_CHUNK``); the task code in
+``worker.tasks`` (fetching, decoding, LiteRT) is imported by worker processes alone.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from worker.settings import Settings, get_settings
+
+PROCESS_CHUNK = "fer.process_chunk"
+QUEUE = "fer"
+
+
+def create_celery(settings: Settings | None = None) -> Celery:
+    settings = settings or get_settings()
+    celery = Celery("fer_batch", broker=settings.redis_url, include=["worker.tasks"])
+    celery.conf.update(
+        task_default_queue=QUEUE,
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        # A chunk is acknowledged only when its results are stored; a killed worker's chunk
+        # goes back to the queue (celery#3541) and is redelivered after the visibility timeout.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout,
+            # kombu sweeps for abandoned chunks every interval x throttle seconds (100 s by
+            # default); every 5 s keeps recovery close to the visibility timeout.
+            "unacked_restore_interval": 5,
+            "unacked_restore_throttle": 1,
+        },
+        broker_connection_retry_on_startup=True,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+    )
+    return celery
+
+
+app = create_celery()

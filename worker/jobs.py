@@ -1,0 +1,237 @@
+"""The job store: the only module that knows fer-batch's Redis keys.
+
+One job is three keys sharing a Redis Cluster hash tag, all expiring together after
+``FER_RESULT_TTL``::
+
+    fer:job:{<id>}           hash: status, total, succeeded, failed, chunk_size,
+                             created_at, updated_at, finished_at
+    fer:job:{<id>}:urls      list: the submitted URLs, in input order
+    fer:job:{<id>}:results   hash: index -> outcome JSON ({"status": "ok"|"error", ...})
+    fer:job:{<id>}:done      list: one entry pushed when the job ends (wakes /predict waiters)
+
+Outcomes are written with HSETNX inside one Lua script, and the counters move only when a
+write was the first for its index: a chunk delivered twice cannot count twice. The same script
+moves the job from queued to running to done, so the counters and the status never disagree.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import redis
+
+PAGE = 1000  # indexes read per round trip when streaming a whole job
+WAIT_SLICE = 5.0  # seconds per BLPOP in wait_finished, below connect()'s socket_timeout
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+class ResultStatus(StrEnum):
+    PENDING = "pending"
+    OK = "ok"
+    ERROR = "error"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    status: JobStatus
+    total: int
+    succeeded: int
+    failed: int
+    chunk_size: int
+    created_at: str
+    updated_at: str
+    finished_at: str | None
+
+    @property
+    def processed(self) -> int:
+        return self.succeeded + self.failed
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (JobStatus.DONE, JobStatus.CANCELLED)
+
+
+_RECORD = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local status = redis.call('HGET', KEYS[1], 'status')
+if status == 'cancelled' or status == 'done' then return 0 end
+local ttl = redis.call('PTTL', KEYS[1])
+local added = 0
+for i = 2, #ARGV, 3 do
+  if redis.call('HSETNX', KEYS[2], ARGV[i], ARGV[i + 2]) == 1 then
+    added = added + 1
+    redis.call('HINCRBY', KEYS[1], ARGV[i + 1] == 'ok' and 'succeeded' or 'failed', 1)
+  end
+end
+if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+if added > 0 then
+  local job = redis.call('HMGET', KEYS[1], 'succeeded', 'failed', 'total')
+  local processed = tonumber(job[1] or 0) + tonumber(job[2] or 0)
+  if processed >= tonumber(job[3]) then
+    redis.call('HSET', KEYS[1], 'status', 'done', 'updated_at', ARGV[1], 'finished_at', ARGV[1])
+    redis.call('RPUSH', KEYS[3], 'done')
+    if ttl > 0 then redis.call('PEXPIRE', KEYS[3], ttl) end
+  else
+    redis.call('HSET', KEYS[1], 'status', 'running', 'updated_at', ARGV[1])
+  end
+end
+return added
+"""
+
+_CANCEL = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return nil end
+if status == 'queued' or status == 'running' then
+  redis.call('HSET', KEYS[1], 'status', 'cancelled', 'updated_at', ARGV[1], 'finished_at', ARGV[1])
+  redis.call('RPUSH', KEYS[2], 'cancelled')
+  local ttl = redis.call('PTTL', KEYS[1])
+  if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+  return 'cancelled'
+end
+return status
+"""
+
+
+def now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_job_id() -> str:
+    return secrets.token_hex(16)  # 128 random bits
+
+
+def connect(url: str) -> redis.Redis:
+    return redis.Redis.from_url(
+        url, decode_responses=True, socket_connect_timeout=2, socket_timeout=10, health_check_interval=30
+    )
+
+
+class JobStore:
+    def __init__(self, client: redis.Redis, ttl: int) -> None:
+        self.redis = client
+        self.ttl = ttl
+        self._record = client.register_script(_RECORD)
+        self._cancel = client.register_script(_CANCEL)
+
+    @staticmethod
+    def _keys(job_id: str) -> tuple[str, str, str, str]:
+        base = f"fer:job:{{{job_id}}}"
+        return base, f"{base}:urls", f"{base}:results", f"{base}:done"
+
+    def create(self, urls: Sequence[str], chunk_size: int, outcomes: Mapping[int, dict[str, Any]]) -> Job:
+        """Store a new job; ``outcomes`` answers indexes known at once (e.g. invalid URLs)."""
+        job_id = new_job_id()
+        job_key, urls_key, _, _ = self._keys(job_id)
+        stamp = now()
+        fields = {"status": JobStatus.QUEUED.value, "total": len(urls), "succeeded": 0, "failed": 0,
+                  "chunk_size": chunk_size, "created_at": stamp, "updated_at": stamp}
+        with self.redis.pipeline() as pipe:
+            pipe.hset(job_key, mapping=fields)
+            for start in range(0, len(urls), PAGE):
+                pipe.rpush(urls_key, *urls[start : start + PAGE])
+            pipe.expire(job_key, self.ttl)
+            pipe.expire(urls_key, self.ttl)
+            pipe.execute()
+        if outcomes and self.record(job_id, outcomes) > 0 and self.status(job_id) is JobStatus.RUNNING:
+            # Answers known at creation (invalid URLs) do not mean a worker started: still queued.
+            # No task is enqueued yet, so nothing else writes this job meanwhile.
+            self.redis.hset(job_key, "status", JobStatus.QUEUED.value)
+        job = self.get(job_id)
+        assert job is not None
+        return job
+
+    def get(self, job_id: str) -> Job | None:
+        data = self.redis.hgetall(self._keys(job_id)[0])
+        if not data:
+            return None
+        return Job(
+            id=job_id,
+            status=JobStatus(data["status"]),
+            total=int(data["total"]),
+            succeeded=int(data.get("succeeded", 0)),
+            failed=int(data.get("failed", 0)),
+            chunk_size=int(data["chunk_size"]),
+            created_at=data["created_at"],
+            updated_at=data["updated_at"],
+            finished_at=data.get("finished_at"),
+        )
+
+    def urls(self, job_id: str, start: int, stop: int) -> list[str]:
+        """URLs for indexes [start, stop)."""
+        if stop <= start:
+            return []
+        return self.redis.lrange(self._keys(job_id)[1], start, stop - 1)
+
+    def outcomes(self, job_id: str, indexes: Sequence[int]) -> list[dict[str, Any] | None]:
+        """Stored outcome per index, None where none is stored yet."""
+        if not indexes:
+            return []
+        raw = self.redis.hmget(self._keys(job_id)[2], [str(i) for i in indexes])
+        return [json.loads(item) if item is not None else None for item in raw]
+
+    def results(self, job: Job, start: int, stop: int) -> list[dict[str, Any]]:
+        """Result rows for indexes [start, stop): index, url, status and the outcome's fields."""
+        stop = min(stop, job.total)
+        urls = self.urls(job.id, start, stop)
+        missing = ResultStatus.CANCELLED if job.status is JobStatus.CANCELLED else ResultStatus.PENDING
+        rows = []
+        for index, url, outcome in zip(range(start, stop), urls, self.outcomes(job.id, range(start, stop)),
+                                       strict=True):
+            rows.append({"index": index, "url": url, **(outcome or {"status": missing.value})})
+        return rows
+
+    def iter_results(self, job: Job) -> Iterator[dict[str, Any]]:
+        for start in range(0, job.total, PAGE):
+            yield from self.results(job, start, start + PAGE)
+
+    def record(self, job_id: str, outcomes: Mapping[int, dict[str, Any]]) -> int:
+        """Store outcomes idempotently; returns how many indexes were answered for the first time.
+
+        Returns -1 for an unknown or expired job; 0 once the job is cancelled or done.
+        """
+        job_key, _, results_key, done_key = self._keys(job_id)
+        args: list[Any] = [now()]
+        for index, outcome in outcomes.items():
+            args += [index, outcome["status"], json.dumps(outcome, separators=(",", ":"))]
+        return int(self._record(keys=[job_key, results_key, done_key], args=args))
+
+    def cancel(self, job_id: str) -> JobStatus | None:
+        """Cancel a queued or running job; returns the status after the call, None if unknown."""
+        job_key, _, _, done_key = self._keys(job_id)
+        status = self._cancel(keys=[job_key, done_key], args=[now()])
+        return JobStatus(status) if status else None
+
+    def status(self, job_id: str) -> JobStatus | None:
+        status = self.redis.hget(self._keys(job_id)[0], "status")
+        return JobStatus(status) if status else None
+
+    def wait_finished(self, job_id: str, timeout: float) -> bool:
+        """Block until the job is done or cancelled, at most ``timeout`` seconds."""
+        job = self.get(job_id)
+        if job is None or job.finished:
+            return job is not None
+        done_key = self._keys(job_id)[3]
+        deadline = time.monotonic() + timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            # BLPOP then RPUSH back, so that every waiter on the same job wakes up. Waits are sliced
+            # below the client's socket timeout (10 s), and never 0, which would block forever.
+            item = self.redis.blpop([done_key], timeout=min(max(remaining, 0.01), WAIT_SLICE))
+            if item is not None:
+                self.redis.rpush(done_key, item[1])
+                return True
+        return False

@@ -1,0 +1,74 @@
+"""Typed settings from the environment, shared by the API, the workers and the CLI.
+
+Every variable has a default, listed in the README's configuration table. ``REDIS_URL`` has no
+prefix; everything else is ``FER_*``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from functools import cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FER_", frozen=True, extra="ignore", populate_by_name=True)
+
+    redis_url: str = Field(
+        "redis://localhost:6379/0", validation_alias=AliasChoices("REDIS_URL", "FER_REDIS_URL")
+    )
+    model_path: Path = MODELS_DIR / "emotion_classifier.tflite"
+    model_metadata: Path | None = None  # default: emotion_classifier.json beside the model
+
+    max_urls: int = Field(10_000, ge=1)
+    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    max_url_length: int = Field(2048, ge=16)
+    chunk_size: int = Field(64, ge=1)
+    batch_size: int = Field(64, ge=1)
+    result_ttl: int = Field(24 * 3600, ge=60)
+    predict_timeout: float = Field(30.0, gt=0)
+
+    fetch_concurrency: int = Field(32, ge=1)
+    fetch_timeout: float = Field(10.0, gt=0)
+    max_image_bytes: int = Field(10_000_000, ge=1)
+    max_redirects: int = Field(5, ge=0)
+    max_pixels: int = Field(50_000_000, ge=1)
+    allowed_networks: Annotated[tuple[Network, ...], NoDecode] = ()
+
+    @field_validator("allowed_networks", mode="before")
+    @classmethod
+    def _parse_networks(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(ipaddress.ip_network(part.strip()) for part in value.split(",") if part.strip())
+        return value
+
+    @property
+    def metadata_path(self) -> Path:
+        if self.model_metadata is not None:
+            return self.model_metadata
+        stem = self.model_path.stem.removesuffix("_int8")
+        return self.model_path.with_name(f"{stem}.json")
+
+    @property
+    def visibility_timeout(self) -> int:
+        """Seconds before the broker hands an unacknowledged chunk to another worker.
+
+        A chunk's worst case is every URL using its whole fetch budget, in waves of
+        ``fetch_concurrency``; doubled, plus a margin for decoding and inference.
+        """
+        waves = math.ceil(self.chunk_size / self.fetch_concurrency)
+        return int(2 * waves * self.fetch_timeout + 10)
+
+
+@cache
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment once."""
+    return Settings()

@@ -1,0 +1,65 @@
+"""Celery tasks: thin wrappers that load per-process resources and call plain functions."""
+
+from __future__ import annotations
+
+import logging
+from functools import cache
+
+from celery.signals import worker_process_init
+from redis.exceptions import RedisError
+
+from worker import PROCESS_CHUNK, app
+from worker.jobs import JobStatus, JobStore, connect
+from worker.model import Classifier
+from worker.pipeline import Pipeline, Result
+from worker.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+
+@cache
+def store() -> JobStore:
+    settings = get_settings()
+    return JobStore(connect(settings.redis_url), settings.result_ttl)
+
+
+@cache
+def pipeline() -> Pipeline:
+    settings = get_settings()
+    return Pipeline(settings, Classifier(settings.model_path, settings.metadata_path))
+
+
+@worker_process_init.connect
+def _load_model(**_: object) -> None:
+    """Load the model once per process, after the prefork (LiteRT must not cross a fork)."""
+    pipeline()
+
+
+def process_chunk(jobs: JobStore, pipe: Pipeline, job_id: str, start: int, stop: int) -> int:
+    """Answer every index in [start, stop) that has no stored outcome yet; returns how many were new.
+
+    Idempotent: a redelivered chunk redoes only what is missing, and the store ignores repeats.
+    """
+    status = jobs.status(job_id)
+    if status is None or status in (JobStatus.CANCELLED, JobStatus.DONE):
+        return 0
+    urls = jobs.urls(job_id, start, stop)
+    known = jobs.outcomes(job_id, range(start, start + len(urls)))
+    todo = [(start + i, url) for i, (url, done) in enumerate(zip(urls, known, strict=True)) if done is None]
+    added = 0
+
+    def store_batch(results: list[Result]) -> bool:
+        nonlocal added
+        added += max(0, jobs.record(job_id, {r.index: r.outcome for r in results}))
+        return jobs.status(job_id) is not JobStatus.CANCELLED
+
+    if todo:
+        pipe.run(todo, store_batch)
+    return added
+
+
+@app.task(name=PROCESS_CHUNK, autoretry_for=(RedisError,), retry_backoff=True, max_retries=5)
+def process_chunk_task(job_id: str, start: int, stop: int) -> int:
+    added = process_chunk(store(), pipeline(), job_id, start, stop)
+    log.info("job %s [%d, %d): %d new results", job_id, start, stop, added)
+    return added
