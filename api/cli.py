@@ -1,0 +1,250 @@
+"""``fer-batch``: submit CSVs of image URLs to the API, follow jobs, or run a batch in-process.
+
+Commands::
+
+    fer-batch submit FILE [--api URL] [--wait] [--out results.csv|results.json]
+    fer-batch status JOB [--json]       fer-batch results JOB [--out F]       fer-batch cancel JOB
+    fer-batch run FILE [--out F]        embedded mode: no Redis, no API, the workers' code in-process
+
+FILE is a CSV of URLs (a ``url`` column, or one URL per line) or ``-`` for standard input.
+``--out`` picks the format by extension (.csv or .json); without it a compact table is printed.
+``FER_API_URL`` sets the default API. Exit codes: 0 ok, 1 other failure, 2 usage error or
+unreadable input, 3 API unreachable, 4 unknown job, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+from tqdm import tqdm
+
+from api.client import ApiUnreachable, ClientError, FerClient, JobNotFound
+from api.inputs import CsvError, decode_csv, urls_from_csv
+
+EXIT_ERROR, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_NOT_FOUND, EXIT_INTERRUPTED = 1, 2, 3, 4, 130
+DEFAULT_API = "http://127.0.0.1:8000"
+FORMATS = (".csv", ".json")
+
+
+class Failure(click.ClickException):
+    """An error message for stderr and the exit code that goes with it."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_ERROR) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@contextmanager
+def api_errors() -> Iterator[None]:
+    """Turn client errors into clear messages and the documented exit codes."""
+    try:
+        yield
+    except ApiUnreachable as exc:
+        raise Failure(f"{exc.message} (is the API running? set --api or FER_API_URL)", EXIT_UNREACHABLE) from None
+    except JobNotFound as exc:
+        raise Failure(exc.message, EXIT_NOT_FOUND) from None
+    except ClientError as exc:
+        raise Failure(f"the API answered {exc}") from None
+
+
+def read_urls(file: str) -> list[str]:
+    """The URLs of a CSV file or of standard input (``-``), by the API's CSV rules."""
+    try:
+        data = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
+    except OSError as exc:
+        raise Failure(f"cannot read {file}: {exc.strerror or exc}", EXIT_USAGE) from None
+    try:
+        urls = urls_from_csv(decode_csv(data))
+    except CsvError as exc:
+        raise Failure(f"{file}: {exc}", EXIT_USAGE) from None
+    if not urls:
+        raise Failure(f"{file}: no URLs found", EXIT_USAGE)
+    return urls
+
+
+def check_out(out: Path | None) -> None:
+    if out is not None and out.suffix.lower() not in FORMATS:
+        raise click.UsageError(f"--out must end in .csv or .json, got {out.name!r}")
+
+
+def write_rows(rows: Iterable[dict[str, Any]], out: Path) -> None:
+    """Result rows to a .json list or a .csv with the API's CSV header."""
+    if out.suffix.lower() == ".json":
+        out.write_text(json.dumps(list(rows), indent=2) + "\n")
+        return
+    from worker.outcomes import CSV_HEADER, csv_row
+
+    with out.open("w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(CSV_HEADER)
+        writer.writerows(csv_row(row) for row in rows)
+
+
+def print_table(rows: Iterable[dict[str, Any]]) -> None:
+    """A compact table: index, status, top emotion with its probability or the error, URL."""
+    click.echo(f"{'index':>5}  {'status':<9}  {'result':<22}  url")
+    for row in rows:
+        if row["status"] == "ok":
+            result = f"{row['top']} {row['emotions'][row['top']]:.2f}"
+        elif row["status"] == "error":
+            err = row["error"]
+            result = f"{err['code']} {err.get('http_status', '')}".strip()
+        else:
+            result = ""
+        click.echo(f"{row['index']:>5}  {row['status']:<9}  {result:<22}  {row['url']}")
+
+
+def summary(job: dict[str, Any]) -> str:
+    return (f"job {job['job_id']}: {job['status']}, {job['processed']}/{job['total']} processed "
+            f"({job['succeeded']} ok, {job['failed']} failed)")
+
+
+def deliver(client: FerClient, job_id: str, out: Path | None) -> None:
+    """Write a job's results to ``out`` (.csv streamed from the API, or .json), else print a table."""
+    client.job(job_id, 0, 1)  # an unknown job fails here, before any output or file is started
+    if out is None:
+        print_table(client.iter_results(job_id))
+    elif out.suffix.lower() == ".csv":
+        with out.open("wb") as handle:
+            client.results_csv(job_id, handle)
+    else:
+        write_rows(client.iter_results(job_id), out)
+    if out is not None:
+        click.echo(f"wrote {out}", err=True)
+
+
+api_option = click.option("--api", envvar="FER_API_URL", default=DEFAULT_API, show_default=True,
+                          help="Base URL of the fer-batch API (env FER_API_URL).")
+out_option = click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+                          help="Write the results to this .csv or .json file instead of printing a table.")
+
+
+EPILOG = """FILE is a CSV of URLs (a url column, or one URL per line) or - for standard input. --out picks the
+format by extension (.csv or .json). FER_API_URL sets the default API. Exit codes: 0 ok, 1 other failure,
+2 usage error or unreadable input, 3 API unreachable, 4 unknown job, 130 interrupted."""
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EPILOG)
+def main() -> None:
+    """Facial emotion recognition for batches of image URLs."""
+
+
+@main.command()
+@click.argument("file")
+@api_option
+@click.option("--wait", is_flag=True, help="Show progress until the job ends, then write the results.")
+@out_option
+@click.option("--interval", default=0.5, show_default=True, help="Seconds between polls with --wait.")
+def submit(file: str, api: str, wait: bool, out: Path | None, interval: float) -> None:
+    """Submit FILE (a CSV of URLs, or - for stdin) as a job; prints the job id."""
+    check_out(out)
+    urls = read_urls(file)
+    with FerClient(api) as client, api_errors():
+        job_id = client.submit_urls(urls)["job_id"]
+        click.echo(job_id)
+        if not wait:
+            return
+        with tqdm(total=len(urls), unit="url", desc="classifying", file=sys.stderr) as bar:
+
+            def progress(job: dict[str, Any]) -> None:
+                bar.set_postfix(status=job["status"], failed=job["failed"], refresh=False)
+                bar.update(job["processed"] - bar.n)
+
+            try:
+                job = client.wait(job_id, progress, interval=interval)
+            except KeyboardInterrupt:
+                bar.close()
+                raise Failure(f"stopped waiting; job {job_id} goes on (fer-batch cancel {job_id} stops it)",
+                              EXIT_INTERRUPTED) from None
+        click.echo(summary(job), err=True)
+        deliver(client, job_id, out)
+        if job["status"] == "cancelled":
+            raise Failure(f"job {job_id} was cancelled; unprocessed URLs read 'cancelled'")
+
+
+@main.command()
+@click.argument("job_id", metavar="JOB")
+@api_option
+@click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
+def status(job_id: str, api: str, as_json: bool) -> None:
+    """Show a job's status and counters."""
+    with FerClient(api) as client, api_errors():
+        job = client.job(job_id, 0, 1)
+    if as_json:
+        job.pop("results", None)
+        job.pop("next", None)
+        click.echo(json.dumps(job, indent=2))
+        return
+    click.echo(summary(job))
+    click.echo(f"  created {job['created_at']}, updated {job['updated_at']}, finished {job['finished_at'] or '-'}")
+
+
+@main.command()
+@click.argument("job_id", metavar="JOB")
+@api_option
+@out_option
+def results(job_id: str, api: str, out: Path | None) -> None:
+    """Print a job's results, or write them to a .csv or .json file."""
+    check_out(out)
+    with FerClient(api) as client, api_errors():
+        deliver(client, job_id, out)
+
+
+@main.command()
+@click.argument("job_id", metavar="JOB")
+@api_option
+def cancel(job_id: str, api: str) -> None:
+    """Cancel a job: workers stop taking its URLs; results so far stay."""
+    with FerClient(api) as client, api_errors():
+        click.echo(summary(client.cancel(job_id)))
+
+
+@main.command()
+@click.argument("file")
+@out_option
+def run(file: str, out: Path | None) -> None:
+    """Classify FILE's URLs in this process (no Redis, no API), with the workers' code and settings."""
+    check_out(out)
+    urls = read_urls(file)
+    from worker.model import Classifier, ModelError  # the worker's dependencies, only for this command
+    from worker.pipeline import Pipeline, Result
+    from worker.settings import get_settings
+
+    settings = get_settings()
+    try:
+        pipeline = Pipeline(settings, Classifier(settings.model_path, settings.metadata_path))
+    except ModelError as exc:
+        raise Failure(f"{exc} (set FER_MODEL_PATH)") from None
+    found: dict[int, dict[str, Any]] = {}
+    try:
+        with tqdm(total=len(urls), unit="url", desc="classifying", file=sys.stderr) as bar:
+
+            def collect(batch: list[Result]) -> None:
+                for result in batch:
+                    found[result.index] = {"index": result.index, "url": result.url, **result.outcome}
+                bar.update(len(batch))
+
+            pipeline.run(list(enumerate(urls)), collect)
+    except KeyboardInterrupt:
+        raise Failure("interrupted", EXIT_INTERRUPTED) from None
+    finally:
+        pipeline.close()
+    rows = [found[index] for index in sorted(found)]
+    ok = sum(row["status"] == "ok" for row in rows)
+    click.echo(f"{len(rows)} URLs: {ok} ok, {len(rows) - ok} failed", err=True)
+    if out is None:
+        print_table(rows)
+    else:
+        write_rows(rows, out)
+        click.echo(f"wrote {out}", err=True)
+
+
+if __name__ == "__main__":
+    main(prog_name="fer-batch")

@@ -1,0 +1,130 @@
+"""A small typed client for the fer-batch HTTP API, over httpx (used by the ``fer-batch`` CLI).
+
+Failures raise ``ClientError`` subclasses carrying the API's stable error ``code``::
+
+    ClientError          any failure (code, message, status)
+    ├── ApiUnreachable   the API could not be reached (connection refused, DNS, timeout)
+    ├── JobNotFound      404 job_not_found
+    └── ApiResponseError any other error answer (status and code from the JSON body)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import IO, Any
+
+import httpx
+
+TERMINAL = ("done", "cancelled")
+
+
+class ClientError(Exception):
+    def __init__(self, code: str, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+
+    def __str__(self) -> str:
+        status = f"HTTP {self.status} " if self.status else ""
+        return f"{status}{self.code}: {self.message}"
+
+
+class ApiUnreachable(ClientError):
+    pass
+
+
+class JobNotFound(ClientError):
+    pass
+
+
+class ApiResponseError(ClientError):
+    pass
+
+
+def _raise_for(response: httpx.Response) -> None:
+    """Raise the ClientError an error answer stands for (JSON error body, else its status)."""
+    if response.is_success:
+        return
+    response.read()
+    try:
+        error = response.json()["error"]
+        code, message = str(error["code"]), str(error["message"])
+    except (ValueError, KeyError, TypeError):
+        code, message = f"http_{response.status_code}", response.text[:200] or response.reason_phrase
+    cls = JobNotFound if code == "job_not_found" else ApiResponseError
+    raise cls(code, message, response.status_code)
+
+
+class FerClient:
+    """``FerClient("http://127.0.0.1:8000")``; use as a context manager or call ``close()``."""
+
+    def __init__(self, base_url: str, timeout: float = 30.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
+
+    def __enter__(self) -> FerClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _request(self, method: str, url: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, url, **kwargs)
+        except httpx.TransportError as exc:
+            raise ApiUnreachable("api_unreachable", f"cannot reach the API at {self.base_url}: {exc}") from exc
+        _raise_for(response)
+        return response.json()
+
+    def submit_urls(self, urls: list[str]) -> dict[str, Any]:
+        """Submit a job from a list of URLs; returns the 202 body (job_id, status, total, links)."""
+        return self._request("POST", "/jobs", json={"urls": urls})
+
+    def submit_csv(self, data: bytes | str) -> dict[str, Any]:
+        """Submit a job from CSV text, parsed by the API."""
+        content = data.encode() if isinstance(data, str) else data
+        return self._request("POST", "/jobs", content=content, headers={"Content-Type": "text/csv"})
+
+    def job(self, job_id: str, offset: int = 0, limit: int = 100) -> dict[str, Any]:
+        return self._request("GET", f"/jobs/{job_id}", params={"offset": offset, "limit": limit})
+
+    def iter_results(self, job_id: str, page: int = 1000) -> Iterator[dict[str, Any]]:
+        """Every result row of a job, in index order, following the ``next`` links."""
+        body = self.job(job_id, 0, page)
+        yield from body["results"]
+        while body.get("next"):
+            # ``next`` is root-relative: resolve it against the API's origin, not its base path.
+            body = self._request("GET", str(httpx.URL(self.base_url).join(body["next"])))
+            yield from body["results"]
+
+    def results_csv(self, job_id: str, out: IO[bytes]) -> None:
+        """Stream the job's CSV results into ``out``."""
+        try:
+            with self._http.stream("GET", f"/jobs/{job_id}/results.csv") as response:
+                _raise_for(response)
+                for chunk in response.iter_bytes():
+                    out.write(chunk)
+        except httpx.TransportError as exc:
+            raise ApiUnreachable("api_unreachable", f"cannot reach the API at {self.base_url}: {exc}") from exc
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        return self._request("DELETE", f"/jobs/{job_id}")
+
+    def wait(self, job_id: str, on_progress: Callable[[dict[str, Any]], None] | None = None,
+             interval: float = 0.5, timeout: float | None = None) -> dict[str, Any]:
+        """Poll until the job is done or cancelled; returns its last state (without results)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job = self.job(job_id, 0, 1)
+            if on_progress is not None:
+                on_progress(job)
+            if job["status"] in TERMINAL:
+                return job
+            if deadline is not None and time.monotonic() >= deadline:
+                raise ClientError("timeout", f"job {job_id} still {job['status']} after {timeout:g} s")
+            time.sleep(interval)

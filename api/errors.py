@@ -1,0 +1,86 @@
+"""Errors the API answers with, each rendered as ``{"error": {"code", "message", ...}}``.
+
+A request fails with one of these; ``code`` is stable (clients branch on it), ``message`` is for
+people, and extra keyword arguments are added to the error object (e.g. ``parameter``)::
+
+    ApiError                       any error answer (status, code, message)
+    ├── BadRequest           400   invalid_json, invalid_body, invalid_csv, invalid_parameter, no_urls
+    ├── NotFound             404   job_not_found
+    ├── PayloadTooLarge      413   too_many_urls, body_too_large
+    ├── UnsupportedMediaType 415   unsupported_media_type
+    ├── UnprocessableUrl     422   the URL's own error code (/predict): invalid_url, http_error, ...
+    ├── ServiceUnavailable   503   redis_unavailable, no_worker
+    └── Timeout              504   timeout
+
+Per-URL errors of a batch job are not these: they are outcomes (``worker.errors``) stored on
+their index, and never fail the request.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class ApiError(Exception):
+    """An error answer: HTTP ``status``, stable ``code``, human ``message`` and extra fields."""
+
+    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.extra = extra
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON body: ``{"error": {"code", "message", **extra}}``."""
+        return {"error": {"code": self.code, "message": self.message, **self.extra}}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.status}, {self.code!r}, {self.message!r})"
+
+
+class _FixedStatus(ApiError):
+    """An ApiError whose subclass fixes the status and a default code."""
+
+    STATUS: ClassVar[int] = 500
+    CODE: ClassVar[str] = "internal_error"
+
+    def __init__(self, message: str, *, code: str | None = None, **extra: Any) -> None:
+        super().__init__(self.STATUS, code or self.CODE, message, **extra)
+
+
+class BadRequest(_FixedStatus):
+    STATUS = 400
+    CODE = "invalid_body"
+
+
+class NotFound(_FixedStatus):
+    STATUS = 404
+    CODE = "job_not_found"
+
+
+class PayloadTooLarge(_FixedStatus):
+    STATUS = 413
+    CODE = "too_many_urls"
+
+
+class UnsupportedMediaType(_FixedStatus):
+    STATUS = 415
+    CODE = "unsupported_media_type"
+
+
+class UnprocessableUrl(_FixedStatus):
+    """/predict's URL could not be classified; ``code`` is the URL's error code."""
+
+    STATUS = 422
+    CODE = "invalid_url"
+
+
+class ServiceUnavailable(_FixedStatus):
+    STATUS = 503
+    CODE = "redis_unavailable"
+
+
+class Timeout(_FixedStatus):
+    STATUS = 504
+    CODE = "timeout"

@@ -1,0 +1,207 @@
+"""The HTTP endpoints: jobs, CSV results, cancel, the Lambda-style /predict, health and readiness.
+
+Handlers raise ``api.errors.ApiError``; the one error handler in ``api`` renders every failure as
+JSON. Job state lives in Redis behind ``worker.jobs.JobStore``; work goes to the Celery queue by
+task name only, so nothing here imports the worker's fetching or inference code.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import redis
+from celery import Celery
+from flask import Blueprint, Response, current_app, request, stream_with_context, url_for
+
+from api.errors import BadRequest, NotFound, ServiceUnavailable, Timeout, UnprocessableUrl
+from api.inputs import entries_from_request, read_json
+from worker import PROCESS_CHUNK
+from worker.errors import InvalidUrl
+from worker.jobs import Job, JobStore
+from worker.outcomes import CSV_HEADER, csv_row, error, lambda_dict
+from worker.settings import Settings
+from worker.urls import validate_url
+
+bp = Blueprint("fer", __name__)
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+CSV_FLUSH_ROWS = 500
+READY_TIMEOUT = 1.0  # seconds a worker has to answer the readiness ping
+
+
+def _settings() -> Settings:
+    return current_app.extensions["fer.settings"]
+
+
+def _store() -> JobStore:
+    return current_app.extensions["fer.store"]
+
+
+def _celery() -> Celery:
+    return current_app.extensions["fer.celery"]
+
+
+def job_json(job: Job, results: list[dict[str, Any]] | None = None, next_url: str | None = None) -> dict[str, Any]:
+    """The one JSON shape of a job; ``results`` and ``next`` are added for a page of results."""
+    body: dict[str, Any] = {
+        "job_id": job.id,
+        "status": job.status.value,
+        "total": job.total,
+        "processed": job.processed,
+        "succeeded": job.succeeded,
+        "failed": job.failed,
+        "created_at": job.created_at,
+        "updated_at": job.updated_at,
+        "finished_at": job.finished_at,
+        "links": {
+            "self": url_for("fer.get_job", job_id=job.id),
+            "results_csv": url_for("fer.results_csv", job_id=job.id),
+        },
+    }
+    if results is not None:
+        body["results"] = results
+        body["next"] = next_url
+    return body
+
+
+def _get_job(job_id: str) -> Job:
+    job = _store().get(job_id)
+    if job is None:
+        raise NotFound(f"no job {job_id!r} (unknown, or expired after its retention time)", job_id=job_id)
+    return job
+
+
+def submit(entries: list[Any]) -> Job:
+    """Store a job for the entries and enqueue one task per chunk that still has work to do."""
+    settings, store = _settings(), _store()
+    urls: list[str] = []
+    answered: dict[int, dict[str, Any]] = {}
+    for index, entry in enumerate(entries):
+        try:
+            urls.append(validate_url(entry, settings.max_url_length))
+        except InvalidUrl as exc:
+            urls.append(entry if isinstance(entry, str) else str(entry))
+            answered[index] = error(exc)
+    job = store.create(urls, settings.chunk_size, outcomes=answered)
+    chunks = [
+        (start, min(start + settings.chunk_size, len(urls)))
+        for start in range(0, len(urls), settings.chunk_size)
+        if any(index not in answered for index in range(start, min(start + settings.chunk_size, len(urls))))
+    ]
+    celery = _celery()
+    try:
+        with celery.producer_or_acquire() as producer:
+            for start, stop in chunks:
+                celery.send_task(PROCESS_CHUNK, args=[job.id, start, stop], producer=producer)
+    except Exception:
+        store.cancel(job.id)  # a job with lost chunks would stay queued forever
+        raise
+    return job
+
+
+@bp.post("/jobs")
+def create_job() -> tuple[dict[str, Any], int, dict[str, str]]:
+    job = submit(entries_from_request(request, _settings().max_urls))
+    body = job_json(job)
+    return body, 202, {"Location": body["links"]["self"]}
+
+
+def _int_arg(name: str, default: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if not re.fullmatch(r"\s*\d+\s*", raw):
+        raise BadRequest(f"{name} must be a non-negative integer, got {raw!r}", code="invalid_parameter",
+                         parameter=name)
+    return int(raw)
+
+
+@bp.get("/jobs/<job_id>")
+def get_job(job_id: str) -> dict[str, Any]:
+    offset = _int_arg("offset", 0)
+    limit = min(_int_arg("limit", DEFAULT_LIMIT), MAX_LIMIT)
+    if limit == 0:
+        raise BadRequest("limit must be at least 1", code="invalid_parameter", parameter="limit")
+    job = _get_job(job_id)
+    results = _store().results(job, offset, offset + limit)
+    next_url = url_for("fer.get_job", job_id=job.id, offset=offset + limit, limit=limit) \
+        if offset + limit < job.total else None
+    return job_json(job, results, next_url)
+
+
+@bp.get("/jobs/<job_id>/results.csv")
+def results_csv(job_id: str) -> Response:
+    job = _get_job(job_id)
+    store = _store()
+
+    def generate() -> Iterator[str]:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(CSV_HEADER)
+        for count, result in enumerate(store.iter_results(job), start=1):
+            writer.writerow(csv_row(result))
+            if count % CSV_FLUSH_ROWS == 0:
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+        yield buffer.getvalue()
+
+    headers = {"Content-Disposition": f'attachment; filename="{job.id}.csv"'}
+    return Response(stream_with_context(generate()), mimetype="text/csv", headers=headers)
+
+
+@bp.delete("/jobs/<job_id>")
+def cancel_job(job_id: str) -> dict[str, Any]:
+    if _store().cancel(job_id) is None:
+        raise NotFound(f"no job {job_id!r} (unknown, or expired after its retention time)", job_id=job_id)
+    return job_json(_get_job(job_id))
+
+
+@bp.post("/predict")
+def predict() -> dict[str, float]:
+    body = read_json(request)
+    if not isinstance(body, dict) or "url" not in body:
+        raise BadRequest('expected a JSON object {"url": "..."}', code="invalid_body")
+    store = _store()
+    job = submit([body["url"]])
+    timeout = _settings().predict_timeout
+    if not store.wait_finished(job.id, timeout):
+        store.cancel(job.id)
+        raise Timeout(f"no answer within {timeout:g} s", job_id=job.id)
+    outcome = store.results(_get_job(job.id), 0, 1)[0]
+    if outcome["status"] == "ok":
+        return lambda_dict(outcome)
+    if outcome["status"] == "error":
+        err = outcome["error"]
+        extra = {key: value for key, value in err.items() if key not in ("code", "message")}
+        raise UnprocessableUrl(err["message"], code=err["code"], url=outcome["url"], **extra)
+    raise Timeout(f"the job was {outcome['status']} before an answer", job_id=job.id)
+
+
+@bp.get("/healthz")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@bp.get("/readyz")
+def readyz() -> dict[str, Any]:
+    try:
+        _store().redis.ping()
+    except redis.RedisError as exc:
+        raise ServiceUnavailable(f"Redis does not answer: {exc}", code="redis_unavailable",
+                                 checks={"redis": "unavailable", "worker": "unknown"}) from None
+    try:
+        replies = _celery().control.ping(timeout=READY_TIMEOUT, limit=1) or []
+    except Exception as exc:  # kombu raises its own OperationalError when the broker vanishes
+        raise ServiceUnavailable(f"cannot ping workers: {exc}", code="redis_unavailable",
+                                 checks={"redis": "unavailable", "worker": "unknown"}) from None
+    workers = sorted(name for reply in replies for name in reply)
+    if not workers:
+        raise ServiceUnavailable(f"no Celery worker answered a ping within {READY_TIMEOUT:g} s", code="no_worker",
+                                 checks={"redis": "ok", "worker": "missing"})
+    return {"status": "ready", "checks": {"redis": "ok", "worker": "ok"}, "workers": workers}

@@ -1,0 +1,210 @@
+"""The ``fer-batch`` CLI: argument errors through click's runner, the rest as real subprocesses
+against a real gunicorn serving ``api:create_app()``, a real worker and a local image server."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from api.cli import main
+from tests.imageserver import ImageServer
+from tests.services import ROOT, free_port, wait_until
+
+EXPECTED_CSV_HEADER = "index,url,status,top,angry,disgust,fear,happy,sad,surprise,neutral,error_code,error_message"
+UNKNOWN_JOB = "0123456789abcdef0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def images() -> Iterator[ImageServer]:
+    with ImageServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def api_url(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real ``gunicorn 'api:create_app()'`` on a free port."""
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "api:create_app()", "-b", f"127.0.0.1:{port}", "--workers", "2",
+             "--timeout", "60"],
+            cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"gunicorn exited:\n{log_path.read_text()[-3000:]}")
+        try:
+            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        wait_until(healthy, 30, "gunicorn")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+def fer_batch(*args: str, env: dict[str, str] | None = None, stdin: str | None = None,
+              timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "api.cli", *args], cwd=ROOT, env={**os.environ, **(env or {})},
+                          input=stdin, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture()
+def urls_csv(images: ImageServer, tmp_path: Path) -> tuple[Path, list[str]]:
+    """A CSV with a header and extra column: 3 photos, a 404, a line that is not a URL."""
+    urls = [images.url(f"/photos/{name}") for name in ("fer_justin.jpg", "deepface_img25.jpg", "vnsst_sad.jpg")]
+    urls += [images.url("/status/404"), "not a url"]
+    path = tmp_path / "urls.csv"
+    path.write_text("name,URL\r\n" + "".join(f"n{i},{url}\r\n" for i, url in enumerate(urls)))
+    return path, urls
+
+
+def check_rows(rows: list[dict], urls: list[str]) -> None:
+    assert [int(row["index"]) for row in rows] == list(range(len(urls)))
+    assert [row["url"] for row in rows] == urls
+    assert [row["status"] for row in rows] == ["ok", "ok", "ok", "error", "error"]
+
+
+# -- argument and environment errors (no services needed) ------------------------------------
+
+
+def test_usage_errors(tmp_path: Path) -> None:
+    runner = CliRunner()
+    missing = runner.invoke(main, ["submit", str(tmp_path / "missing.csv")])
+    assert missing.exit_code == 2 and "cannot read" in missing.output and "missing.csv" in missing.output
+    empty = tmp_path / "empty.csv"
+    empty.write_text("url\n\n")
+    result = runner.invoke(main, ["submit", str(empty)])
+    assert result.exit_code == 2 and "no URLs" in result.output
+    assert runner.invoke(main, ["run", str(empty)]).exit_code == 2
+    result = runner.invoke(main, ["submit", str(empty), "--out", "results.txt"])
+    assert result.exit_code == 2 and ".csv or .json" in result.output
+    assert runner.invoke(main, ["status"]).exit_code == 2
+    assert runner.invoke(main, ["frobnicate"]).exit_code == 2
+    assert "Exit codes" in runner.invoke(main, ["--help"]).output
+
+
+def test_unreachable_api(tmp_path: Path) -> None:
+    path = tmp_path / "urls.csv"
+    path.write_text("http://a.example/1.jpg\n")
+    dead = f"http://127.0.0.1:{free_port()}"
+    runner = CliRunner()
+    for args in (["submit", str(path)], ["status", UNKNOWN_JOB], ["results", UNKNOWN_JOB], ["cancel", UNKNOWN_JOB]):
+        result = runner.invoke(main, args, env={"FER_API_URL": dead})
+        assert result.exit_code == 3, result.output
+        assert "cannot reach the API" in result.output and dead in result.output
+
+
+# -- against gunicorn and a worker -----------------------------------------------------------
+
+
+def test_unknown_job(api_url: str) -> None:
+    for command in ("status", "results", "cancel"):
+        result = fer_batch(command, UNKNOWN_JOB, "--api", api_url)
+        assert result.returncode == 4, result.stderr
+        assert "no job" in result.stderr and UNKNOWN_JOB in result.stderr
+
+
+def test_submit_wait_writes_csv(api_url: str, worker: object, urls_csv: tuple[Path, list[str]],
+                                tmp_path: Path) -> None:
+    path, urls = urls_csv
+    out = tmp_path / "results.csv"
+    result = fer_batch("submit", str(path), "--wait", "--out", str(out), env={"FER_API_URL": api_url})
+    assert result.returncode == 0, result.stderr
+    assert re.fullmatch(r"[0-9a-f]{32}", result.stdout.strip())
+    assert "done, 5/5 processed (3 ok, 2 failed)" in result.stderr and f"wrote {out}" in result.stderr
+    text = out.read_text()
+    assert text.splitlines()[0] == EXPECTED_CSV_HEADER
+    rows = list(csv.DictReader(io.StringIO(text)))
+    check_rows(rows, urls)
+    assert [row["error_code"] for row in rows[3:]] == ["http_error", "invalid_url"]
+
+
+def test_submit_stdin_then_status_results_cancel(api_url: str, worker: object, urls_csv: tuple[Path, list[str]],
+                                                 tmp_path: Path) -> None:
+    path, urls = urls_csv
+    out = tmp_path / "results.json"
+    result = fer_batch("submit", "-", "--api", api_url, "--wait", "--out", str(out), stdin=path.read_text())
+    assert result.returncode == 0, result.stderr
+    job_id = result.stdout.strip()
+    check_rows(json.loads(out.read_text()), urls)
+
+    status = fer_batch("status", job_id, "--api", api_url)
+    assert status.returncode == 0 and f"job {job_id}: done, 5/5 processed" in status.stdout
+    as_json = json.loads(fer_batch("status", job_id, "--api", api_url, "--json").stdout)
+    assert as_json["status"] == "done" and as_json["job_id"] == job_id
+
+    table = fer_batch("results", job_id, "--api", api_url)
+    assert table.returncode == 0
+    lines = table.stdout.splitlines()
+    assert len(lines) == 6 and "http_error 404" in lines[4] and "invalid_url" in lines[5]
+    assert all(" ok " in line for line in lines[1:4])
+
+    again = tmp_path / "again.csv"
+    assert fer_batch("results", job_id, "--api", api_url, "--out", str(again)).returncode == 0
+    check_rows(list(csv.DictReader(io.StringIO(again.read_text()))), urls)
+
+    cancel = fer_batch("cancel", job_id, "--api", api_url)
+    assert cancel.returncode == 0 and f"job {job_id}: done" in cancel.stdout
+
+
+def test_submit_without_wait_and_cancel(api_url: str, tmp_path: Path) -> None:
+    path = tmp_path / "urls.csv"
+    path.write_text("".join(f"http://127.0.0.1:9/{i}.jpg\n" for i in range(3)))
+    result = fer_batch("submit", str(path), "--api", api_url)
+    assert result.returncode == 0, result.stderr
+    job_id = result.stdout.strip()
+    cancel = fer_batch("cancel", job_id, "--api", api_url)
+    assert cancel.returncode == 0 and job_id in cancel.stdout
+
+
+def test_run_embedded(urls_csv: tuple[Path, list[str]], env: dict[str, str], tmp_path: Path) -> None:
+    path, urls = urls_csv
+    out = tmp_path / "run.json"
+    # No Redis and no API: a dead REDIS_URL proves neither is used.
+    run_env = {**env, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0", "FER_API_URL": "http://127.0.0.1:9"}
+    result = fer_batch("run", str(path), "--out", str(out), env=run_env)
+    assert result.returncode == 0, result.stderr
+    assert "5 URLs: 3 ok, 2 failed" in result.stderr
+    rows = json.loads(out.read_text())
+    check_rows(rows, urls)
+    assert rows[3]["error"]["code"] == "http_error" and rows[4]["error"]["code"] == "invalid_url"
+    for row in rows[:3]:
+        assert row["top"] == max(row["emotions"], key=row["emotions"].get)
+    out_csv = tmp_path / "run.csv"
+    assert fer_batch("run", str(path), "--out", str(out_csv), env=run_env).returncode == 0
+    assert out_csv.read_text().splitlines()[0] == EXPECTED_CSV_HEADER
+    table = fer_batch("run", str(path), env=run_env)
+    assert table.returncode == 0 and len(table.stdout.splitlines()) == 6
+
+
+def test_run_without_a_model(urls_csv: tuple[Path, list[str]], env: dict[str, str], tmp_path: Path) -> None:
+    result = fer_batch("run", str(urls_csv[0]), env={**env, "FER_MODEL_PATH": str(tmp_path / "none.tflite")})
+    assert result.returncode == 1 and "FER_MODEL_PATH" in result.stderr
+
+
+def test_cli_imports_neither_the_api_server_nor_the_worker() -> None:
+    """``submit`` and friends need only the cli extra (click, httpx, tqdm)."""
+    code = (
+        "import sys, api.cli\n"
+        "loaded = {'flask', 'celery', 'worker', 'redis', 'numpy'} & {name.split('.')[0] for name in sys.modules}\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=60)

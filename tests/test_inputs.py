@@ -1,0 +1,131 @@
+"""Request bodies and CSV files to URL lists (api.inputs): pure, no Redis needed."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+
+import pytest
+from werkzeug.test import EnvironBuilder
+from werkzeug.wrappers import Request
+
+from api.errors import ApiError
+from api.inputs import CsvError, decode_csv, entries_from_request, read_json, urls_from_csv
+
+A, B, C = "http://a.example/1.jpg", "https://b.example/2.png", "http://c.example/3"
+
+
+@pytest.fixture(autouse=True)
+def _close_requests() -> Iterator[None]:
+    """Close every request a test builds, as Flask does (multipart uploads hold temporary files)."""
+    yield
+    while OPEN:
+        OPEN.pop().close()
+
+
+OPEN: list[Request] = []
+
+
+def request(**kwargs: object) -> Request:
+    builder = EnvironBuilder(method="POST", path="/jobs", **kwargs)
+    try:
+        OPEN.append(Request(builder.get_environ()))
+    finally:
+        builder.close()
+    return OPEN[-1]
+
+
+def error_of(req: Request, max_urls: int = 100) -> ApiError:
+    with pytest.raises(ApiError) as info:
+        entries_from_request(req, max_urls)
+    return info.value
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"url\n{A}\n{B}\n{C}\n",
+        f"\ufeffurl\r\n{A}\r\n{B}\r\n{C}\r\n",  # BOM and CRLF
+        f"name, URL ,size\nx,{A},1\ny,{B},2\nz,{C},3\n",  # any case, blanks, other columns
+        f"id,Url\n1,{A}\n\n2,{B}\n ,\n3,{C}",  # blank lines skipped, no final newline
+        f"{A}\n{B}\n\n{C}\n",  # no header: one URL per line
+        f"{A},happy\n{B},sad\n{C},x\n",  # no header: the first column
+        f'"url"\n"{A}"\n  {B}  \n{C}\n',  # quoted cells, surrounding blanks
+    ],
+)
+def test_csv_rules(text: str) -> None:
+    assert urls_from_csv(text) == [A, B, C]
+
+
+def test_csv_keeps_rows_that_are_not_urls_so_indexes_match() -> None:
+    assert urls_from_csv(f"url,name\n{A},a\nnot a url,b\n,c\n{B},d\n") == [A, "not a url", "", B]
+
+
+def test_csv_empty_and_header_only() -> None:
+    assert urls_from_csv("") == []
+    assert urls_from_csv("\ufeff\r\n\r\n") == []
+    assert urls_from_csv("url\n") == []
+
+
+def test_csv_errors() -> None:
+    with pytest.raises(CsvError):
+        urls_from_csv("url\n" + "x" * 200_000)  # over the csv module's field limit
+    with pytest.raises(CsvError):
+        decode_csv(b"url\n\xff\xfe\xfa")
+    assert urls_from_csv(decode_csv("url\nhttp://é.example/ü.jpg\n".encode("latin-1"), "latin-1")) == [
+        "http://é.example/ü.jpg"
+    ]
+
+
+def test_json_body_entries_are_kept_as_given() -> None:
+    body = {"urls": [A, 5, None, {"x": 1}, B]}
+    assert entries_from_request(request(json=body), 100) == [A, 5, None, {"x": 1}, B]
+
+
+def test_csv_and_multipart_bodies() -> None:
+    csv_text = f"url\n{A}\n{B}\n"
+    assert entries_from_request(request(data=csv_text, content_type="text/csv"), 100) == [A, B]
+    assert entries_from_request(request(data=csv_text, content_type="text/csv; charset=utf-8"), 100) == [A, B]
+    upload = {"file": (io.BytesIO(csv_text.encode()), "urls.csv", "text/csv")}
+    assert entries_from_request(request(data=upload), 100) == [A, B]
+    form = request(data={"file": csv_text}, content_type="multipart/form-data")
+    assert entries_from_request(form, 100) == [A, B]  # a plain form field
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "code"),
+    [
+        ({"data": b"{nope", "content_type": "application/json"}, 400, "invalid_json"),
+        ({"data": b"\xff\xfe", "content_type": "application/json"}, 400, "invalid_json"),
+        ({"json": [A]}, 400, "invalid_body"),
+        ({"json": {"url": A}}, 400, "invalid_body"),
+        ({"json": {"urls": A}}, 400, "invalid_body"),
+        ({"json": {"urls": []}}, 400, "no_urls"),
+        ({"data": "url\n\n", "content_type": "text/csv"}, 400, "no_urls"),
+        ({"data": b"url\n\xff\n", "content_type": "text/csv"}, 400, "invalid_csv"),
+        ({"data": {"other": (io.BytesIO(b"url\n"), "a.csv")}}, 400, "invalid_body"),
+        ({"data": A, "content_type": "text/plain"}, 415, "unsupported_media_type"),
+        ({"data": {"urls": A}, "content_type": "application/x-www-form-urlencoded"}, 415, "unsupported_media_type"),
+        ({"data": A}, 415, "unsupported_media_type"),
+    ],
+)
+def test_bad_bodies(kwargs: dict, status: int, code: str) -> None:
+    error = error_of(request(**kwargs))
+    assert (error.status, error.code) == (status, code)
+    json.dumps(error.to_dict())  # serialisable
+
+
+def test_too_many_urls() -> None:
+    error = error_of(request(json={"urls": [A] * 4}), max_urls=3)
+    assert (error.status, error.code, error.extra) == (413, "too_many_urls", {"limit": 3})
+    assert entries_from_request(request(json={"urls": [A] * 3}), 3) == [A] * 3
+    error = error_of(request(data="\n".join([A] * 4), content_type="text/csv"), max_urls=3)
+    assert error.code == "too_many_urls"
+
+
+def test_read_json() -> None:
+    assert read_json(request(json={"url": A})) == {"url": A}
+    with pytest.raises(ApiError) as info:
+        read_json(request(data=A, content_type="text/plain"))
+    assert info.value.status == 415
