@@ -1,0 +1,143 @@
+"""Methods (a) and (b), each run in a fresh child process: ``python -m bench.local METHOD URLS_FILE``.
+
+(a) ``original``: the capstone's serving code, one URL at a time: urllib download, Pillow decode
+    (no draft mode), grayscale, 48x48 resize, one batch-1 LiteRT invoke per image; with its two bugs
+    fixed (labels by the model's metadata, pixels scaled as the model expects).
+(b) ``embedded``: ``fer-batch run``'s engine, ``worker.pipeline.Pipeline`` with the settings from
+    the environment (``FER_*``), as ``api/cli.py`` builds it.
+
+The child prints one JSON object: per-run images, successes, seconds and time to the first result;
+cold start (child spawned to first result, from ``--spawned-at``, a ``time.monotonic()`` stamp of
+the parent: CLOCK_MONOTONIC is system-wide); its peak RSS; the top label per image of the first run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench import ROOT
+from bench.procs import vmhwm_mb
+
+Classify = Callable[[list[str], Callable[[int, str], None]], None]
+"""Classify all URLs, calling back (index, top label or "error") as each is answered."""
+
+
+def original_method() -> Classify:
+    """(a): load the model once, then one URL after the other, exactly one image per invoke."""
+    from ai_edge_litert.interpreter import Interpreter
+    from PIL import Image
+
+    from worker.model import ModelInfo
+    from worker.settings import get_settings
+
+    settings = get_settings()
+    info = ModelInfo.load(settings.metadata_path)  # fixed: labels and scaling from the model's metadata
+    interpreter = Interpreter(model_path=str(settings.model_path))
+    interpreter.allocate_tensors()
+    inp = interpreter.get_input_details()[0]["index"]
+    out = interpreter.get_output_details()[0]["index"]
+
+    def run(urls: list[str], answer: Callable[[int, str], None]) -> None:
+        for index, url in enumerate(urls):
+            try:
+                with urllib.request.urlopen(url, timeout=10) as response:
+                    data = response.read()
+                img = Image.open(io.BytesIO(data)).convert("L").resize((info.width, info.height))
+            except Exception:
+                answer(index, "error")
+                continue
+            x = np.asarray(img, dtype=np.float32).reshape(1, info.height, info.width, 1) * info.scale + info.offset
+            interpreter.set_tensor(inp, x)
+            interpreter.invoke()
+            probs = interpreter.get_tensor(out)[0]
+            answer(index, info.labels[int(np.argmax(probs))])
+
+    return run
+
+
+def embedded_method(decode_threads: int) -> Classify:
+    """(b): the worker's Pipeline in this process, as ``fer-batch run`` uses it."""
+    from worker.model import Classifier
+    from worker.pipeline import Pipeline, Result
+    from worker.settings import get_settings
+
+    settings = get_settings()
+    pipeline = Pipeline(settings, Classifier(settings.model_path, settings.metadata_path),
+                        decode_threads=decode_threads)
+
+    def run(urls: list[str], answer: Callable[[int, str], None]) -> None:
+        def collect(batch: list[Result]) -> None:
+            for result in batch:
+                answer(result.index, result.outcome.get("top", "error"))
+
+        pipeline.run(list(enumerate(urls)), collect)
+
+    return run
+
+
+def measure(method: Classify, urls: list[str], runs: int, spawned_at: float | None) -> dict[str, Any]:
+    records = []
+    labels: list[str] = []
+    cold_start = None
+    for run in range(runs):
+        answers: dict[int, str] = {}
+        first: list[float] = []
+        start = time.monotonic()
+
+        def answer(index: int, top: str, answers: dict[int, str] = answers, first: list[float] = first) -> None:
+            if not first:
+                first.append(time.monotonic())
+            answers[index] = top
+
+        method(urls, answer)
+        seconds = time.monotonic() - start
+        if run == 0:
+            labels = [answers.get(index, "missing") for index in range(len(urls))]
+            if spawned_at is not None and first:
+                cold_start = first[0] - spawned_at
+        records.append({"images": len(urls), "ok": sum(top not in ("error", "missing") for top in answers.values()),
+                        "seconds": seconds, "first_result": first[0] - start if first else None})
+    return {"runs": records, "cold_start": cold_start, "peak_rss_mb": vmhwm_mb(), "labels": labels}
+
+
+def run_child(method: str, urls: list[str], runs: int, env: Mapping[str, str], decode_threads: int = 2,
+              workdir: Path | None = None) -> dict[str, Any]:
+    """Run one method in a fresh ``python -m bench.local`` and return what it printed."""
+    workdir = workdir or ROOT / "build" / "bench"
+    workdir.mkdir(parents=True, exist_ok=True)
+    urls_file = workdir / f"urls-{method}.txt"
+    urls_file.write_text("\n".join(urls) + "\n")
+    cmd = [sys.executable, "-m", "bench.local", method, str(urls_file), "--runs", str(runs),
+           "--decode-threads", str(decode_threads), "--spawned-at", repr(time.monotonic())]
+    done = subprocess.run(cmd, cwd=ROOT, env=dict(env), capture_output=True, text=True, timeout=3600)
+    if done.returncode != 0:
+        raise RuntimeError(f"bench.local {method} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("method", choices=["original", "embedded"])
+    parser.add_argument("urls", type=Path, help="a file with one URL per line")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--decode-threads", type=int, default=2)
+    parser.add_argument("--spawned-at", type=float, default=None)
+    args = parser.parse_args()
+    urls = args.urls.read_text().split()
+    method = original_method() if args.method == "original" else embedded_method(args.decode_threads)
+    print(json.dumps(measure(method, urls, args.runs, args.spawned_at)))
+
+
+if __name__ == "__main__":
+    main()

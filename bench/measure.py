@@ -1,0 +1,89 @@
+"""Shared measuring steps: one method's summary row, and one full-stack worker configuration."""
+
+from __future__ import annotations
+
+import os
+import statistics
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.procs import cpu_seconds
+from bench.server import ImageServerProcess
+from bench.stack import Stack, cpu_delta, cpu_snapshot
+
+
+def machine_cpu_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (all processes, ours and others), from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def summarize(raw: Mapping[str, Any], **labels: Any) -> dict[str, Any]:
+    """A result row: the median of the runs, plus cold start and peak RSS, under ``labels``."""
+    runs = raw["runs"]
+    seconds = statistics.median(run["seconds"] for run in runs)
+    firsts = [run["first_result"] for run in runs if run.get("first_result") is not None]
+    images = runs[0]["images"]
+    row = {
+        **labels,
+        "images": images,
+        "runs": len(runs),
+        "images_per_s": round(images / seconds, 1),
+        "job_seconds": round(seconds, 3),
+        "first_result_s": round(statistics.median(firsts), 3) if firsts else None,
+        "ok": min(run["ok"] for run in runs),
+        "peak_rss_mb": None if raw.get("peak_rss_mb") is None else round(raw["peak_rss_mb"], 1),
+        "cold_start_s": None if raw.get("cold_start") is None else round(raw["cold_start"], 3),
+        "all_seconds": [round(run["seconds"], 3) for run in runs],
+    }
+    for key in ("cpu_seconds", "main_process_rss_mb"):
+        if key in raw:
+            row[key] = raw[key]
+    return row
+
+
+def agreement(labels: Sequence[str], reference: Sequence[str]) -> float | None:
+    """Share of images whose top label equals the reference's (a sanity check that all methods classify)."""
+    pairs = [(a, b) for a, b in zip(labels, reference, strict=False) if b not in ("", "error")]
+    if not pairs:
+        return None
+    return round(sum(a == b for a, b in pairs) / len(pairs), 4)
+
+
+def stack_case(stack: Stack, server: ImageServerProcess, names: Sequence[str], processes: int, latencies: Sequence[int],
+               runs: int, per_worker: int | None = None, extra_env: Mapping[str, str] | None = None,
+               extra_args: tuple[str, ...] = (), **labels: Any) -> tuple[list[dict[str, Any]], dict[int, list[str]]]:
+    """Start ``processes`` Celery pool processes and time ``runs`` jobs of ``names`` at each latency.
+
+    Returns one summary row per latency, and the top labels of each latency's first job.
+    """
+    rows = []
+    labels_by_latency: dict[int, list[str]] = {}
+    with stack.workers(processes, per_worker or processes, server.url(names[0], 0), extra_env, extra_args) as workers:
+        components = {"image_server": [server.pid], "api": [stack.api_pid], "redis": [stack.redis_pid],
+                      "workers": workers.main_pids()}
+        for latency in latencies:
+            urls = server.urls(names, latency)
+            records = []
+            cpu = []
+            for _ in range(runs):
+                before, mine, machine = cpu_snapshot(components), cpu_seconds(os.getpid()), machine_cpu_seconds()
+                record = stack.run_job(urls)
+                used = cpu_delta(before, cpu_snapshot(components))
+                used["bench_driver"] = round(cpu_seconds(os.getpid()) - mine, 3)
+                used["other_processes"] = round(machine_cpu_seconds() - machine - sum(used.values()), 3)
+                cpu.append(used)
+                records.append(record)
+            labels_by_latency[latency] = stack.labels(records[0]["job_id"])
+            median_run = sorted(range(runs), key=lambda i: records[i]["seconds"])[runs // 2]
+            rss = workers.peak_rss()
+            raw = {"runs": records, "cold_start": workers.cold_start, "peak_rss_mb": rss["pool_process_mb"],
+                   "main_process_rss_mb": round(rss["main_process_mb"], 1), "cpu_seconds": cpu[median_run]}
+            row = summarize(raw, method="stack", latency_ms=latency, processes=processes,
+                            workers=max(1, processes // (per_worker or processes)), **labels)
+            row["post_seconds"] = round(statistics.median(r["post_seconds"] for r in records), 4)
+            row["last_job_id"] = records[-1]["job_id"]
+            rows.append(row)
+    return rows, labels_by_latency

@@ -1,0 +1,106 @@
+"""The benchmark's image server: aiohttp on 127.0.0.1, in its own process, with per-request latency.
+
+``GET /<ms>/<name>`` waits ``ms`` milliseconds (asyncio.sleep, so waits overlap like a remote
+server's round trips), then answers the bytes of ``<name>`` from the image directory, held in
+memory. One server process serves every latency; the URL says which.
+
+It runs in a separate process (not in a thread of the benchmark, as ``tests.imageserver`` does) so
+that the in-process methods do not share their GIL with it. It still shares the machine's cores
+with the method under test, as a real server would not: at 0 ms that cost is part of every number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from aiohttp import web
+
+from bench import ROOT
+
+
+def make_app(directory: Path) -> web.Application:
+    images = {path.name: path.read_bytes() for path in directory.iterdir() if path.suffix in (".jpg", ".jpeg")}
+
+    async def image(request: web.Request) -> web.StreamResponse:
+        body = images.get(request.match_info["name"])
+        if body is None:
+            raise web.HTTPNotFound()
+        delay = int(request.match_info["ms"]) / 1000
+        if delay > 0:
+            await asyncio.sleep(delay)
+        return web.Response(body=body, content_type="image/jpeg")
+
+    app = web.Application()
+    app.add_routes([web.get(r"/{ms:\d+}/{name}", image)])
+    return app
+
+
+async def serve(directory: Path, port: int) -> None:
+    runner = web.AppRunner(make_app(directory), access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", port, backlog=2048)
+    await site.start()
+    print(runner.addresses[0][1], flush=True)  # the parent reads the port from this line
+    try:
+        await asyncio.Event().wait()  # until the parent terminates us
+    finally:
+        await runner.cleanup()
+
+
+class ImageServerProcess:
+    """``python -m bench.server DIR`` as a subprocess; ``url(name, ms)`` builds its URLs."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.proc: subprocess.Popen[str] | None = None
+        self.port = 0
+
+    def __enter__(self) -> ImageServerProcess:
+        self.proc = subprocess.Popen([sys.executable, "-m", "bench.server", str(self.directory)], cwd=ROOT,
+                                     stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line.strip().isdigit():
+            self.proc.kill()
+            raise RuntimeError(f"image server did not start (said {line!r})")
+        self.port = int(line)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(10)
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def url(self, name: str, latency_ms: int) -> str:
+        return f"http://127.0.0.1:{self.port}/{latency_ms}/{name}"
+
+    def urls(self, names: Iterator[str] | tuple[str, ...] | list[str], latency_ms: int) -> list[str]:
+        return [self.url(name, latency_ms) for name in names]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("directory", type=Path)
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(args.directory, args.port))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,219 @@
+"""Method (c), the full service: redis-server, the API under gunicorn, Celery worker processes.
+
+A job is timed from the moment ``POST /jobs`` is sent until the job store says it is done (the
+driver waits on the job's ``done`` list with BLPOP, so it adds no polling load); the time to the
+first answered URL is sampled every 5 ms from the job hash. Workers are started per configuration:
+their cold start is the time from ``celery worker`` being launched to the answer of a 1-URL job
+submitted at that same moment. CPU seconds of every component (image server, API, Redis, workers)
+are read from /proc around each run: that is where the time goes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench import BUILD, ROOT
+from bench.procs import children, cpu_seconds, tree_cpu_seconds, vmhwm_mb
+from tests.services import WorkerProcess, free_port, redis_server, wait_until
+from worker.jobs import JobStore, connect
+
+API_WORKERS = 2  # as Dockerfile.api: WEB_CONCURRENCY=2, gthread with 4 threads
+API_THREADS = 4
+
+
+class Stack:
+    """redis-server and the API (gunicorn); ``workers(...)`` starts Celery workers against them."""
+
+    def __init__(self, env: Mapping[str, str], log_dir: Path | None = None) -> None:
+        self.base_env = dict(env)
+        self.log_dir = log_dir or BUILD / "logs"
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._exit = contextlib.ExitStack()
+        self.redis_url = ""
+        self.env: dict[str, str] = {}
+        self.api: subprocess.Popen[bytes] | None = None
+        self.api_url = ""
+        self.http: httpx.Client | None = None
+        self.store: JobStore | None = None
+        self.redis_pid = 0
+
+    def __enter__(self) -> Stack:
+        self.redis_url = self._exit.enter_context(redis_server())
+        self.env = {**self.base_env, "REDIS_URL": self.redis_url}
+        client = connect(self.redis_url)
+        self.store = JobStore(client, 3600)
+        self.redis_pid = int(client.info("server")["process_id"])
+        self.start_api()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop_api()
+        if self.store is not None:
+            self.store.redis.close()
+        self._exit.close()
+
+    # -- the API ---------------------------------------------------------------------------------
+
+    def start_api(self, extra_env: Mapping[str, str] | None = None, workers: int = API_WORKERS,
+                  worker_class: str = "gthread", threads: int = API_THREADS) -> None:
+        """(Re)start gunicorn, e.g. with another FER_CHUNK_SIZE (the API splits jobs into chunks)."""
+        self.stop_api()
+        port = free_port()
+        self.api_url = f"http://127.0.0.1:{port}"
+        log = open(self.log_dir / "api.log", "ab")  # noqa: SIM115 - the child keeps its own copy
+        self.api = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "api:create_app()", "--bind", f"127.0.0.1:{port}",
+             "--workers", str(workers), "--worker-class", worker_class, "--threads", str(threads),
+             "--log-level", "warning", "--no-control-socket"],
+            cwd=ROOT, env={**os.environ, **self.env, **(extra_env or {})}, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        self.http = httpx.Client(base_url=self.api_url, timeout=120)
+
+        def healthy() -> bool:
+            try:
+                assert self.http is not None
+                return self.http.get("/healthz").status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_until(healthy, 60, "the API")
+
+    def stop_api(self) -> None:
+        if self.http is not None:
+            self.http.close()
+            self.http = None
+        if self.api is not None and self.api.poll() is None:
+            self.api.terminate()
+            self.api.wait(30)
+        self.api = None
+
+    @property
+    def api_pid(self) -> int:
+        assert self.api is not None
+        return self.api.pid
+
+    def flush(self) -> None:
+        """Forget every job and queued task (between phases: no leftovers reach the next workers)."""
+        assert self.store is not None
+        self.store.redis.flushdb()
+
+    # -- jobs ------------------------------------------------------------------------------------
+
+    def submit(self, urls: Sequence[str]) -> tuple[str, float, float]:
+        """POST /jobs; returns (job id, monotonic time the request was sent, seconds to the answer)."""
+        assert self.http is not None
+        start = time.monotonic()
+        response = self.http.post("/jobs", json={"urls": list(urls)})
+        answered = time.monotonic() - start
+        if response.status_code != 202:
+            raise RuntimeError(f"POST /jobs answered {response.status_code}: {response.text[:500]}")
+        return response.json()["job_id"], start, answered
+
+    def wait_job(self, job_id: str, timeout: float = 600) -> tuple[float | None, float]:
+        """Block until the job ends; returns (monotonic time of the first answer or None, of the end)."""
+        assert self.store is not None
+        key = f"fer:job:{{{job_id}}}"
+        first = None
+        deadline = time.monotonic() + timeout
+        while first is None and time.monotonic() < deadline:
+            succeeded, failed, status = self.store.redis.hmget(key, ["succeeded", "failed", "status"])
+            if int(succeeded or 0) + int(failed or 0) > 0:
+                first = time.monotonic()
+            elif status in ("done", "cancelled"):
+                break
+            else:
+                time.sleep(0.005)
+        if not self.store.wait_finished(job_id, max(0.1, deadline - time.monotonic())):
+            raise TimeoutError(f"job {job_id} not finished within {timeout:.0f} s")
+        return first, time.monotonic()
+
+    def run_job(self, urls: Sequence[str]) -> dict[str, Any]:
+        """One timed job: images, ok, seconds (POST to done), first_result, post_seconds."""
+        job_id, start, posted = self.submit(urls)
+        first, end = self.wait_job(job_id)
+        assert self.store is not None
+        job = self.store.get(job_id)
+        assert job is not None and job.processed == job.total == len(urls), job
+        return {"images": len(urls), "ok": job.succeeded, "seconds": end - start,
+                "first_result": None if first is None else first - start, "post_seconds": posted, "job_id": job_id}
+
+    def labels(self, job_id: str) -> list[str]:
+        """Top label per index ("error" for a failed URL)."""
+        assert self.store is not None
+        job = self.store.get(job_id)
+        assert job is not None
+        return [row.get("top", "error") for row in self.store.iter_results(job)]
+
+    # -- workers ---------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def workers(self, processes: int, per_worker: int, cold_url: str, extra_env: Mapping[str, str] | None = None,
+                extra_args: tuple[str, ...] = ()) -> Iterator[Workers]:
+        """Start ``processes`` pool processes as ``processes // per_worker`` ``celery worker``s.
+
+        A 1-URL job is submitted as they are launched: its answer time is their cold start. The
+        workers are ready (every pool process has its model) when the block starts.
+        """
+        env = {**self.env, **(extra_env or {})}
+        count = max(1, processes // per_worker)
+        launched = time.monotonic()
+        procs = [WorkerProcess(env, f"bench-{processes}p-{i}-{os.getpid()}", concurrency=per_worker,
+                               log_dir=self.log_dir, extra_args=extra_args) for i in range(count)]
+        try:
+            job_id, _, _ = self.submit([cold_url])
+            _, answered = self.wait_job(job_id, timeout=120)
+            for proc in procs:
+                proc.wait_ready(60)
+            group = Workers(procs, cold_start=answered - launched)
+            wait_until(lambda: len(group.pool_pids()) >= processes, 30, "every pool process")
+            yield group
+        finally:
+            for proc in procs:
+                proc.stop()
+
+
+@dataclass
+class Workers:
+    """Running Celery workers: their main processes and their pool children."""
+
+    procs: list[WorkerProcess]
+    cold_start: float
+    _peaks: dict[int, float] = field(default_factory=dict)
+
+    def main_pids(self) -> list[int]:
+        return [proc.proc.pid for proc in self.procs]
+
+    def pool_pids(self) -> list[int]:
+        return [child for pid in self.main_pids() for child in children(pid)]
+
+    def cpu_seconds(self) -> float:
+        return sum(tree_cpu_seconds(pid) for pid in self.main_pids())
+
+    def peak_rss(self) -> dict[str, float]:
+        """Peak RSS (VmHWM, MB) of the busiest pool process and of the busiest main process."""
+        pool = [vmhwm_mb(pid) or 0.0 for pid in self.pool_pids()]
+        main = [vmhwm_mb(pid) or 0.0 for pid in self.main_pids()]
+        return {"pool_process_mb": max(pool, default=0.0), "main_process_mb": max(main, default=0.0)}
+
+
+def cpu_snapshot(components: Mapping[str, Sequence[int]]) -> dict[str, float]:
+    """CPU seconds so far per named component (each a list of pids, with their direct children)."""
+    return {name: sum(tree_cpu_seconds(pid) for pid in pids) for name, pids in components.items()}
+
+
+def cpu_delta(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, float]:
+    return {name: round(after[name] - before.get(name, 0.0), 3) for name in after}
+
+
+def self_cpu() -> float:
+    return cpu_seconds(os.getpid())

@@ -1,0 +1,182 @@
+"""The benchmark's plan and its run, start to finish: images, server, methods (a)-(d), API, tuning."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import ROOT, imageset
+from bench.apiload import get_load, post_big_jobs
+from bench.limit import run_limit
+from bench.local import run_child
+from bench.measure import agreement, stack_case, summarize
+from bench.procs import busy_processes, load_average
+from bench.server import ImageServerProcess
+from bench.stack import Stack
+from bench.tuning import draft_effect, embedded_sweeps, model_batch_sizes, stack_sweeps
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Plan:
+    quick: bool
+    images: int  # served and classified by every method
+    runs: int  # per measurement; the median is reported
+    original_slow_images: int  # (a) at 100 ms takes 0.1 s per image: a prefix of the same images
+    stack: tuple[tuple[int, tuple[int, ...]], ...]  # (pool processes, latencies) of method (c)
+    post_urls: int = 10_000
+    post_repeats: int = 5
+    get_requests: int = 3000
+    get_concurrency: int = 16
+    tune: bool = True
+
+
+FULL = Plan(False, 2000, 3, 200, ((1, (0, 100)), (2, (0, 100)), (4, (0, 100)), (8, (100,))))
+QUICK = Plan(True, 100, 1, 10, ((2, (0, 100)),), post_repeats=1, get_requests=300, tune=False)
+
+
+def bench_env() -> dict[str, str]:
+    """The environment of every method: this one, plus access to the local image server."""
+    return {**os.environ, "FER_ALLOWED_NETWORKS": "127.0.0.1/32"}
+
+
+def model_facts() -> dict[str, Any]:
+    from worker.settings import get_settings
+
+    settings = get_settings()
+    meta = json.loads(settings.metadata_path.read_text())
+    training = meta.get("training", {})
+    return {"path": str(settings.model_path), "architecture": meta.get("architecture"),
+            "parameters": meta.get("parameters"), "created_at": meta.get("created_at"),
+            "epochs_run": training.get("epochs_run"), "train_images": training.get("train_images"),
+            "bytes": settings.model_path.stat().st_size}
+
+
+def code_version() -> str:
+    """``git describe --always --dirty`` of the tree under test (``-dirty``: uncommitted changes)."""
+    try:
+        done = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True,
+                              timeout=10)
+    except OSError:
+        return "unknown"
+    return done.stdout.strip() or "unknown"
+
+
+def run(plan: Plan, log: Log) -> dict[str, Any]:
+    from worker.settings import get_settings
+
+    settings = get_settings()
+    started = dt.datetime.now(dt.UTC)
+    busy_before = busy_processes()
+    log(f"other busy processes: {busy_before or 'none'}")
+    images = imageset.build(plan.images)
+    log(f"images: {images.describe()}")
+    env = bench_env()
+    results: list[dict[str, Any]] = []
+    labels: dict[str, list[str]] = {}
+    api: dict[str, Any] = {}
+    tuning: dict[str, Any] = {}
+
+    def add(row: dict[str, Any], top: list[str] | None, key: str) -> None:
+        row["_key"] = key
+        results.append(row)
+        if top is not None:
+            labels[key] = top
+        log(f"{key}: {row['images_per_s']:,.1f} images/s ({row['ok']}/{row['images']} ok, "
+            f"runs {row['all_seconds']} s)")
+
+    with ImageServerProcess(images.directory) as server:
+        names = list(images.names)
+        raw = run_limit(images.paths(), plan.runs, processes=2, batch_size=settings.batch_size)
+        add(summarize(raw, method="limit", latency_ms=None, processes=2), raw["labels"], "limit")
+        for latency in (0, 100):
+            urls = server.urls(names, latency)
+            subset = urls if latency == 0 else urls[: plan.original_slow_images]
+            for method, method_urls in (("original", subset), ("embedded", urls)):
+                raw = run_child(method, method_urls, plan.runs, env)
+                add(summarize(raw, method=method, latency_ms=latency, processes=1), raw["labels"],
+                    f"{method}@{latency}")
+        with Stack(env) as stack:
+            big = [f"{server.url(names[i % len(names)], 0)}?n={i}" for i in range(plan.post_urls)]
+            api["post"] = post_big_jobs(stack, big, plan.post_repeats)
+            log(f"POST /jobs with {plan.post_urls:,} URLs: {api['post']['seconds']} s")
+            last_job = ""
+            for processes, latencies in plan.stack:
+                rows, tops = stack_case(stack, server, names, processes, latencies, plan.runs)
+                for row in rows:
+                    add(row, tops[row["latency_ms"]], f"stack{processes}p@{row['latency_ms']}")
+                    last_job = row["last_job_id"]
+            api["get"] = [get_load(stack, last_job, query, plan.get_concurrency, plan.get_requests, 30)
+                          for query in ("", "?limit=1")]
+            for row in api["get"]:
+                log(f"GET {row['path']}: {row['requests_per_s']} requests/s")
+            if plan.tune:
+                tuning["api"] = api_variants(stack, last_job, plan)
+                stack.start_api()
+            stack.flush()
+            if plan.tune:
+                tuning["sweeps"] = stack_sweeps(stack, server, names, plan.runs)
+        if plan.tune:
+            tuning["sweeps"] = embedded_sweeps(server.urls(names, 0), plan.runs, env) + tuning["sweeps"]
+            tuning["draft"] = draft_effect(images.read()[:500], (48, 48))
+            tuning["model_batch"] = model_batch_sizes((1, 8, 16, 32, 64, 128, 256))
+            _compare_to_defaults(tuning["sweeps"], results)
+    reference = labels.get("limit", [])
+    for row in results:
+        if row["_key"] in labels and reference:
+            row["agreement_with_limit"] = agreement(labels[row["_key"]], reference)
+    from bench.report import floors
+
+    return {
+        "date": started.date().isoformat(),
+        "started_at": started.isoformat(timespec="seconds"),
+        "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "command": "python -m bench" + (" --quick" if plan.quick else ""),
+        "code": code_version(),
+        "quick": plan.quick,
+        "plan": asdict(plan),
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform(),
+                    "load_average_at_end": round(load_average(), 2), "busy_processes_at_start": busy_before,
+                    "busy_processes_at_end": busy_processes()},
+        "model": model_facts(),
+        "settings": {key: getattr(settings, key) for key in ("chunk_size", "batch_size", "fetch_concurrency")},
+        "images": images.describe(),
+        "results": [{k: v for k, v in row.items() if k not in ("_key", "last_job_id")} for row in results],
+        "api": api,
+        "tuning": tuning,
+        "floors": floors(results, api),
+    }
+
+
+def api_variants(stack: Stack, job_id: str, plan: Plan) -> list[dict[str, Any]]:
+    """GET /jobs/<id> requests/s under other gunicorn set-ups than the shipped 2 gthread workers x 4 threads."""
+    rows = []
+    for workers, worker_class, threads in ((1, "gthread", 4), (4, "gthread", 4), (4, "sync", 1)):
+        stack.start_api(workers=workers, worker_class=worker_class, threads=threads)
+        row = get_load(stack, job_id, "", plan.get_concurrency, plan.get_requests, 30)
+        rows.append({"gunicorn": f"{workers} {worker_class} workers" + (f" x {threads} threads" if threads > 1 else ""),
+                     **row})
+    return rows
+
+
+def _compare_to_defaults(sweeps: list[dict[str, Any]], results: list[dict[str, Any]]) -> None:
+    """Add ``vs_default``: images/s relative to the same method at the defaults (2 processes for the stack)."""
+    for row in sweeps:
+        base = [r for r in results if r["method"] == row["method"] and r.get("latency_ms") == row["latency_ms"]
+                and (row["method"] != "stack" or r["processes"] == 2)]
+        if base:
+            row["vs_default"] = round(row["images_per_s"] / base[0]["images_per_s"], 3)
+
+
+def output_paths(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
+    stem = report["date"] + ("-quick" if report["quick"] else "")
+    return out_dir / f"{stem}.json", out_dir / f"{stem}.png"

@@ -1,0 +1,131 @@
+"""What each knob buys: micro-benchmarks (JPEG draft decoding, model batch size) and sweeps.
+
+Each sweep changes one knob from the defaults and reruns a method on the same images:
+``fer-batch run`` (b) for decode threads and batch size, the full stack (c) with 2 pool processes
+for chunk size, fetch concurrency, prefetch and processes per worker, at 0 ms (CPU-bound) and at
+100 ms (I/O-bound) latency.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import JpegImagePlugin
+
+from bench.local import run_child
+from bench.measure import stack_case, summarize
+from bench.server import ImageServerProcess
+from bench.stack import Stack
+
+
+@contextlib.contextmanager
+def no_jpeg_draft() -> Iterator[None]:
+    """Make ``JpegImageFile.draft`` a no-op: decode() then decodes every JPEG at full size."""
+    original = JpegImagePlugin.JpegImageFile.draft
+    JpegImagePlugin.JpegImageFile.draft = lambda self, mode, size: None  # type: ignore[method-assign,assignment,return-value]
+    try:
+        yield
+    finally:
+        JpegImagePlugin.JpegImageFile.draft = original  # type: ignore[method-assign]
+
+
+def draft_effect(blobs: Sequence[bytes], size: tuple[int, int]) -> dict[str, float]:
+    """Milliseconds per image of worker.images.decode() with and without JPEG draft mode (one thread)."""
+    from worker.images import decode
+
+    def per_image() -> float:
+        for blob in blobs[:20]:
+            decode(blob, size)
+        start = time.perf_counter()
+        for blob in blobs:
+            decode(blob, size)
+        return 1000 * (time.perf_counter() - start) / len(blobs)
+
+    with_draft = per_image()
+    with no_jpeg_draft():
+        without = per_image()
+    return {"images": len(blobs), "draft_ms": round(with_draft, 3), "no_draft_ms": round(without, 3),
+            "speedup": round(without / with_draft, 2)}
+
+
+def model_batch_sizes(sizes: Sequence[int], faces: int = 1024) -> list[dict[str, float]]:
+    """Milliseconds per face of one Classifier.predict() call at each batch size (one thread)."""
+    from worker.model import Classifier
+    from worker.settings import get_settings
+
+    settings = get_settings()
+    classifier = Classifier(settings.model_path, settings.metadata_path)
+    rng = np.random.default_rng(0)
+    rows = []
+    for size in sizes:
+        batch = rng.integers(0, 256, (size, classifier.info.height, classifier.info.width), dtype=np.uint8)
+        classifier.predict(batch)
+        calls = max(3, faces // size)
+        start = time.perf_counter()
+        for _ in range(calls):
+            classifier.predict(batch)
+        rows.append({"batch": size, "ms_per_face": round(1000 * (time.perf_counter() - start) / (calls * size), 4)})
+    return rows
+
+
+@dataclass(frozen=True)
+class StackVariant:
+    """One full-stack configuration that differs from the defaults by one knob."""
+
+    knob: str
+    value: str
+    latencies: tuple[int, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+    api_env: Mapping[str, str] = field(default_factory=dict)
+    args: tuple[str, ...] = ()
+    per_worker: int | None = None
+
+
+STACK_VARIANTS: tuple[StackVariant, ...] = (
+    StackVariant("chunk_size", "16", (0, 100), api_env={"FER_CHUNK_SIZE": "16"}),
+    StackVariant("chunk_size", "256", (0, 100), api_env={"FER_CHUNK_SIZE": "256"}),
+    StackVariant("fetch_concurrency", "8", (0, 100), env={"FER_FETCH_CONCURRENCY": "8"}),
+    StackVariant("fetch_concurrency", "64", (100,), env={"FER_FETCH_CONCURRENCY": "64"}),
+    StackVariant("fetch_concurrency+chunk", "128+128", (100,), env={"FER_FETCH_CONCURRENCY": "128"},
+                 api_env={"FER_CHUNK_SIZE": "128"}),
+    StackVariant("batch_size", "16", (0,), env={"FER_BATCH_SIZE": "16"}),
+    StackVariant("batch_size", "256", (0,), env={"FER_BATCH_SIZE": "256"}),
+    StackVariant("prefetch_multiplier", "4", (0, 100), args=("--prefetch-multiplier", "4")),
+    StackVariant("processes_per_worker", "1 (2 workers)", (0, 100), per_worker=1),
+)
+
+
+def embedded_sweeps(urls: Sequence[str], runs: int, env: Mapping[str, str]) -> list[dict[str, Any]]:
+    """(b) at 0 ms with 1, 2 (default) and 4 decode threads, and with batch sizes 8, 16 and 256."""
+    rows = []
+    for threads in (1, 4):
+        raw = run_child("embedded", list(urls), runs, env, decode_threads=threads)
+        rows.append(summarize(raw, method="embedded", latency_ms=0, knob="decode_threads", value=str(threads)))
+    for batch in (8, 16, 256):
+        raw = run_child("embedded", list(urls), runs, {**env, "FER_BATCH_SIZE": str(batch)})
+        rows.append(summarize(raw, method="embedded", latency_ms=0, knob="batch_size", value=str(batch)))
+    return rows
+
+
+def stack_sweeps(stack: Stack, server: ImageServerProcess, names: Sequence[str], runs: int,
+                 variants: Sequence[StackVariant] = STACK_VARIANTS) -> list[dict[str, Any]]:
+    """The full stack with 2 pool processes, one knob changed at a time."""
+    rows = []
+    for variant in variants:
+        if variant.api_env:
+            stack.start_api(variant.api_env)
+        try:
+            found, _ = stack_case(stack, server, names, 2, variant.latencies, runs, per_worker=variant.per_worker,
+                                  extra_env=variant.env, extra_args=variant.args, knob=variant.knob,
+                                  value=variant.value)
+            rows += found
+        finally:
+            if variant.api_env:
+                stack.start_api()
+        stack.flush()
+    return rows
