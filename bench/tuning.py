@@ -2,8 +2,8 @@
 
 Each sweep changes one knob from the defaults and reruns a method on the same images:
 ``fer-batch run`` (b) for decode threads and batch size, the full stack (c) with 2 pool processes
-for chunk size, fetch concurrency, prefetch and processes per worker, at 0 ms (CPU-bound) and at
-100 ms (I/O-bound) latency.
+for chunk size, fetch concurrency, batch size, prefetch, processes per worker and the int8 model,
+at 0 ms (CPU-bound) and at 100 ms (I/O-bound) latency.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from bench.local import run_child
 from bench.measure import stack_case, summarize
 from bench.server import ImageServerProcess
 from bench.stack import Stack
+from worker.settings import MODELS_DIR
 
 
 @contextlib.contextmanager
@@ -97,6 +98,7 @@ STACK_VARIANTS: tuple[StackVariant, ...] = (
     StackVariant("batch_size", "256", (0,), env={"FER_BATCH_SIZE": "256"}),
     StackVariant("prefetch_multiplier", "4", (0, 100), args=("--prefetch-multiplier", "4")),
     StackVariant("processes_per_worker", "1 (2 workers)", (0, 100), per_worker=1),
+    StackVariant("model", "int8", (0,), env={"FER_MODEL_PATH": str(MODELS_DIR / "emotion_classifier_int8.tflite")}),
 )
 
 

@@ -11,9 +11,8 @@ dedicated thread so the event loop keeps fetching while the model runs.
 
 The event loop and the aiohttp session live as long as the Pipeline, not one ``run`` call: a
 worker process keeps its keep-alive connections from one chunk to the next instead of opening
-``fetch_concurrency`` new ones (and a new loop) per chunk of 64 URLs. On this machine that bought
-about 14% more images/s for chunked runs at 0 ms latency (bench/, README "Benchmark"). Use a
-Pipeline from one thread at a time, and ``close()`` it when done.
+``fetch_concurrency`` new ones (and a new loop) per chunk of 64 URLs. Use a Pipeline from one
+thread at a time, and ``close()`` it when done.
 """
 
 from __future__ import annotations
