@@ -35,7 +35,7 @@ train: $(VENV)/.all-installed  ## full training run (about 1.5 h on 2 cores); wr
 evaluate: $(VENV)/.all-installed
 	$(BIN)/python -m training.evaluate models/emotion_classifier.tflite --data ../shared/data/fer2013/val.npz
 
-bench: $(VENV)/.serve-installed  ## full benchmark (about 15 min): bench/results/<date>.json and .png
+bench: $(VENV)/.serve-installed  ## full benchmark (about 10 min): bench/results/<date>.json and .png
 	@test $(VENV)/.bench-installed -nt pyproject.toml || { $(BIN)/pip install --quiet -e ".[$(SERVE_EXTRAS),bench]" && touch $(VENV)/.bench-installed; }
 	$(BIN)/python -m bench
 

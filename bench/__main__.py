@@ -1,6 +1,6 @@
 """``python -m bench [--quick] [--no-tune] [--out DIR]``: run the benchmark, write JSON, chart and table.
 
-The full run (2,000 images, 3 runs per measurement, tuning sweeps) takes about 15 minutes on
+The full run (2,000 images, 3 runs per measurement, tuning sweeps) takes about 10 minutes on
 2 cores and writes ``bench/results/<date>.json`` and ``<date>.png``. ``--quick`` (100 images,
 1 run, no sweeps) checks that everything works in well under a minute and writes to
 ``build/bench/quick/`` so it never replaces recorded results.
