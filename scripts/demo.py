@@ -62,10 +62,16 @@ def main() -> int:
             subprocess.run([*cli, "submit", str(write_csv(images)), "--api", api_url, "--wait",
                             "--out", str(OUT / "results.csv")], cwd=ROOT, env=env, check=True)
             print(f"\nResults written to {(OUT / 'results.csv').relative_to(ROOT)}:\n")
+            with open(PHOTOS / "photos.csv", newline="") as fh:
+                expected = {row["file"]: row["expression"] for row in csv.DictReader(fh)}
+            print(f"  {'#':>3}  {'image':38}  {'answer':10} {'p':>5}  expected")
             with open(OUT / "results.csv", newline="") as fh:
                 for row in csv.DictReader(fh):
                     name = row["url"].rsplit("/", 1)[-1]
-                    answer = row["top"] or f"{row['error_code']}: {row['error_message']}"
+                    if row["top"]:
+                        answer = f"{row['top']:10} {float(row[row['top']]):5.2f}  {expected.get(name, '')}"
+                    else:
+                        answer = f"{row['error_code']}: {row['error_message']}"
                     print(f"  {row['index']:>3}  {name:38.38}  {answer}")
             return 0
         finally:
