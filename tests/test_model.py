@@ -102,12 +102,18 @@ def test_keras_and_float_tflite_agree_on_64_val_images(val_faces: tuple[np.ndarr
     assert (tflite_probs.argmax(1) == keras_probs.argmax(1)).all()
 
 
-# JPEG at quality 100 puts every pixel within 1 grey level of the original, so this checks the
-# worker's path (decode, grayscale, resize, scale), not the codec: at quality 95 one of these 64
-# faces, a near-tie (top two 0.307 and 0.293), flips.
-@pytest.mark.parametrize(("fmt", "options"), [("PNG", {}), ("JPEG", {"quality": 100})])
+# PNG is lossless: the very same pixels, so the very same numbers. JPEG (quality 95) moves pixels
+# and so probabilities, by at most 0.012 on these faces: each probability must stay within
+# JPEG_TOLERANCE, and the top class must stay the same wherever the float model's top two are
+# more than 2 x JPEG_TOLERANCE apart (a near-tie can flip, and did: one face, top two 0.014 apart).
+JPEG_TOLERANCE = 0.02
+
+
+@pytest.mark.parametrize(
+    ("fmt", "options", "tolerance"), [("PNG", {}, 1e-6), ("JPEG", {"quality": 95}, JPEG_TOLERANCE)]
+)
 def test_the_workers_own_preprocessing_gives_the_same_answers(
-    val_faces: tuple[np.ndarray, np.ndarray], classifier: Classifier, fmt: str, options: dict
+    val_faces: tuple[np.ndarray, np.ndarray], classifier: Classifier, fmt: str, options: dict, tolerance: float
 ) -> None:
     faces, _ = val_faces
     direct = predict_tflite(FLOAT.read_bytes(), faces)
@@ -117,9 +123,11 @@ def test_the_workers_own_preprocessing_gives_the_same_answers(
         Image.fromarray(face).save(buffer, fmt, **options)
         decoded.append(decode(buffer.getvalue(), classifier.size))
     served = classifier.predict(np.stack(decoded))
-    assert (served.argmax(1) == direct.argmax(1)).all()
-    if fmt == "PNG":  # lossless: the very same pixels, so the very same numbers
-        np.testing.assert_allclose(served, direct, atol=1e-6)
+    np.testing.assert_allclose(served, direct, atol=tolerance)
+    top_two = np.sort(direct, axis=1)[:, -2:]
+    clear = top_two[:, 1] - top_two[:, 0] > 2 * tolerance
+    assert clear.sum() >= 48, "most faces have a clear top class"
+    assert (served.argmax(1) == direct.argmax(1))[clear].all()
 
 
 def test_int8_model_agrees_with_float(val_faces: tuple[np.ndarray, np.ndarray], metadata: dict) -> None:
