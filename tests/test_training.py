@@ -139,6 +139,23 @@ def test_clean_training_set_removes_blank_duplicate_conflicting_and_val_copies()
 # --- training and export -----------------------------------------------------------------------------
 
 
+def test_training_can_start_from_a_trained_model(trained: dict[str, Any], data_dir: Path, tmp_path: Path) -> None:
+    """``--init`` (a warm restart) starts from the given weights, not from random ones."""
+    import keras
+
+    from training import train
+
+    start = keras.models.load_model(trained["work"] / "best.keras", compile=False)
+    argv = ["--data", str(data_dir), "--epochs", "1", "--limit", "100", "--batch-size", "64", "--learning-rate", "1e-9"]
+    metadata = train.main([*argv, "--init", str(trained["work"] / "best.keras"), "--out", str(tmp_path / "out"),
+                           "--work-dir", str(tmp_path / "work")])
+    after = keras.models.load_model(tmp_path / "out" / "emotion_classifier.keras", compile=False)
+    assert metadata["parameters"] == start.count_params()
+    # a learning rate of 1e-9 leaves the trainable weights where --init put them
+    for before, now in zip(start.trainable_weights, after.trainable_weights, strict=True):
+        np.testing.assert_allclose(now.numpy(), before.numpy(), atol=1e-6, err_msg=before.path)
+
+
 def test_training_exports_litert_models_and_metadata(trained: dict[str, Any], data_dir: Path) -> None:
     from ai_edge_litert.interpreter import Interpreter
 

@@ -7,6 +7,8 @@ Usage::
 ``--data`` is a directory with train.npz/val.npz, or a Kaggle CSV (fer2013.csv or
 icml_face_data.csv, split by ``Usage``). Checkpoints and the epoch log go to ``--work-dir``
 (default build/training); the best epoch on val is exported (see ``training.export``).
+``--init models/emotion_classifier.keras`` starts from trained weights instead (a warm restart
+with a fresh schedule).
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--patience", type=int, default=15, help="early-stopping patience in epochs")
     parser.add_argument("--label-smoothing", type=float, default=0.1)
     parser.add_argument("--limit", type=int, default=None, help="use only the first N shuffled images (smoke runs)")
+    parser.add_argument("--init", type=Path, default=None,
+                        help="start from this trained .keras model instead of random weights (a warm restart)")
     return parser.parse_args(argv)
 
 
@@ -75,7 +79,7 @@ def main(argv: list[str] | None = None) -> dict:
         decay_steps=max(1, (args.epochs - 2) * steps),
         alpha=0.01,
     )
-    model = build_model()
+    model = build_model() if args.init is None else keras.models.load_model(args.init, compile=False)
     model.compile(
         optimizer=keras.optimizers.AdamW(schedule, weight_decay=5e-4),
         loss=keras.losses.CategoricalCrossentropy(),
