@@ -139,6 +139,22 @@ def test_clean_training_set_removes_blank_duplicate_conflicting_and_val_copies()
 # --- training and export -----------------------------------------------------------------------------
 
 
+def test_each_architecture_builds_with_its_stage_depths() -> None:
+    import keras
+
+    from training.model import ARCHITECTURES, build_model
+
+    sizes = {}
+    for name, stages in ARCHITECTURES.items():
+        model = build_model(name)
+        separable = [layer for layer in model.layers if isinstance(layer, keras.layers.SeparableConv2D)]
+        assert len(separable) == sum(depth for _, depth in stages)
+        assert model.output_shape == (None, NUM_CLASSES)
+        assert model.name == "fer_" + name.replace("-", "_")
+        sizes[name] = model.count_params()
+    assert sizes["sepnet"] < sizes["sepnet-deep"] < 500_000
+
+
 def test_training_can_start_from_a_trained_model(trained: dict[str, Any], data_dir: Path, tmp_path: Path) -> None:
     """``--init`` (a warm restart) starts from the given weights, not from random ones."""
     import keras
@@ -146,11 +162,13 @@ def test_training_can_start_from_a_trained_model(trained: dict[str, Any], data_d
     from training import train
 
     start = keras.models.load_model(trained["work"] / "best.keras", compile=False)
-    argv = ["--data", str(data_dir), "--epochs", "1", "--limit", "100", "--batch-size", "64", "--learning-rate", "1e-9"]
+    argv = ["--data", str(data_dir), "--epochs", "1", "--limit", "100", "--batch-size", "64", "--learning-rate", "1e-9",
+            "--class-weights", "none"]
     metadata = train.main([*argv, "--init", str(trained["work"] / "best.keras"), "--out", str(tmp_path / "out"),
                            "--work-dir", str(tmp_path / "work")])
     after = keras.models.load_model(tmp_path / "out" / "emotion_classifier.keras", compile=False)
     assert metadata["parameters"] == start.count_params()
+    assert metadata["training"]["class_weights"] == [1.0] * NUM_CLASSES
     # a learning rate of 1e-9 leaves the trainable weights where --init put them
     for before, now in zip(start.trainable_weights, after.trainable_weights, strict=True):
         np.testing.assert_allclose(now.numpy(), before.numpy(), atol=1e-6, err_msg=before.path)

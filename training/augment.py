@@ -14,7 +14,7 @@ import tensorflow as tf
 from training.labels import NUM_CLASSES, to_inputs
 
 
-def augmenter(seed: int) -> keras.Sequential:
+def augmenter(seed: int, erasing: float = 0.5) -> keras.Sequential:
     return keras.Sequential(
         [
             keras.layers.RandomFlip("horizontal", seed=seed),
@@ -23,7 +23,7 @@ def augmenter(seed: int) -> keras.Sequential:
             keras.layers.RandomZoom(0.1, fill_mode="nearest", seed=seed + 3),
             keras.layers.RandomContrast(0.3, value_range=(0.0, 1.0), seed=seed + 4),
             keras.layers.RandomBrightness(0.15, value_range=(0.0, 1.0), seed=seed + 5),
-            keras.layers.RandomErasing(factor=0.5, scale=(0.02, 0.15), seed=seed + 6),
+            keras.layers.RandomErasing(factor=erasing, scale=(0.02, 0.15), seed=seed + 6),
         ],
         name="augment",
     )
@@ -36,13 +36,14 @@ def dataset(
     training: bool,
     seed: int = 0,
     label_smoothing: float = 0.0,
+    erasing: float = 0.5,
 ) -> tf.data.Dataset:
     ds = tf.data.Dataset.from_tensor_slices((to_inputs(x), y.astype(np.int32)))
     if training:
         ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
     if training:
-        aug = augmenter(seed)
+        aug = augmenter(seed, erasing)
         ds = ds.map(
             lambda images, labels: (tf.clip_by_value(aug(images, training=True), 0.0, 1.0), labels),
             num_parallel_calls=tf.data.AUTOTUNE,

@@ -29,7 +29,7 @@ from training.augment import dataset  # noqa: E402
 from training.data import clean_training_set, load_split  # noqa: E402
 from training.export import export  # noqa: E402
 from training.labels import NUM_CLASSES  # noqa: E402
-from training.model import build_model  # noqa: E402
+from training.model import ARCHITECTURES, build_model  # noqa: E402
 
 
 def class_weights(y: np.ndarray) -> np.ndarray:
@@ -50,6 +50,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--learning-rate", type=float, default=3e-3)
     parser.add_argument("--patience", type=int, default=15, help="early-stopping patience in epochs")
     parser.add_argument("--label-smoothing", type=float, default=0.1)
+    parser.add_argument("--arch", choices=sorted(ARCHITECTURES), default="sepnet")
+    parser.add_argument("--class-weights", choices=("sqrt", "none"), default="sqrt",
+                        help="sqrt: square-root inverse-frequency loss weights; none: plain loss")
+    parser.add_argument("--dropout", type=float, default=0.4)
+    parser.add_argument("--erasing", type=float, default=0.5, help="random-erasing probability")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N shuffled images (smoke runs)")
     parser.add_argument("--init", type=Path, default=None,
                         help="start from this trained .keras model instead of random weights (a warm restart)")
@@ -70,7 +75,7 @@ def main(argv: list[str] | None = None) -> dict:
         val = type(val)(val.x[pick], val.y[pick])
     print(f"train {len(train)} images (removed {cleaned}), val {len(val)}", flush=True)
 
-    weights = class_weights(train.y)
+    weights = class_weights(train.y) if args.class_weights == "sqrt" else np.ones(NUM_CLASSES, np.float32)
     steps = -(-len(train) // args.batch_size)
     schedule = keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=args.learning_rate / 10,
@@ -79,7 +84,10 @@ def main(argv: list[str] | None = None) -> dict:
         decay_steps=max(1, (args.epochs - 2) * steps),
         alpha=0.01,
     )
-    model = build_model() if args.init is None else keras.models.load_model(args.init, compile=False)
+    if args.init is None:
+        model = build_model(args.arch, args.dropout)
+    else:
+        model = keras.models.load_model(args.init, compile=False)
     model.compile(
         optimizer=keras.optimizers.AdamW(schedule, weight_decay=5e-4),
         loss=keras.losses.CategoricalCrossentropy(),
@@ -88,7 +96,7 @@ def main(argv: list[str] | None = None) -> dict:
     args.work_dir.mkdir(parents=True, exist_ok=True)
     best_path = args.work_dir / "best.keras"
     history = model.fit(
-        dataset(train.x, train.y, args.batch_size, True, args.seed, args.label_smoothing),
+        dataset(train.x, train.y, args.batch_size, True, args.seed, args.label_smoothing, args.erasing),
         validation_data=dataset(val.x, val.y, 512, False),
         epochs=args.epochs,
         class_weight=dict(enumerate(weights.tolist())),
