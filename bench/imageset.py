@@ -7,7 +7,8 @@ grain an upscaled face compresses to a few kB and would flatter every method). S
 square face to 4:3 keeps it recognisable after the pipeline's whole-image resize back to 48x48.
 
 Faces come from ``../shared/data/fer2013/val.npz`` when it is there, else from the repository's
-``tests/data/fer_sample.npz``. The files are generated once and cached under ``build/bench/``.
+small sample in ``tests/data`` (``tests/fersample.py``). The files are generated once and cached
+under ``build/bench/``.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ import numpy as np
 from PIL import Image
 
 from bench import BUILD, ROOT
+from tests import fersample
 
 FER_VAL = ROOT.parent / "shared" / "data" / "fer2013" / "val.npz"
-FER_SAMPLE = ROOT / "tests" / "data" / "fer_sample.npz"
 PHOTOS = ROOT / "tests" / "data" / "photos"
 SIZE = (640, 480)
 QUALITY = 88
@@ -63,9 +64,12 @@ class ImageSet:
         }
 
 
-def faces_source() -> Path:
+def faces_source() -> tuple[str, np.ndarray]:
     """FER2013's validation split when present, else the small sample shipped in tests/data."""
-    return FER_VAL if FER_VAL.is_file() else FER_SAMPLE
+    if FER_VAL.is_file():
+        with np.load(FER_VAL) as archive:
+            return FER_VAL.name, archive["x"]
+    return fersample.SHEET.name, fersample.load()[0]
 
 
 def face_jpeg(face: np.ndarray, seed: int) -> bytes:
@@ -80,11 +84,10 @@ def face_jpeg(face: np.ndarray, seed: int) -> bytes:
 
 def build(count: int, directory: Path | None = None) -> ImageSet:
     """``count`` images: the bundled photos spread evenly among FER2013 faces; generated on first use."""
-    source = faces_source()
-    directory = directory or BUILD / f"images-{source.stem}-v{VERSION}"
+    source, faces = faces_source()
+    directory = directory or BUILD / f"images-{Path(source).stem}-v{VERSION}"
     directory.mkdir(parents=True, exist_ok=True)
     photos = sorted(p for p in PHOTOS.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))[: max(0, count // 10)]
-    faces = np.load(source)["x"]
     wanted = count - len(photos)
     if wanted > len(faces):
         raise ValueError(f"{source} has {len(faces)} faces, {wanted} wanted")
@@ -104,5 +107,5 @@ def build(count: int, directory: Path | None = None) -> ImageSet:
         if not (directory / name).exists():
             shutil.copyfile(photo, directory / name)
         names.insert(round((position + 0.5) * count / len(photos)), name)
-    (directory / "manifest.json").write_text(json.dumps({"source": str(source), "version": VERSION}) + "\n")
-    return ImageSet(directory, tuple(names), source.name)
+    (directory / "manifest.json").write_text(json.dumps({"source": source, "version": VERSION}) + "\n")
+    return ImageSet(directory, tuple(names), source)

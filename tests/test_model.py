@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests import fersample
 from tests.services import ROOT
 from training.labels import LABELS
 from training.predict import predict_tflite
@@ -50,9 +51,8 @@ def val_faces() -> tuple[np.ndarray, np.ndarray]:
         with np.load(SHARED_VAL) as d:
             x, y = d["x"], d["y"]
     else:
-        with np.load(ROOT / "tests" / "data" / "fer_sample.npz") as d:
-            keep = d["usage"] == "PublicTest"
-            x, y = d["x"][keep], d["y"][keep]
+        x, y, usage = fersample.load()
+        x, y = x[usage == "PublicTest"], y[usage == "PublicTest"]
     pick = np.random.default_rng(0).choice(len(x), size=64, replace=False)
     return x[pick], y[pick].astype(int)
 

@@ -2,8 +2,8 @@
 
 One model is trained for the whole module (a single epoch on at most 300 real images) and shared
 by the export and evaluation tests. Images come from ../shared/data/fer2013 when that folder
-exists, else from the small fixture ``tests/data/fer_sample.npz`` (rebuilt by
-``tests/data/make_fer_sample.py``), so the module also runs from a fresh clone.
+exists, else from the small fixture in ``tests/data`` (``tests/fersample.py``), so the module
+also runs from a fresh clone.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests import fersample
 from training.data import Split, clean_training_set, load_csv, load_file, load_split
 from training.labels import INPUT_SIZE, LABELS, NUM_CLASSES
 
@@ -34,7 +35,6 @@ pytestmark = [
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"
-SAMPLE = DATA / "fer_sample.npz"
 FER_CSV = DATA / "fer2013_sample.csv"
 ICML_CSV = DATA / "icml_face_data_sample.csv"
 SHARED = ROOT.parent / "shared" / "data" / "fer2013"
@@ -47,11 +47,19 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if (SHARED / "train.npz").is_file() and (SHARED / "val.npz").is_file():
         return SHARED
     out = tmp_path_factory.mktemp("fer2013")
-    with np.load(SAMPLE) as sample:
-        x, y, usage = sample["x"], sample["y"], sample["usage"]
+    x, y, usage = fersample.load()
     for name, use in (("train", "Training"), ("val", "PublicTest")):
         np.savez_compressed(out / f"{name}.npz", x=x[usage == use], y=y[usage == use])
     return out
+
+
+@pytest.fixture(scope="module")
+def sample_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fixture's 350 faces as an npz file in the format ``training.evaluate`` reads (``x``, ``y``)."""
+    x, y, _ = fersample.load()
+    path = tmp_path_factory.mktemp("sample") / "fer_sample.npz"
+    np.savez_compressed(path, x=x, y=y)
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -69,9 +77,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> dict[st
 
 
 def test_fixture_is_small_real_and_covers_every_class() -> None:
-    assert SAMPLE.stat().st_size < 1_000_000
-    with np.load(SAMPLE) as sample:
-        x, y, usage = sample["x"], sample["y"], sample["usage"]
+    assert fersample.SHEET.stat().st_size + fersample.LABELS.stat().st_size < 1_000_000
+    x, y, usage = fersample.load()
     assert x.dtype == np.uint8 and x.shape == (350, INPUT_SIZE, INPUT_SIZE) and y.dtype == np.int8
     for use in ("Training", "PublicTest"):
         assert set(y[usage == use].tolist()) == set(range(NUM_CLASSES))
@@ -81,8 +88,8 @@ def test_fixture_is_small_real_and_covers_every_class() -> None:
 def test_both_kaggle_csv_formats_parse_by_usage_and_agree() -> None:
     assert FER_CSV.read_text().splitlines()[0] == "emotion,pixels,Usage"
     assert ICML_CSV.read_text().splitlines()[0] == "emotion, Usage, pixels"
-    with np.load(SAMPLE) as sample:
-        known = {face.tobytes(): int(label) for face, label in zip(sample["x"], sample["y"], strict=True)}
+    x, y, _ = fersample.load()
+    known = {face.tobytes(): int(label) for face, label in zip(x, y, strict=True)}
     for usage in ("Training", "PublicTest", "PrivateTest"):
         fer, icml = load_csv(FER_CSV, usage), load_csv(ICML_CSV, usage)
         assert len(fer) == 4
@@ -199,7 +206,7 @@ def test_training_exports_litert_models_and_metadata(trained: dict[str, Any], da
 
     keras_model = keras.models.load_model(work / "best.keras", compile=False)
     assert meta["parameters"] == keras_model.count_params()
-    faces = load_file(SAMPLE).x[:64]
+    faces = fersample.load()[0][:64]
     probs = {}
     for kind, name, dtype in (("float32", FLOAT_NAME, np.float32), ("int8", INT8_NAME, np.int8)):
         entry, blob = meta["models"][kind], (out / name).read_bytes()
@@ -266,18 +273,19 @@ def _check_report(report: dict[str, Any], images: int) -> None:
 
 
 def test_evaluate_float_tflite_on_npz_writes_report_and_confusion(
-    trained: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    trained: dict[str, Any], sample_npz: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from training import evaluate
 
     model = trained["out"] / "emotion_classifier.tflite"
     report_path, png = tmp_path / "out" / "eval.json", tmp_path / "out" / "confusion.png"
-    returned = evaluate.main([str(model), "--data", str(SAMPLE), "--report", str(report_path), "--confusion", str(png)])
+    argv = [str(model), "--data", str(sample_npz), "--report", str(report_path), "--confusion", str(png)]
+    returned = evaluate.main(argv)
     report = json.loads(report_path.read_text())
     assert report == json.loads(json.dumps(returned))
     _check_report(report, 350)
     assert report["model"]["input_dtype"] == "float32" and report["threads"] == 2
-    assert report["data"]["sha256"] == load_file(SAMPLE).sha256()
+    assert report["data"]["sha256"] == load_file(sample_npz).sha256()
     printed = capsys.readouterr().out
     assert all(label in printed for label in LABELS) and "macro-F1" in printed and "flip TTA" in printed
     with Image.open(png) as image:
@@ -295,12 +303,12 @@ def test_evaluate_int8_tflite_on_one_csv_usage(trained: dict[str, Any], tmp_path
 
 
 def test_evaluate_keras_model_writes_nothing_unless_asked(
-    trained: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    trained: dict[str, Any], sample_npz: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from training import evaluate
 
     monkeypatch.chdir(tmp_path)
-    report = evaluate.main([str(trained["work"] / "best.keras"), "--data", str(SAMPLE)])
+    report = evaluate.main([str(trained["work"] / "best.keras"), "--data", str(sample_npz)])
     _check_report(report, 350)
     assert report["model"]["format"] == "keras" and report["threads"] is None
     assert list(tmp_path.iterdir()) == []
@@ -309,20 +317,20 @@ def test_evaluate_keras_model_writes_nothing_unless_asked(
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["model.onnx", "--data", str(SAMPLE)], "must be a .keras or .tflite"),
-        (["missing.tflite", "--data", str(SAMPLE)], "no such model file"),
+        (["model.onnx", "--data", "SAMPLE"], "must be a .keras or .tflite"),
+        (["missing.tflite", "--data", "SAMPLE"], "no such model file"),
         (["MODEL", "--data", str(DATA)], "is a directory"),
-        (["MODEL", "--data", str(SAMPLE), "--usage", "PublicTest"], "--usage applies to Kaggle CSV files only"),
+        (["MODEL", "--data", "SAMPLE", "--usage", "PublicTest"], "--usage applies to Kaggle CSV files only"),
         (["MODEL", "--data", str(FER_CSV), "--usage", "Validation"], "invalid choice"),
-        (["MODEL", "--data", str(SAMPLE), "--threads", "0"], "--threads must be at least 1"),
+        (["MODEL", "--data", "SAMPLE", "--threads", "0"], "--threads must be at least 1"),
     ],
 )
 def test_evaluate_rejects_bad_arguments(
-    trained: dict[str, Any], argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+    trained: dict[str, Any], sample_npz: Path, argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from training import evaluate
 
     model = str(trained["out"] / "emotion_classifier.tflite")
     with pytest.raises(SystemExit) as exit_info:
-        evaluate.main([model if arg == "MODEL" else arg for arg in argv])
+        evaluate.main([{"MODEL": model, "SAMPLE": str(sample_npz)}.get(arg, arg) for arg in argv])
     assert exit_info.value.code == 2 and message in capsys.readouterr().err

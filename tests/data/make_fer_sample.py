@@ -2,8 +2,8 @@
 
 Writes next to this file:
 
-- ``fer_sample.npz``: 280 Training + 70 PublicTest images (``x`` uint8 (N, 48, 48), ``y`` int8,
-  ``usage`` "Training"/"PublicTest" per row), every class present in both parts;
+- ``fer_sample.png`` and ``fer_sample.csv``: 280 Training + 70 PublicTest faces as a contact
+  sheet plus their labels and usage, every class present in both parts (see ``tests/fersample.py``);
 - ``fer2013_sample.csv`` (``emotion,pixels,Usage``) and ``icml_face_data_sample.csv``
   (``emotion, Usage, pixels``): the same 12 real images in both, 4 rows per Usage. FER2013's
   PrivateTest images are not in the shared folder, so the PrivateTest rows reuse PublicTest images.
@@ -14,11 +14,16 @@ Usage: ``python tests/data/make_fer_sample.py [--shared ../shared/data/fer2013]`
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[1]))
+
+from tests import fersample  # noqa: E402
+
 SEED = 2013
 N_TRAIN, N_VAL, PER_CLASS = 280, 70, 2
 
@@ -43,7 +48,7 @@ def main() -> None:
         pick = sample(y, n, rng)
         parts.append((x[pick], y[pick].astype(np.int8), np.full(n, usage)))
     x, y, usage = (np.concatenate(column) for column in zip(*parts, strict=True))
-    np.savez_compressed(HERE / "fer_sample.npz", x=x, y=y, usage=usage)
+    fersample.write(x, y, usage)
 
     train_rows = np.flatnonzero(usage == "Training")[[0, 70, 140, 210]]
     val_rows = np.flatnonzero(usage == "PublicTest")
