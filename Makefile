@@ -31,7 +31,7 @@ lint: $(VENV)/.serve-installed
 
 train: $(VENV)/.all-installed  ## full training run (about 1.5 h on 2 cores); writes models/
 	$(BIN)/python -m training.train --data ../shared/data/fer2013 --out models/ --epochs 50 --seed 2 \
-		--arch sepnet-deep --class-weights none --dropout 0.3 --erasing 0.25
+		--arch sepnet-deep --class-weights none --dropout 0.3 --erasing 0.25  # the defaults, spelled out
 
 evaluate: $(VENV)/.all-installed
 	$(BIN)/python -m training.evaluate models/emotion_classifier.tflite --data ../shared/data/fer2013/val.npz

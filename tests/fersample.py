@@ -26,12 +26,17 @@ FACE = 48
 COLUMNS = 25
 
 
+def _cell(i: int) -> tuple[slice, slice]:
+    """Where face ``i`` sits on the sheet."""
+    row, column = divmod(i, COLUMNS)
+    return slice(row * FACE, (row + 1) * FACE), slice(column * FACE, (column + 1) * FACE)
+
+
 def write(x: np.ndarray, y: np.ndarray, usage: np.ndarray) -> None:
     rows = -(-len(x) // COLUMNS)
     sheet = np.zeros((rows * FACE, COLUMNS * FACE), np.uint8)
     for i, face in enumerate(x):
-        row, column = divmod(i, COLUMNS)
-        sheet[row * FACE : (row + 1) * FACE, column * FACE : (column + 1) * FACE] = face
+        sheet[_cell(i)] = face
     Image.fromarray(sheet, "L").save(SHEET, optimize=True)
     with open(LABELS, "w", newline="") as fh:
         writer = csv.writer(fh)
@@ -47,8 +52,4 @@ def load() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     usage = np.array([row["usage"] for row in rows])
     with Image.open(SHEET) as image:
         sheet = np.asarray(image.convert("L"))
-    x = np.stack([
-        sheet[(i // COLUMNS) * FACE : (i // COLUMNS + 1) * FACE, (i % COLUMNS) * FACE : (i % COLUMNS + 1) * FACE]
-        for i in range(len(rows))
-    ])
-    return x, y, usage
+    return np.stack([sheet[_cell(i)] for i in range(len(rows))]), y, usage

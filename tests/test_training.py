@@ -69,6 +69,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> dict[st
 
     out, work = tmp_path_factory.mktemp("models"), tmp_path_factory.mktemp("work")
     argv = ["--data", str(data_dir), "--epochs", "1", "--limit", "300", "--batch-size", "64"]
+    argv += ["--arch", "sepnet", "--class-weights", "sqrt"]  # the cheaper net; the default is "none"
     metadata = train.main([*argv, "--seed", "3", "--out", str(out), "--work-dir", str(work)])
     return {"out": out, "work": work, "metadata": metadata}
 
@@ -200,6 +201,7 @@ def test_training_exports_litert_models_and_metadata(trained: dict[str, Any], da
     training = meta["training"]
     assert training["data_sha256"] == load_split(data_dir, "train").sha256()
     assert 0 < training["train_images"] <= 300 and training["epochs_run"] == 1
+    assert len(set(training["class_weights"])) > 1 and meta["architecture"] == "fer_sepnet"
     assert set(training["removed"]) == {"blank", "duplicate", "conflicting_label", "in_val"}
 
     import keras
