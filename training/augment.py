@@ -14,7 +14,7 @@ import tensorflow as tf
 from training.labels import NUM_CLASSES, to_inputs
 
 
-def augmenter(seed: int, erasing: float = 0.5) -> keras.Sequential:
+def augmenter(seed: int, erasing: float = 0.25) -> keras.Sequential:
     return keras.Sequential(
         [
             keras.layers.RandomFlip("horizontal", seed=seed),
@@ -36,7 +36,7 @@ def dataset(
     training: bool,
     seed: int = 0,
     label_smoothing: float = 0.0,
-    erasing: float = 0.5,
+    erasing: float = 0.25,
 ) -> tf.data.Dataset:
     ds = tf.data.Dataset.from_tensor_slices((to_inputs(x), y.astype(np.int32)))
     if training:

@@ -38,7 +38,7 @@ def _conv_bn_relu(x, filters: int, separable: bool, name: str):
 
 
 def build_model(
-    architecture: str = "sepnet", dropout: float = 0.4, weight_decay: float = 1e-4
+    architecture: str = "sepnet-deep", dropout: float = 0.3, weight_decay: float = 1e-4
 ) -> keras.Model:
     """Inputs: float32 (N, 48, 48, 1) in [0, 1]. Outputs: class probabilities (N, 7)."""
     stages = ARCHITECTURES[architecture]
