@@ -164,7 +164,7 @@ def test_each_architecture_builds_with_its_stage_depths() -> None:
 
 
 def test_training_can_start_from_a_trained_model(trained: dict[str, Any], data_dir: Path, tmp_path: Path) -> None:
-    """``--init`` (a warm restart) starts from the given weights, not from random ones."""
+    """``--init`` (a warm restart) starts from the given weights, not from random ones; ``--teacher`` is recorded."""
     import keras
 
     from training import train
@@ -172,14 +172,61 @@ def test_training_can_start_from_a_trained_model(trained: dict[str, Any], data_d
     start = keras.models.load_model(trained["work"] / "best.keras", compile=False)
     argv = ["--data", str(data_dir), "--epochs", "1", "--limit", "100", "--batch-size", "64", "--learning-rate", "1e-9",
             "--class-weights", "none"]
+    argv += ["--teacher", str(trained["out"] / "emotion_classifier.tflite")]
     metadata = train.main([*argv, "--init", str(trained["work"] / "best.keras"), "--out", str(tmp_path / "out"),
                            "--work-dir", str(tmp_path / "work")])
     after = keras.models.load_model(tmp_path / "out" / "emotion_classifier.keras", compile=False)
     assert metadata["parameters"] == start.count_params()
     assert metadata["training"]["class_weights"] == [1.0] * NUM_CLASSES
+    assert metadata["training"]["teachers"] == ["emotion_classifier.tflite"]
     # a learning rate of 1e-9 leaves the trainable weights where --init put them
     for before, now in zip(start.trainable_weights, after.trainable_weights, strict=True):
         np.testing.assert_allclose(now.numpy(), before.numpy(), atol=1e-6, err_msg=before.path)
+
+
+# --- distillation --------------------------------------------------------------------------------------
+
+
+def test_soften_keeps_rows_normalised_and_flattens_with_temperature() -> None:
+    from training.distill import soften
+
+    probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]], dtype=np.float32)
+    np.testing.assert_allclose(soften(probs, 1.0), probs, atol=1e-6)
+    hot = soften(probs, 2.0)
+    np.testing.assert_allclose(hot.sum(axis=1), 1.0, atol=1e-6)
+    assert (hot.max(axis=1) < probs.max(axis=1)).all()
+    assert (hot.argmax(axis=1) == probs.argmax(axis=1)).all()
+    np.testing.assert_allclose(hot[0], np.sqrt(probs[0]) / np.sqrt(probs[0]).sum(), atol=1e-6)
+    with pytest.raises(ValueError, match="temperature must be positive"):
+        soften(probs, 0.0)
+
+
+def test_teacher_targets_average_teachers_and_mirrors(trained: dict[str, Any]) -> None:
+    from training.distill import teacher_targets
+    from training.predict import predict_tflite
+
+    path = trained["out"] / "emotion_classifier.tflite"
+    x, _, _ = fersample.load()
+    x = x[:40]
+    blob = path.read_bytes()
+    expected = (predict_tflite(blob, x) + predict_tflite(blob, x, flip=True)) / 2
+    np.testing.assert_allclose(teacher_targets([path], x), expected, atol=1e-5)
+    np.testing.assert_allclose(teacher_targets([path, path], x), expected, atol=1e-5)
+    with pytest.raises(ValueError, match="at least one teacher"):
+        teacher_targets([], x)
+
+
+def test_dataset_mixes_teacher_probabilities_into_smoothed_labels() -> None:
+    from training.augment import dataset
+
+    x = np.zeros((4, INPUT_SIZE, INPUT_SIZE), np.uint8)
+    y = np.array([0, 3, 6, 1])
+    soft = np.random.default_rng(0).dirichlet(np.ones(NUM_CLASSES), size=4).astype(np.float32)
+    smoothed = np.eye(NUM_CLASSES)[y] * 0.9 + 0.1 / NUM_CLASSES
+    _, plain = next(iter(dataset(x, y, 4, False, label_smoothing=0.1)))
+    _, mixed = next(iter(dataset(x, y, 4, False, label_smoothing=0.1, soft=soft, distill=0.25)))
+    np.testing.assert_allclose(plain.numpy(), smoothed, atol=1e-6)
+    np.testing.assert_allclose(mixed.numpy(), 0.75 * smoothed + 0.25 * soft, atol=1e-6)
 
 
 def test_training_exports_litert_models_and_metadata(trained: dict[str, Any], data_dir: Path) -> None:

@@ -37,22 +37,29 @@ def dataset(
     seed: int = 0,
     label_smoothing: float = 0.0,
     erasing: float = 0.25,
+    soft: np.ndarray | None = None,
+    distill: float = 0.0,
 ) -> tf.data.Dataset:
-    ds = tf.data.Dataset.from_tensor_slices((to_inputs(x), y.astype(np.int32)))
+    """Batches of (images, target probabilities); ``soft`` (N, 7) are teacher probabilities
+    mixed into the targets with weight ``distill`` (``training.distill``)."""
+    if soft is None:
+        soft, distill = np.zeros((len(y), NUM_CLASSES), np.float32), 0.0
+    ds = tf.data.Dataset.from_tensor_slices((to_inputs(x), y.astype(np.int32), soft.astype(np.float32)))
     if training:
         ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
     if training:
         aug = augmenter(seed, erasing)
         ds = ds.map(
-            lambda images, labels: (tf.clip_by_value(aug(images, training=True), 0.0, 1.0), labels),
+            lambda images, labels, soft: (tf.clip_by_value(aug(images, training=True), 0.0, 1.0), labels, soft),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
     smooth = label_smoothing
     ds = ds.map(
-        lambda images, labels: (
+        lambda images, labels, soft: (
             images,
-            tf.one_hot(labels, NUM_CLASSES) * (1.0 - smooth) + smooth / NUM_CLASSES,
+            (1.0 - distill) * (tf.one_hot(labels, NUM_CLASSES) * (1.0 - smooth) + smooth / NUM_CLASSES)
+            + distill * soft,
         )
     )
     return ds.prefetch(tf.data.AUTOTUNE)

@@ -30,6 +30,7 @@ import numpy as np  # noqa: E402
 
 from training.augment import dataset  # noqa: E402
 from training.data import clean_training_set, load_split  # noqa: E402
+from training.distill import teacher_targets  # noqa: E402
 from training.export import export  # noqa: E402
 from training.labels import NUM_CLASSES  # noqa: E402
 from training.model import ARCHITECTURES, build_model  # noqa: E402
@@ -61,6 +62,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--limit", type=int, default=None, help="use only the first N shuffled images (smoke runs)")
     parser.add_argument("--init", type=Path, default=None,
                         help="start from this trained .keras model instead of random weights (a warm restart)")
+    parser.add_argument("--teacher", type=Path, action="append", default=[],
+                        help="a trained .keras/.tflite model to distill from (repeatable: their mean)")
+    parser.add_argument("--distill", type=float, default=0.5,
+                        help="weight of the teachers' probabilities in the targets (with --teacher)")
+    parser.add_argument("--temperature", type=float, default=1.0,
+                        help="softening of the teachers' probabilities (with --teacher)")
     return parser.parse_args(argv)
 
 
@@ -77,6 +84,11 @@ def main(argv: list[str] | None = None) -> dict:
         pick = np.random.default_rng(args.seed).permutation(len(val))[: args.limit]
         val = type(val)(val.x[pick], val.y[pick])
     print(f"train {len(train)} images (removed {cleaned}), val {len(val)}", flush=True)
+
+    soft = teacher_targets(args.teacher, train.x, args.temperature) if args.teacher else None
+    if soft is not None:
+        agree = float((soft.argmax(1) == train.y).mean())
+        print(f"teachers {len(args.teacher)}: agree with {agree:.1%} of the training labels", flush=True)
 
     weights = class_weights(train.y) if args.class_weights == "sqrt" else np.ones(NUM_CLASSES, np.float32)
     steps = -(-len(train) // args.batch_size)
@@ -99,7 +111,8 @@ def main(argv: list[str] | None = None) -> dict:
     args.work_dir.mkdir(parents=True, exist_ok=True)
     best_path = args.work_dir / "best.keras"
     history = model.fit(
-        dataset(train.x, train.y, args.batch_size, True, args.seed, args.label_smoothing, args.erasing),
+        dataset(train.x, train.y, args.batch_size, True, args.seed, args.label_smoothing, args.erasing,
+                soft, args.distill if soft is not None else 0.0),
         validation_data=dataset(val.x, val.y, 512, False),
         epochs=args.epochs,
         class_weight=dict(enumerate(weights.tolist())),
@@ -122,6 +135,7 @@ def main(argv: list[str] | None = None) -> dict:
         "best_epoch": int(np.argmax(accuracies)) + 1,
         "seed": args.seed,
         "class_weights": [round(float(w), 3) for w in weights],
+        "teachers": [p.name for p in args.teacher],
         "command": "python -m training.train " + shlex.join(sys.argv[1:] if argv is None else argv),
         "train_wall_time_s": round(time.monotonic() - started),
     }
