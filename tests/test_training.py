@@ -164,7 +164,8 @@ def test_each_architecture_builds_with_its_stage_depths() -> None:
 
 
 def test_training_can_start_from_a_trained_model(trained: dict[str, Any], data_dir: Path, tmp_path: Path) -> None:
-    """``--init`` (a warm restart) starts from the given weights, not from random ones; ``--teacher`` is recorded."""
+    """``--init`` (a warm restart) starts from the given weights, not from random ones; ``--teacher`` and
+    ``--average-from`` are recorded."""
     import keras
 
     from training import train
@@ -172,13 +173,15 @@ def test_training_can_start_from_a_trained_model(trained: dict[str, Any], data_d
     start = keras.models.load_model(trained["work"] / "best.keras", compile=False)
     argv = ["--data", str(data_dir), "--epochs", "1", "--limit", "100", "--batch-size", "64", "--learning-rate", "1e-9",
             "--class-weights", "none"]
-    argv += ["--teacher", str(trained["out"] / "emotion_classifier.tflite")]
+    argv += ["--teacher", str(trained["out"] / "emotion_classifier.tflite"), "--average-from", "1"]
     metadata = train.main([*argv, "--init", str(trained["work"] / "best.keras"), "--out", str(tmp_path / "out"),
                            "--work-dir", str(tmp_path / "work")])
     after = keras.models.load_model(tmp_path / "out" / "emotion_classifier.keras", compile=False)
     assert metadata["parameters"] == start.count_params()
     assert metadata["training"]["class_weights"] == [1.0] * NUM_CLASSES
     assert metadata["training"]["teachers"] == ["emotion_classifier.tflite"]
+    average = metadata["training"]["weight_average"]
+    assert (average["from_epoch"], average["epochs"]) == (1, 1) and 0 <= average["val_accuracy"] <= 1
     # a learning rate of 1e-9 leaves the trainable weights where --init put them
     for before, now in zip(start.trainable_weights, after.trainable_weights, strict=True):
         np.testing.assert_allclose(now.numpy(), before.numpy(), atol=1e-6, err_msg=before.path)
@@ -227,6 +230,44 @@ def test_dataset_mixes_teacher_probabilities_into_smoothed_labels() -> None:
     _, mixed = next(iter(dataset(x, y, 4, False, label_smoothing=0.1, soft=soft, distill=0.25)))
     np.testing.assert_allclose(plain.numpy(), smoothed, atol=1e-6)
     np.testing.assert_allclose(mixed.numpy(), 0.75 * smoothed + 0.25 * soft, atol=1e-6)
+
+
+# --- weight averaging ----------------------------------------------------------------------------------
+
+
+def test_weight_average_is_the_mean_of_the_epochs_from_the_start_epoch() -> None:
+    import keras
+
+    from training.average import WeightAverage
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2), keras.layers.BatchNormalization()])
+    averager = WeightAverage(start_epoch=2)
+    averager.set_model(model)
+    with pytest.raises(ValueError, match="nothing was averaged"):
+        averager.averaged_copy()
+    for epoch, value in enumerate([1.0, 2.0, 4.0, 9.0]):
+        model.set_weights([np.full(w.shape, value, w.dtype) for w in model.get_weights()])
+        averager.on_epoch_end(epoch)
+    averaged = averager.averaged_copy()
+    assert averager.count == 3
+    for w in averaged.get_weights():  # epochs 2, 3 and 4 (1-based): (2 + 4 + 9) / 3
+        np.testing.assert_allclose(w, 5.0)
+    for w in model.get_weights():  # the trained model itself is untouched
+        np.testing.assert_allclose(w, 9.0)
+
+
+def test_recompute_batch_norm_sets_the_statistics_of_the_inputs() -> None:
+    import keras
+
+    from training.average import recompute_batch_norm
+
+    norm = keras.layers.BatchNormalization(momentum=0.99)
+    model = keras.Sequential([keras.Input((4,)), norm])
+    x = np.random.default_rng(0).normal(5.0, 2.0, size=(1024, 4)).astype(np.float32)
+    recompute_batch_norm(model, x, batch_size=128)
+    np.testing.assert_allclose(norm.moving_mean.numpy(), x.mean(axis=0), atol=1e-3)
+    np.testing.assert_allclose(norm.moving_variance.numpy(), x.var(axis=0), rtol=0.05)
+    assert norm.momentum == 0.99
 
 
 def test_training_exports_litert_models_and_metadata(trained: dict[str, Any], data_dir: Path) -> None:

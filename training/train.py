@@ -4,7 +4,7 @@ Usage::
 
     python -m training.train --data ../shared/data/fer2013 --out models/ [--epochs 50] [--seed 2]
 
-The defaults are the shipped model's recipe (``make train``; models/README.md); ``--arch sepnet
+The defaults are the first of the shipped model's two runs (``make train``; models/README.md); ``--arch sepnet
 --class-weights sqrt --dropout 0.4 --erasing 0.5 --epochs 60 --seed 1`` is the first model's.
 
 ``--data`` is a directory with train.npz/val.npz, or a Kaggle CSV (fer2013.csv or
@@ -29,10 +29,11 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from training.augment import dataset  # noqa: E402
+from training.average import WeightAverage, recompute_batch_norm  # noqa: E402
 from training.data import clean_training_set, load_split  # noqa: E402
 from training.distill import teacher_targets  # noqa: E402
 from training.export import export  # noqa: E402
-from training.labels import NUM_CLASSES  # noqa: E402
+from training.labels import NUM_CLASSES, to_inputs  # noqa: E402
 from training.model import ARCHITECTURES, build_model  # noqa: E402
 
 
@@ -41,6 +42,19 @@ def class_weights(y: np.ndarray) -> np.ndarray:
     counts = np.bincount(y, minlength=NUM_CLASSES).astype(np.float64)
     weights = np.sqrt(counts.sum() / np.maximum(counts, 1))
     return (weights / (weights * counts).sum() * counts.sum()).astype(np.float32)
+
+
+def choose_average(best: keras.Model, averager: WeightAverage, train, val, best_accuracy: float):
+    """The averaged model (batch norm re-estimated on train) if it beats the best epoch on val."""
+    averaged = averager.averaged_copy()
+    recompute_batch_norm(averaged, to_inputs(train.x))
+    accuracy = float((averaged.predict(to_inputs(val.x), batch_size=512, verbose=0).argmax(1) == val.y).mean())
+    chosen = accuracy > best_accuracy
+    print(f"average of {averager.count} epochs: val accuracy {accuracy:.4f} "
+          f"({'exported' if chosen else 'not exported'}; best epoch {best_accuracy:.4f})", flush=True)
+    info = {"from_epoch": averager.start_epoch, "epochs": averager.count, "val_accuracy": round(accuracy, 4),
+            "exported": chosen}
+    return (averaged if chosen else best), info
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -68,6 +82,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="weight of the teachers' probabilities in the targets (with --teacher)")
     parser.add_argument("--temperature", type=float, default=1.0,
                         help="softening of the teachers' probabilities (with --teacher)")
+    parser.add_argument("--average-from", type=int, default=None, metavar="EPOCH",
+                        help="average the weights of this epoch (1-based) to the last (SWA)")
     return parser.parse_args(argv)
 
 
@@ -110,6 +126,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     args.work_dir.mkdir(parents=True, exist_ok=True)
     best_path = args.work_dir / "best.keras"
+    averager = WeightAverage(args.average_from) if args.average_from else None
     history = model.fit(
         dataset(train.x, train.y, args.batch_size, True, args.seed, args.label_smoothing, args.erasing,
                 soft, args.distill if soft is not None else 0.0),
@@ -120,12 +137,16 @@ def main(argv: list[str] | None = None) -> dict:
             keras.callbacks.ModelCheckpoint(best_path, monitor="val_accuracy", save_best_only=True),
             keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=args.patience),
             keras.callbacks.CSVLogger(args.work_dir / "history.csv"),
+            *([averager] if averager else []),
         ],
         shuffle=False,  # the dataset shuffles itself
         verbose=2,
     )
     best = keras.models.load_model(best_path, compile=False)
     accuracies = history.history["val_accuracy"]
+    averaged = None
+    if averager is not None:
+        best, averaged = choose_average(best, averager, train, val, max(accuracies))
     info = {
         "data_sha256": raw_train.sha256(),
         "train_images": len(train),
@@ -136,6 +157,7 @@ def main(argv: list[str] | None = None) -> dict:
         "seed": args.seed,
         "class_weights": [round(float(w), 3) for w in weights],
         "teachers": [p.name for p in args.teacher],
+        **({"weight_average": averaged} if averaged else {}),
         "command": "python -m training.train " + shlex.join(sys.argv[1:] if argv is None else argv),
         "train_wall_time_s": round(time.monotonic() - started),
     }
