@@ -13,8 +13,13 @@ the best single epoch on val.
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 import numpy as np
+
+from training.data import Split
+from training.labels import to_inputs
 
 
 class WeightAverage(keras.callbacks.Callback):
@@ -55,3 +60,18 @@ def recompute_batch_norm(model: keras.Model, inputs: np.ndarray, batch_size: int
         model(inputs[start : start + batch_size], training=True)
     for layer, momentum in zip(norms, saved, strict=True):
         layer.momentum = momentum
+
+
+def choose_average(
+    best: keras.Model, averager: WeightAverage, train: Split, val: Split, best_accuracy: float
+) -> tuple[keras.Model, dict[str, Any]]:
+    """The averaged model (batch norm re-estimated on train) if it beats the best epoch on val."""
+    averaged = averager.averaged_copy()
+    recompute_batch_norm(averaged, to_inputs(train.x))
+    accuracy = float((averaged.predict(to_inputs(val.x), batch_size=512, verbose=0).argmax(1) == val.y).mean())
+    chosen = accuracy > best_accuracy
+    print(f"average of {averager.count} epochs: val accuracy {accuracy:.4f} "
+          f"({'exported' if chosen else 'not exported'}; best epoch {best_accuracy:.4f})", flush=True)
+    info = {"from_epoch": averager.start_epoch, "epochs": averager.count, "val_accuracy": round(accuracy, 4),
+            "exported": chosen}
+    return (averaged if chosen else best), info

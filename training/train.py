@@ -4,8 +4,9 @@ Usage::
 
     python -m training.train --data ../shared/data/fer2013 --out models/ [--epochs 50] [--seed 2]
 
-The defaults are the first of the shipped model's two runs (``make train``; models/README.md); ``--arch sepnet
---class-weights sqrt --dropout 0.4 --erasing 0.5 --epochs 60 --seed 1`` is the first model's.
+The defaults are the first of the shipped model's two runs (``make train``; models/README.md);
+``--arch sepnet --class-weights sqrt --dropout 0.4 --erasing 0.5 --epochs 60 --seed 1`` is the
+first model's.
 
 ``--data`` is a directory with train.npz/val.npz, or a Kaggle CSV (fer2013.csv or
 icml_face_data.csv, split by ``Usage``). Checkpoints and the epoch log go to ``--work-dir``
@@ -29,11 +30,11 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from training.augment import dataset  # noqa: E402
-from training.average import WeightAverage, recompute_batch_norm  # noqa: E402
+from training.average import WeightAverage, choose_average  # noqa: E402
 from training.data import clean_training_set, load_split  # noqa: E402
 from training.distill import teacher_targets  # noqa: E402
 from training.export import export  # noqa: E402
-from training.labels import NUM_CLASSES, to_inputs  # noqa: E402
+from training.labels import NUM_CLASSES  # noqa: E402
 from training.model import ARCHITECTURES, build_model  # noqa: E402
 
 
@@ -42,19 +43,6 @@ def class_weights(y: np.ndarray) -> np.ndarray:
     counts = np.bincount(y, minlength=NUM_CLASSES).astype(np.float64)
     weights = np.sqrt(counts.sum() / np.maximum(counts, 1))
     return (weights / (weights * counts).sum() * counts.sum()).astype(np.float32)
-
-
-def choose_average(best: keras.Model, averager: WeightAverage, train, val, best_accuracy: float):
-    """The averaged model (batch norm re-estimated on train) if it beats the best epoch on val."""
-    averaged = averager.averaged_copy()
-    recompute_batch_norm(averaged, to_inputs(train.x))
-    accuracy = float((averaged.predict(to_inputs(val.x), batch_size=512, verbose=0).argmax(1) == val.y).mean())
-    chosen = accuracy > best_accuracy
-    print(f"average of {averager.count} epochs: val accuracy {accuracy:.4f} "
-          f"({'exported' if chosen else 'not exported'}; best epoch {best_accuracy:.4f})", flush=True)
-    info = {"from_epoch": averager.start_epoch, "epochs": averager.count, "val_accuracy": round(accuracy, 4),
-            "exported": chosen}
-    return (averaged if chosen else best), info
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
