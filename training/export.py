@@ -60,7 +60,7 @@ def export(
     calibration = train.x[rng.choice(len(train), size=min(CALIBRATION_IMAGES, len(train)), replace=False)]
     files = {"float32": (FLOAT_NAME, convert(model)), "int8": (INT8_NAME, convert(model, calibration))}
     models: dict[str, Any] = {}
-    model.save(out_dir / KERAS_NAME)
+    _save_weights_only_model(model, out_dir / KERAS_NAME)
     for kind, (name, blob) in files.items():
         (out_dir / name).write_bytes(blob)
         models[kind] = {
@@ -107,6 +107,14 @@ def parity(model: Any, float_blob: bytes, int8_blob: bytes, val: Split, seed: in
         "int8_vs_float_top_agreement": float((int8_probs.argmax(1) == float_probs.argmax(1)).mean()),
         "int8_vs_float_max_abs_diff": float(np.abs(int8_probs - float_probs).max()),
     }
+
+
+def _save_weights_only_model(model: Any, path: Path) -> None:
+    """Save an uncompiled copy: no optimizer state, even for a compiled model or a clone of one
+    (Keras 3's ``clone_model`` copies the compiled optimizer, tripling the file)."""
+    bare = type(model).from_config(model.get_config())
+    bare.set_weights(model.get_weights())
+    bare.save(path)
 
 
 def _io_details(blob: bytes) -> dict[str, Any]:
