@@ -1,0 +1,141 @@
+"""Framing: cutting a face out at the classifier's size, the calibration and its inverse."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests import faceimages
+from training.framing import fit_framing
+from worker.detect import Face
+from worker.faces import FaceFinder
+from worker.framing import Calibration, Frame, Framing, cut, eye_angle
+from worker.images import decode, load_photo
+from worker.settings import get_settings
+
+NOISE = np.random.default_rng(0).integers(0, 256, (48, 48)).astype(np.uint8)
+
+
+def face(x: float, y: float, size: float, eyes: tuple[tuple[float, float], tuple[float, float]] = ((0, 0), (1, 0)),
+         model: str = "full_range") -> Face:
+    points = np.zeros((6, 2), np.float32)
+    points[0], points[1] = eyes  # right eye (left in the image), left eye
+    return Face((x, y, size, size), 0.9, points, model)
+
+
+# -- cut --------------------------------------------------------------------------------------
+
+
+def test_cut_of_the_whole_frame_is_the_image() -> None:
+    np.testing.assert_array_equal(cut(Image.fromarray(NOISE), Frame(24, 24, 48)), NOISE)
+
+
+def test_cut_shifts_by_whole_pixels() -> None:
+    shifted = cut(Image.fromarray(NOISE), Frame(25, 24, 48))
+    np.testing.assert_array_equal(shifted[:, :-1], NOISE[:, 1:])
+
+
+@pytest.mark.parametrize("factor", [2, 3, 5])
+def test_cut_reduces_big_frames_exactly(factor: int) -> None:
+    big = np.kron(NOISE, np.ones((factor, factor), np.uint8))  # every pixel a factor x factor block
+    np.testing.assert_array_equal(cut(Image.fromarray(big), Frame(24 * factor, 24 * factor, 48 * factor)), NOISE)
+
+
+def test_cut_turns_a_tilted_face_upright() -> None:
+    """A frame turned 90 degrees counter-clockwise reads the image turned back clockwise."""
+    turned = cut(Image.fromarray(NOISE), Frame(24, 24, 48, angle=90))
+    assert np.abs(turned.astype(int) - np.rot90(NOISE, -1)).mean() < 1
+
+
+def test_cut_repeats_edge_pixels_outside_the_photo() -> None:
+    ramp = np.tile(np.arange(100, 148, dtype=np.uint8), (48, 1))  # brightness grows to the right
+    out = cut(Image.fromarray(ramp), Frame(0, 24, 48))  # the left half lies outside the photo
+    np.testing.assert_array_equal(out[:, :24], 100)  # the photo's first column, not black
+    np.testing.assert_array_equal(out[:, 24:], ramp[:, :24])
+
+
+def test_cut_is_grayscale_from_colour() -> None:
+    rgb = Image.fromarray(np.dstack([NOISE, NOISE, NOISE]))
+    np.testing.assert_array_equal(cut(rgb, Frame(24, 24, 48)), NOISE)
+
+
+# -- framing ----------------------------------------------------------------------------------
+
+
+def test_framing_scales_and_moves_the_box() -> None:
+    frame = Framing(scale=1.2, offset_x=0.1, offset_y=-0.1, rotate=False).frame(face(100, 200, 50))
+    assert (frame.cx, frame.cy, frame.side, frame.angle) == pytest.approx((125 + 5, 225 - 5, 60, 0))
+
+
+def test_eye_angle_counter_clockwise_on_screen() -> None:
+    assert eye_angle(face(0, 0, 10, eyes=((0, 10), (10, 0))).keypoints) == pytest.approx(45)
+    assert eye_angle(face(0, 0, 10, eyes=((0, 0), (10, 10))).keypoints) == pytest.approx(-45)
+
+
+def test_rotated_framing_moves_along_the_face() -> None:
+    """A face turned 90 degrees counter-clockwise: up the face (a negative offset_y) is the image's left."""
+    tilted = face(100, 100, 40, eyes=((120, 130), (120, 110)))  # eye line pointing up: +90 degrees
+    frame = Framing(scale=1.0, offset_x=0.0, offset_y=-0.25, rotate=True).frame(tilted)
+    assert frame.angle == pytest.approx(90)
+    # The face's "down" (its +y axis) is the image's +x when turned +90 degrees counter-clockwise.
+    assert (frame.cx, frame.cy) == pytest.approx((120 - 10, 120))
+
+
+@pytest.mark.parametrize("rotate", [False, True])
+def test_fit_framing_inverts_framing(rotate: bool) -> None:
+    """Boxes drawn in a 48x48 frame by a known framing are fitted back to that framing."""
+    truth = Framing(scale=1.17, offset_x=0.01, offset_y=-0.09, rotate=rotate)
+    rng = np.random.default_rng(1)
+    rows = []
+    for _ in range(50):
+        size = 48 / truth.scale
+        angle = math.radians(rng.uniform(-15, 15)) if rotate else 0.0
+        # The box whose frame is the 48x48 square: centre = frame centre - offset along the face's axes.
+        dx, dy = truth.offset_x * size, truth.offset_y * size
+        cx = 24 - (dx * math.cos(angle) + dy * math.sin(angle))
+        cy = 24 - (-dx * math.sin(angle) + dy * math.cos(angle))
+        eyes = [cx - 8 * math.cos(angle), cy + 8 * math.sin(angle), cx + 8 * math.cos(angle), cy - 8 * math.sin(angle)]
+        rows.append([cx - size / 2, cy - size / 2, cx + size / 2, cy + size / 2, *eyes, *[0] * 8])
+    fitted = fit_framing(np.array(rows), rotate)
+    assert (fitted.scale, fitted.offset_x, fitted.offset_y) == pytest.approx(
+        (truth.scale, truth.offset_x, truth.offset_y), abs=1e-4)
+    if not rotate:
+        box = rows[0]
+        frame = fitted.frame(face(box[0], box[1], box[2] - box[0]))
+        assert (frame.cx, frame.cy, frame.side) == pytest.approx((24, 24, 48), abs=1e-3)
+
+
+def test_is_whole() -> None:
+    calibration = Calibration({}, whole_iou=0.5)
+    assert calibration.is_whole(Frame(160, 160, 300), 320, 320)
+    assert not calibration.is_whole(Frame(160, 160, 200), 320, 320)  # IoU 0.39
+    assert not calibration.is_whole(Frame(300, 160, 320), 320, 320)  # off to the side
+
+
+# -- the finder on real photos ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def finder() -> FaceFinder:
+    return FaceFinder.load(get_settings().face_detector, (48, 48))
+
+
+def test_a_face_crop_is_used_whole(finder: FaceFinder) -> None:
+    data = faceimages.photo("abhirup_test_image_anger.jpg")  # a 48x48 FER2013 face
+    crops = finder.find(load_photo(data), lambda: decode(data))
+    assert len(crops) == 1
+    np.testing.assert_array_equal(crops[0].pixels, decode(data))
+
+
+def test_a_portrait_is_cut_around_its_face(finder: FaceFinder) -> None:
+    data = faceimages.face_photo("astronaut.jpg")
+    photo = load_photo(data)
+    crops = finder.find(photo, lambda: pytest.fail("a 512 px portrait with a 100 px face is not a crop"))
+    assert len(crops) == 1
+    x, y, w, h = crops[0].box
+    assert 150 < x < 200 and 40 < y < 100 and 80 < w < 130
+    assert crops[0].pixels.shape == (48, 48) and crops[0].pixels.dtype == np.uint8
+    assert crops[0].pixels.std() > 20  # a face, not a flat patch

@@ -1,0 +1,218 @@
+"""Calibrate how a detected face is framed for the classifier, measure it, write face_detection.json.
+
+Usage::
+
+    python -m training.framing --data ../shared/data/fer2013 [--out models/face_detection.json]
+                               [--faces 3000] [--rotate] [--whole-iou 0.6] [--photos DIR ...]
+
+1. **Calibrate** on FER2013 training faces: each face, upscaled to 192 px, is shown to each
+   BlazeFace model as the detector shows it a photo: the short-range model sees the face alone,
+   zoomed out as in the close-up pass; the full-range model sees it in an edge-padded canvas four
+   times larger, as in the wide pass. Where the box lies in the 48x48 frame, inverted and
+   averaged (median), is that model's ``Framing``: frame side = ``scale`` x box size, frame
+   centre = box centre + ``offset`` box sizes (along the eye line with ``--rotate``).
+2. **Measure** on the validation faces, through the worker's own code (``load_photo`` then
+   ``FaceFinder``): each face served as a 320x320 JPEG (the "crops still work" case), classified
+   after detection and framing, against the same JPEG classified whole. Every rotation and
+   ``whole_iou`` choice is scored; a face that is not found counts as wrong. With ``--photos``,
+   also real photos listed with an ``expression`` in a ``photos.csv`` (e.g. ../shared/data/photos).
+3. **Write** the chosen calibration (``--rotate``, ``--whole-iou``), the models' provenance and
+   every measurement to ``--out``. Nothing here needs TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import io
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from training.data import load_split
+from training.labels import LABELS
+from worker.boxes import LEFT_EYE, RIGHT_EYE, weighted_nms
+from worker.detect import FULL_RANGE, SHORT_RANGE, ZOOM_OUT, DetectorModel, FaceDetector, centred
+from worker.faces import FaceCrop, FaceFinder
+from worker.framing import Calibration, Framing
+from worker.images import decode, load_photo
+from worker.model import Classifier
+from worker.settings import MODELS_DIR
+
+UPSCALE = 192  # px: FER2013 faces are shown to the detector at this size
+CANVAS = 4  # the full-range model sees the face in a canvas this many times its size
+SERVED = 320  # px: the "crops still work" protocol serves each face as a JPEG of this size
+WHOLE_IOU_CHOICES = (None, 0.4, 0.5, 0.6)
+SOURCE = {
+    "package": "mediapipe==0.10.14 (PyPI wheel, manylinux x86_64)",
+    "path": "mediapipe/modules/face_detection/",
+    "licence": "Apache-2.0",
+    "paper": "BlazeFace: Sub-millisecond Neural Face Detection on Mobile GPUs (arXiv:1907.05047)",
+}
+
+
+def face_image(face: np.ndarray, size: int = UPSCALE) -> Image.Image:
+    return Image.fromarray(face, "L").resize((size, size), Image.Resampling.BICUBIC)
+
+
+def measure_box(detector: FaceDetector, model: DetectorModel, face: np.ndarray) -> np.ndarray | None:
+    """The best box (x1, y1, x2, y2) and keypoints of ``face`` in its 48x48 frame's units, or None."""
+    image = face_image(face)
+    if model is SHORT_RANGE:
+        found = detector.short_range.run(image, centred(UPSCALE, UPSCALE, ZOOM_OUT))
+        origin = 0
+    else:
+        pad = UPSCALE * (CANVAS - 1) // 2
+        image = Image.fromarray(np.pad(np.asarray(image), pad, mode="edge"))
+        found = detector.full_range.run(image, centred(image.width, image.height))
+        origin = pad
+    found = weighted_nms(found)
+    if not len(found):
+        return None
+    best = int(np.argmax(found.scores))
+    units = 48 / UPSCALE
+    return np.concatenate([(found.boxes[best] - origin) * units, ((found.keypoints[best] - origin) * units).ravel()])
+
+
+def fit_framing(measured: np.ndarray, rotate: bool) -> Framing:
+    """The median framing that maps measured boxes (N, 16) back onto the 48x48 frame."""
+    boxes, points = measured[:, :4], measured[:, 4:].reshape(len(measured), -1, 2)
+    size = ((boxes[:, 2] - boxes[:, 0]) + (boxes[:, 3] - boxes[:, 1])) / 2
+    to_x, to_y = 24 - (boxes[:, 0] + boxes[:, 2]) / 2, 24 - (boxes[:, 1] + boxes[:, 3]) / 2
+    angle = np.zeros(len(measured))
+    if rotate:
+        right, left = points[:, RIGHT_EYE], points[:, LEFT_EYE]
+        angle = np.arctan2(right[:, 1] - left[:, 1], left[:, 0] - right[:, 0])
+    # The image offset (to_x, to_y) along the face's axes (see Framing.frame).
+    along_x = to_x * np.cos(angle) - to_y * np.sin(angle)
+    along_y = to_x * np.sin(angle) + to_y * np.cos(angle)
+    return Framing(float(np.median(48 / size)), float(np.median(along_x / size)), float(np.median(along_y / size)),
+                   rotate)
+
+
+def calibrate(detector: FaceDetector, faces: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    measured, stats = {}, {}
+    for model in (SHORT_RANGE, FULL_RANGE):
+        rows = [row for face in faces if (row := measure_box(detector, model, face)) is not None]
+        measured[model.name] = np.array(rows)
+        widths = measured[model.name][:, 2] - measured[model.name][:, 0]
+        stats[model.name] = {"faces": len(faces), "found": len(rows), "found_rate": round(len(rows) / len(faces), 4),
+                             "box_width_quartiles_px_of_48": np.percentile(widths, [25, 50, 75]).round(2).tolist()}
+    return measured, stats
+
+
+def jpeg(pixels: np.ndarray, size: int = SERVED, quality: int = 90) -> bytes:
+    out = io.BytesIO()
+    face_image(pixels, size).convert("RGB").save(out, "JPEG", quality=quality)
+    return out.getvalue()
+
+
+def accuracy(classifier: Classifier, crops: list[np.ndarray | None], labels: np.ndarray) -> float:
+    """Share of right answers; a None (no face found) is a wrong answer."""
+    found = [i for i, crop in enumerate(crops) if crop is not None]
+    if not found:
+        return 0.0
+    top = classifier.predict(np.stack([crops[i] for i in found])).argmax(1)
+    return float((top == labels[found]).sum() / len(labels))
+
+
+def first_face(finder: FaceFinder, data: bytes, size: tuple[int, int]) -> FaceCrop | None:
+    """The largest face in an image file, as the worker finds it; None when there is none."""
+    crops = finder.find(load_photo(data), lambda: decode(data, size))
+    return crops[0] if crops else None
+
+
+def served_crops(classifier: Classifier, finders: dict[str, FaceFinder], val_x: np.ndarray,
+                 val_y: np.ndarray) -> dict[str, Any]:
+    """The "crops still work" protocol: every val face as a 320x320 JPEG, each framing vs whole."""
+    datas = [jpeg(face) for face in val_x]
+    size = classifier.size
+    report = {"faces": len(val_x), "whole": accuracy(classifier, [decode(d, size) for d in datas], val_y)}
+    for name, finder in finders.items():
+        crops = [first_face(finder, d, size) for d in datas]
+        report[name] = accuracy(classifier, [c.pixels if c else None for c in crops], val_y)
+        report[f"{name}_found"] = sum(c is not None for c in crops)
+    return report
+
+
+def labelled_photos(classifier: Classifier, finders: dict[str, FaceFinder], folders: list[Path]) -> dict[str, Any]:
+    """Right answers on real photos whose photos.csv gives one of the seven expressions."""
+    items = []
+    for folder in folders:
+        with open(folder / "photos.csv", newline="") as handle:
+            items += [(folder / row["file"], LABELS.index(row["expression"])) for row in csv.DictReader(handle)
+                      if row.get("expression") in LABELS]
+    labels = np.array([label for _, label in items])
+    datas = [path.read_bytes() for path, _ in items]
+    report = {"photos": len(items), "whole": accuracy(classifier, [decode(d, classifier.size) for d in datas], labels)}
+    for name, finder in finders.items():
+        crops = [first_face(finder, d, classifier.size) for d in datas]
+        report[name] = accuracy(classifier, [c.pixels if c else None for c in crops], labels)
+    return report
+
+
+def provenance(models_dir: Path) -> dict[str, Any]:
+    out = {}
+    for model in (SHORT_RANGE, FULL_RANGE):
+        blob = (models_dir / model.file).read_bytes()
+        out[model.name] = {"file": model.file, "bytes": len(blob), "sha256": hashlib.sha256(blob).hexdigest(),
+                           "input": [model.size, model.size, 3], "score_threshold": model.threshold, **SOURCE}
+    return out
+
+
+def variant_name(rotate: bool, whole_iou: float | None) -> str:
+    return f"rotate={'yes' if rotate else 'no'},whole_iou={whole_iou if whole_iou is not None else 'never'}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, required=True, help="folder with train.npz and val.npz")
+    parser.add_argument("--out", type=Path, default=MODELS_DIR / "face_detection.json")
+    parser.add_argument("--faces", type=int, default=3000, help="training faces to calibrate on")
+    parser.add_argument("--rotate", action="store_true", help="turn frames with the eye line")
+    parser.add_argument("--whole-iou", type=float, default=0.5, help="IoU with the photo above which it is used whole")
+    parser.add_argument("--photos", type=Path, nargs="*", default=[], help="folders with a photos.csv of expressions")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    models_dir = args.out.parent
+    detector = FaceDetector(models_dir)
+    train = load_split(args.data, "train")
+    picks = np.random.default_rng(args.seed).choice(len(train), min(args.faces, len(train)), replace=False)
+    measured, stats = calibrate(detector, train.x[np.sort(picks)])
+    framings = {rotate: {name: fit_framing(rows, rotate) for name, rows in measured.items()}
+                for rotate in (False, True)}
+
+    classifier = Classifier(MODELS_DIR / "emotion_classifier.tflite", MODELS_DIR / "emotion_classifier.json")
+    finders = {variant_name(rotate, iou): FaceFinder(detector, Calibration(framings[rotate], math.inf if iou is None
+                                                                           else iou), classifier.size)
+               for rotate in (False, True) for iou in WHOLE_IOU_CHOICES}
+    val = load_split(args.data, "val")
+    measurements: dict[str, Any] = {"served_320px_jpeg_val": served_crops(classifier, finders, val.x, val.y)}
+    if args.photos:
+        measurements["labelled_photos"] = labelled_photos(classifier, finders, args.photos)
+
+    chosen = framings[args.rotate]
+    command = " ".join(["python -m training.framing", *(sys.argv[1:] if argv is None else argv)])
+    document = {
+        "name": "face_detection",
+        "models": provenance(models_dir),
+        "framing": {"whole_iou": args.whole_iou,
+                    "models": {name: vars(framing) for name, framing in chosen.items()}},
+        "calibration": {"command": command, "train_faces": stats,
+                        "upscale_px": UPSCALE, "full_range_canvas": CANVAS,
+                        "chosen": variant_name(args.rotate, args.whole_iou), "measurements": measurements},
+    }
+    args.out.write_text(json.dumps(document, indent=2) + "\n")
+    print(json.dumps(document["framing"], indent=2))
+    print(json.dumps(measurements, indent=2))
+
+
+if __name__ == "__main__":
+    main()

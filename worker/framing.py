@@ -1,0 +1,135 @@
+"""Frame a detected face as FER2013 frames its faces, and cut it out at the classifier's size.
+
+FER2013's 48x48 faces show roughly the whole face, eyebrows to chin, centred. A detector box is
+not that frame: it is tighter and sits lower. ``Framing`` holds the measured relation, calibrated
+by ``python -m training.framing`` (run BlazeFace on FER2013 training faces, measure where its box
+lies in the 48x48 frame, invert) and stored per detector model in ``models/face_detection.json``:
+
+- the frame's side is ``scale`` times the box width;
+- its centre is the box centre plus ``(offset_x, offset_y)`` box widths, measured along the
+  face's own axes;
+- with ``rotate``, the frame turns with the line through the eyes, so that the face comes out
+  upright (FER2013's faces are upright give or take about 13 degrees).
+
+``cut`` takes that square from the full-resolution photo, not from the detector's small input:
+the face region is converted to grayscale, box-reduced to at most twice the output size, then
+resampled once (affine, bicubic) to the output. Outside the photo is filled with its edge
+pixels, so a face at the border is not framed in black.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from worker.boxes import LEFT_EYE, RIGHT_EYE
+from worker.detect import Face
+
+PRE_REDUCE = 1  # box-reduce by whole factors while the frame is over this many times the output size
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A square in photo pixels: centre, side, and angle in degrees (counter-clockwise on screen)."""
+
+    cx: float
+    cy: float
+    side: float
+    angle: float = 0.0
+
+
+@dataclass(frozen=True)
+class Framing:
+    scale: float
+    offset_x: float
+    offset_y: float
+    rotate: bool
+
+    def frame(self, face: Face) -> Frame:
+        x, y, width, height = face.box
+        size = (width + height) / 2
+        angle = eye_angle(face.keypoints) if self.rotate else 0.0
+        cos, sin = math.cos(math.radians(angle)), math.sin(math.radians(angle))
+        dx, dy = self.offset_x * size, self.offset_y * size
+        # The face's axes turn with ``angle``: rotate the offset the same way (y points down).
+        return Frame(x + width / 2 + dx * cos + dy * sin, y + height / 2 - dx * sin + dy * cos,
+                     self.scale * size, angle)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Framing per detector model, and when a frame counts as the whole image.
+
+    ``whole_iou``: when the frame overlaps the photo itself by at least this IoU, the photo is
+    already a face crop and is used whole (resized, like the ``"whole"`` mode): re-cutting it
+    would only add the detector's jitter to a framing that is already right.
+    """
+
+    framings: dict[str, Framing]
+    whole_iou: float
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Calibration:
+        framing = data["framing"]
+        return cls({name: Framing(**params) for name, params in framing["models"].items()}, float(framing["whole_iou"]))
+
+    @classmethod
+    def load(cls, path: Path) -> Calibration:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    def frame(self, face: Face) -> Frame:
+        return self.framings[face.model].frame(face)
+
+    def is_whole(self, frame: Frame, width: int, height: int) -> bool:
+        """True when ``frame`` is (nearly) the whole ``width`` x ``height`` photo."""
+        half = frame.side / 2
+        inter_w = max(0.0, min(frame.cx + half, width) - max(frame.cx - half, 0))
+        inter_h = max(0.0, min(frame.cy + half, height) - max(frame.cy - half, 0))
+        inter = inter_w * inter_h
+        return inter / (frame.side**2 + width * height - inter) >= self.whole_iou
+
+
+def eye_angle(keypoints: np.ndarray) -> float:
+    """Degrees the eye line is turned counter-clockwise (on screen) from horizontal."""
+    (rx, ry), (lx, ly) = keypoints[RIGHT_EYE], keypoints[LEFT_EYE]
+    return math.degrees(math.atan2(ry - ly, lx - rx))
+
+
+def cut(image: Image.Image, frame: Frame, size: tuple[int, int] = (48, 48)) -> np.ndarray:
+    """The ``frame`` of ``image`` (any mode) as a uint8 grayscale array of shape (size[1], size[0])."""
+    width, height = size
+    half = frame.side / 2 * (abs(math.cos(math.radians(frame.angle))) + abs(math.sin(math.radians(frame.angle))))
+    left, top = math.floor(frame.cx - half), math.floor(frame.cy - half)
+    right, bottom = math.ceil(frame.cx + half), math.ceil(frame.cy + half)
+    region = _region(image, left, top, right, bottom)
+    factor = max(1, int(frame.side / (PRE_REDUCE * max(width, height))))
+    if factor > 1:
+        region = region.reduce(factor)
+    # Output pixel (u, v) samples the region at centre + R(angle) (u - w/2, v - h/2) * side / w.
+    step = frame.side / width / factor
+    cos, sin = math.cos(math.radians(frame.angle)), math.sin(math.radians(frame.angle))
+    cx, cy = (frame.cx - left) / factor, (frame.cy - top) / factor
+    a, b = step * cos, step * sin
+    d, e = -step * sin, step * cos
+    c = cx - a * width / 2 - b * height / 2
+    f = cy - d * width / 2 - e * height / 2
+    out = region.transform(size, Image.Transform.AFFINE, (a, b, c, d, e, f), resample=Image.Resampling.BICUBIC)
+    return np.asarray(out, dtype=np.uint8)
+
+
+def _region(image: Image.Image, left: int, top: int, right: int, bottom: int) -> Image.Image:
+    """``image``'s [left, right) x [top, bottom) in grayscale, edge pixels repeated outside it."""
+    inside = (max(left, 0), max(top, 0), min(right, image.width), min(bottom, image.height))
+    if inside[0] >= inside[2] or inside[1] >= inside[3]:
+        return Image.new("L", (right - left, bottom - top), 0)
+    gray = image.crop(inside).convert("L")
+    if inside == (left, top, right, bottom):
+        return gray
+    pad = ((inside[1] - top, bottom - inside[3]), (inside[0] - left, right - inside[2]))
+    return Image.fromarray(np.pad(np.asarray(gray), pad, mode="edge"))
