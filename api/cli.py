@@ -2,12 +2,14 @@
 
 Commands::
 
-    fer-batch submit FILE [--api URL] [--wait] [--out results.csv|results.json]
-    fer-batch status JOB [--json]       fer-batch results JOB [--out F]       fer-batch cancel JOB
-    fer-batch run FILE [--out F]        embedded mode: no Redis, no API, the workers' code in-process
+    fer-batch submit FILE [--api URL] [--faces detect|whole] [--wait] [--out results.csv|.json] [--per-face]
+    fer-batch status JOB [--json]    fer-batch results JOB [--out F] [--per-face]    fer-batch cancel JOB
+    fer-batch run FILE [--faces detect|whole] [--out F] [--per-face]   embedded: no Redis, no API
 
 FILE is a CSV of URLs (a ``url`` column, or one URL per line) or ``-`` for standard input.
 ``--out`` picks the format by extension (.csv or .json); without it a compact table is printed.
+Results have one row per URL (its largest face); ``--per-face`` writes one row per face instead.
+``--faces whole`` takes each image as one face crop, as fer-batch did before face detection.
 ``FER_API_URL`` sets the default API. Exit codes: 0 ok, 1 other failure, 2 usage error or
 unreadable input, 3 API unreachable, 4 unknown job, 130 interrupted.
 """
@@ -74,31 +76,46 @@ def check_out(out: Path | None) -> None:
         raise click.UsageError(f"--out must end in .csv or .json, got {out.name!r}")
 
 
-def write_rows(rows: Iterable[dict[str, Any]], out: Path) -> None:
-    """Result rows to a .json list or a .csv with the API's CSV header."""
-    if out.suffix.lower() == ".json":
-        out.write_text(json.dumps(list(rows), indent=2) + "\n")
-        return
-    from worker.outcomes import CSV_HEADER, csv_row
+def write_rows(rows: Iterable[dict[str, Any]], out: Path, per_face: bool = False) -> None:
+    """Result rows to a .json list or a .csv with the API's CSV header (per URL or per face)."""
+    from worker.outcomes import CSV_HEADER, FACES_CSV_HEADER, csv_row, face_rows
 
+    if out.suffix.lower() == ".json":
+        items = [dict(zip(FACES_CSV_HEADER, face, strict=True)) for row in rows for face in face_rows(row)] \
+            if per_face else list(rows)
+        out.write_text(json.dumps(items, indent=2) + "\n")
+        return
     with out.open("w", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(CSV_HEADER)
-        writer.writerows(csv_row(row) for row in rows)
+        if per_face:
+            writer.writerow(FACES_CSV_HEADER)
+            writer.writerows(face for row in rows for face in face_rows(row))
+        else:
+            writer.writerow(CSV_HEADER)
+            writer.writerows(csv_row(row) for row in rows)
 
 
-def print_table(rows: Iterable[dict[str, Any]]) -> None:
-    """A compact table: index, status, top emotion with its probability or the error, URL."""
-    click.echo(f"{'index':>5}  {'status':<9}  {'result':<22}  url")
+def print_table(rows: Iterable[dict[str, Any]], per_face: bool = False) -> None:
+    """A compact table: index, status, top emotion with its probability (every face's with
+    ``per_face``, else the largest's and the face count) or the error, URL."""
+    click.echo(f"{'index':>5}  {'status':<9}  {'result':<24}  url")
     for row in rows:
+        results = [""]
         if row["status"] == "ok":
-            result = f"{row['top']} {row['emotions'][row['top']]:.2f}"
+            faces = row.get("faces") or [row]
+            results = [_face_text(face) for face in faces] if per_face else [_face_text(row)]
+            if not per_face and len(faces) > 1:
+                results[0] += f" +{len(faces) - 1} faces"
         elif row["status"] == "error":
             err = row["error"]
-            result = f"{err['code']} {err.get('http_status', '')}".strip()
-        else:
-            result = ""
-        click.echo(f"{row['index']:>5}  {row['status']:<9}  {result:<22}  {row['url']}")
+            results = [f"{err['code']} {err.get('http_status', '')}".strip()]
+        for number, result in enumerate(results):
+            index, status = (row["index"], row["status"]) if number == 0 else ("", "")
+            click.echo(f"{index:>5}  {status:<9}  {result:<24}  {row['url'] if number == 0 else ''}".rstrip())
+
+
+def _face_text(face: dict[str, Any]) -> str:
+    return f"{face['top']} {face['emotions'][face['top']]:.2f}"
 
 
 def summary(job: dict[str, Any]) -> str:
@@ -106,16 +123,16 @@ def summary(job: dict[str, Any]) -> str:
             f"({job['succeeded']} ok, {job['failed']} failed)")
 
 
-def deliver(client: FerClient, job_id: str, out: Path | None) -> None:
+def deliver(client: FerClient, job_id: str, out: Path | None, per_face: bool) -> None:
     """Write a job's results to ``out`` (.csv streamed from the API, or .json), else print a table."""
     client.job(job_id, 0, 1)  # an unknown job fails here, before any output or file is started
     if out is None:
-        print_table(client.iter_results(job_id))
+        print_table(client.iter_results(job_id), per_face)
     elif out.suffix.lower() == ".csv":
         with out.open("wb") as handle:
-            client.results_csv(job_id, handle)
+            client.results_csv(job_id, handle, per_face)
     else:
-        write_rows(client.iter_results(job_id), out)
+        write_rows(client.iter_results(job_id), out, per_face)
     if out is not None:
         click.echo(f"wrote {out}", err=True)
 
@@ -124,11 +141,17 @@ api_option = click.option("--api", envvar="FER_API_URL", default=DEFAULT_API, sh
                           help="Base URL of the fer-batch API (env FER_API_URL).")
 out_option = click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
                           help="Write the results to this .csv or .json file instead of printing a table.")
+per_face_option = click.option("--per-face", is_flag=True,
+                               help="One row per face found (index, url, face, box, score, top, emotions) "
+                                    "instead of one per URL.")
+faces_option = click.option("--faces", type=click.Choice(["detect", "whole"]), default="detect", show_default=True,
+                            help="detect: find every face in each photo; whole: each image is one face crop.")
 
 
 EPILOG = """FILE is a CSV of URLs (a url column, or one URL per line) or - for standard input. --out picks the
-format by extension (.csv or .json). FER_API_URL sets the default API. Exit codes: 0 ok, 1 other failure,
-2 usage error or unreadable input, 3 API unreachable, 4 unknown job, 130 interrupted."""
+format by extension (.csv or .json): one row per URL (its largest face), or per face with --per-face.
+FER_API_URL sets the default API. Exit codes: 0 ok, 1 other failure, 2 usage error or unreadable input,
+3 API unreachable, 4 unknown job, 130 interrupted."""
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EPILOG)
@@ -139,15 +162,17 @@ def main() -> None:
 @main.command()
 @click.argument("file")
 @api_option
+@faces_option
 @click.option("--wait", is_flag=True, help="Show progress until the job ends, then write the results.")
 @out_option
+@per_face_option
 @click.option("--interval", default=0.5, show_default=True, help="Seconds between polls with --wait.")
-def submit(file: str, api: str, wait: bool, out: Path | None, interval: float) -> None:
+def submit(file: str, api: str, faces: str, wait: bool, out: Path | None, per_face: bool, interval: float) -> None:
     """Submit FILE (a CSV of URLs, or - for stdin) as a job; prints the job id."""
     check_out(out)
     urls = read_urls(file)
     with FerClient(api) as client, api_errors():
-        job_id = client.submit_urls(urls)["job_id"]
+        job_id = client.submit_urls(urls, faces)["job_id"]
         click.echo(job_id)
         if not wait:
             return
@@ -164,7 +189,7 @@ def submit(file: str, api: str, wait: bool, out: Path | None, interval: float) -
                 raise Failure(f"stopped waiting; job {job_id} goes on (fer-batch cancel {job_id} stops it)",
                               EXIT_INTERRUPTED) from None
         click.echo(summary(job), err=True)
-        deliver(client, job_id, out)
+        deliver(client, job_id, out, per_face)
         if job["status"] == "cancelled":
             raise Failure(f"job {job_id} was cancelled; unprocessed URLs read 'cancelled'")
 
@@ -190,11 +215,12 @@ def status(job_id: str, api: str, as_json: bool) -> None:
 @click.argument("job_id", metavar="JOB")
 @api_option
 @out_option
-def results(job_id: str, api: str, out: Path | None) -> None:
+@per_face_option
+def results(job_id: str, api: str, out: Path | None, per_face: bool) -> None:
     """Print a job's results, or write them to a .csv or .json file."""
     check_out(out)
     with FerClient(api) as client, api_errors():
-        deliver(client, job_id, out)
+        deliver(client, job_id, out, per_face)
 
 
 @main.command()
@@ -208,11 +234,14 @@ def cancel(job_id: str, api: str) -> None:
 
 @main.command()
 @click.argument("file")
+@faces_option
 @out_option
-def run(file: str, out: Path | None) -> None:
+@per_face_option
+def run(file: str, faces: str, out: Path | None, per_face: bool) -> None:
     """Classify FILE's URLs in this process (no Redis, no API), with the workers' code and settings."""
     check_out(out)
     urls = read_urls(file)
+    from worker.jobs import FacesMode
     from worker.model import Classifier, ModelError  # the worker's dependencies, only for this command
     from worker.pipeline import Pipeline, Result
     from worker.settings import get_settings
@@ -231,7 +260,7 @@ def run(file: str, out: Path | None) -> None:
                     found[result.index] = {"index": result.index, "url": result.url, **result.outcome}
                 bar.update(len(batch))
 
-            pipeline.run(list(enumerate(urls)), collect)
+            pipeline.run(list(enumerate(urls)), collect, FacesMode(faces))
     except KeyboardInterrupt:
         raise Failure("interrupted", EXIT_INTERRUPTED) from None
     finally:
@@ -240,9 +269,9 @@ def run(file: str, out: Path | None) -> None:
     ok = sum(row["status"] == "ok" for row in rows)
     click.echo(f"{len(rows)} URLs: {ok} ok, {len(rows) - ok} failed", err=True)
     if out is None:
-        print_table(rows)
+        print_table(rows, per_face)
     else:
-        write_rows(rows, out)
+        write_rows(rows, out, per_face)
         click.echo(f"wrote {out}", err=True)
 
 

@@ -81,14 +81,18 @@ class FerClient:
         _raise_for(response)
         return response.json()
 
-    def submit_urls(self, urls: list[str]) -> dict[str, Any]:
-        """Submit a job from a list of URLs; returns the 202 body (job_id, status, total, links)."""
-        return self._request("POST", "/jobs", json={"urls": urls})
+    def submit_urls(self, urls: list[str], faces: str = "detect") -> dict[str, Any]:
+        """Submit a job from a list of URLs; returns the 202 body (job_id, status, total, links).
 
-    def submit_csv(self, data: bytes | str) -> dict[str, Any]:
+        ``faces``: "detect" every face in each photo, or "whole" (each URL is one face crop).
+        """
+        return self._request("POST", "/jobs", json={"urls": urls, "faces": faces})
+
+    def submit_csv(self, data: bytes | str, faces: str = "detect") -> dict[str, Any]:
         """Submit a job from CSV text, parsed by the API."""
         content = data.encode() if isinstance(data, str) else data
-        return self._request("POST", "/jobs", content=content, headers={"Content-Type": "text/csv"})
+        return self._request("POST", "/jobs", content=content, params={"faces": faces},
+                             headers={"Content-Type": "text/csv"})
 
     def job(self, job_id: str, offset: int = 0, limit: int = 100) -> dict[str, Any]:
         return self._request("GET", f"/jobs/{job_id}", params={"offset": offset, "limit": limit})
@@ -102,10 +106,11 @@ class FerClient:
             body = self._request("GET", str(httpx.URL(self.base_url).join(body["next"])))
             yield from body["results"]
 
-    def results_csv(self, job_id: str, out: IO[bytes]) -> None:
-        """Stream the job's CSV results into ``out``."""
+    def results_csv(self, job_id: str, out: IO[bytes], per_face: bool = False) -> None:
+        """Stream the job's CSV results into ``out``: one row per URL, or per face (``faces.csv``)."""
+        name = "faces.csv" if per_face else "results.csv"
         try:
-            with self._http.stream("GET", f"/jobs/{job_id}/results.csv") as response:
+            with self._http.stream("GET", f"/jobs/{job_id}/{name}") as response:
                 _raise_for(response)
                 for chunk in response.iter_bytes():
                     out.write(chunk)

@@ -2,16 +2,21 @@
 
 Accepted bodies for ``POST /jobs``:
 
-- ``application/json``: ``{"urls": [...]}``. Entries are returned as they are (a non-string entry
-  becomes an ``invalid_url`` result on its own index, so indexes always match input rows);
+- ``application/json``: ``{"urls": [...], "faces": "detect"}``. Entries are returned as they are
+  (a non-string entry becomes an ``invalid_url`` result on its own index, so indexes always match
+  input rows);
 - ``text/csv`` (or ``application/csv``): the raw CSV;
 - ``multipart/form-data`` with a ``file`` field holding the CSV.
+
+The job's faces mode (``detect``, the default, or ``whole``) comes from the JSON body's ``faces``
+key, else from the ``?faces=`` query parameter (the way to set it for a CSV body).
 
 CSV: a header row with a ``url`` column (any case, surrounding blanks ok, other columns ignored),
 or, with no header, one URL per line (the first column). Blank lines are skipped; a UTF-8 BOM and
 CRLF line ends are fine.
 
-Flask is not imported here: the CLI imports ``urls_from_csv`` without the API's dependencies.
+Neither Flask nor the worker package (which loads Celery) is imported at module level here: the
+CLI imports ``urls_from_csv`` without the API's dependencies.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from api.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
@@ -26,7 +32,17 @@ from api.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 if TYPE_CHECKING:
     from flask import Request
 
+    from worker.jobs import FacesMode
+
 CSV_TYPES = ("text/csv", "application/csv")
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """What a ``POST /jobs`` body asks for: URL entries in input order, and the faces mode."""
+
+    entries: list[Any]
+    faces: FacesMode
 
 
 class CsvError(ValueError):
@@ -65,7 +81,7 @@ def _csv_entries(data: bytes, charset: str | None = None) -> list[str]:
         raise BadRequest(str(exc), code="invalid_csv") from None
 
 
-def _json_entries(data: bytes) -> list[Any]:
+def _json_body(data: bytes) -> dict[str, Any]:
     try:
         body = json.loads(data)
     except ValueError as exc:
@@ -74,7 +90,21 @@ def _json_entries(data: bytes) -> list[Any]:
         raise BadRequest('expected a JSON object {"urls": [...]}', code="invalid_body")
     if not isinstance(body["urls"], list):
         raise BadRequest('"urls" must be a list of URL strings', code="invalid_body")
-    return body["urls"]
+    return body
+
+
+def faces_mode(value: Any) -> FacesMode:
+    """A faces mode from a request (None: the default), or 400 ``invalid_parameter``."""
+    from worker.jobs import FacesMode
+
+    if value is None:
+        return FacesMode.DETECT
+    try:
+        return FacesMode(value)
+    except ValueError:
+        choices = " or ".join(repr(mode.value) for mode in FacesMode)
+        raise BadRequest(f"faces must be {choices}, got {value!r}", code="invalid_parameter",
+                         parameter="faces") from None
 
 
 def _multipart_entries(request: Request) -> list[str]:
@@ -96,14 +126,16 @@ def read_json(request: Request) -> Any:
         raise BadRequest(f"the body is not valid JSON: {exc}", code="invalid_json") from None
 
 
-def entries_from_request(request: Request, max_urls: int) -> list[Any]:
-    """The URL entries of a ``POST /jobs`` body, in input order, between 1 and ``max_urls`` of them.
+def job_request(request: Request, max_urls: int) -> JobRequest:
+    """A ``POST /jobs`` body: between 1 and ``max_urls`` URL entries, in input order, and options.
 
     Entries are not validated here: strings from a CSV, anything from JSON.
     """
     mimetype = request.mimetype
+    faces = request.args.get("faces")
     if request.is_json:
-        entries = _json_entries(request.get_data(cache=True))
+        body = _json_body(request.get_data(cache=True))
+        entries, faces = body["urls"], body.get("faces", faces)
     elif mimetype in CSV_TYPES:
         entries = _csv_entries(request.get_data(cache=True), request.mimetype_params.get("charset"))
     elif mimetype == "multipart/form-data":
@@ -118,4 +150,4 @@ def entries_from_request(request: Request, max_urls: int) -> list[Any]:
     if len(entries) > max_urls:
         raise PayloadTooLarge(f"{len(entries)} URLs, at most {max_urls} per job", code="too_many_urls",
                               limit=max_urls)
-    return entries
+    return JobRequest(entries, faces_mode(faces))

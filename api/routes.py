@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import redis
@@ -18,11 +18,11 @@ from celery import Celery
 from flask import Blueprint, Response, current_app, request, stream_with_context, url_for
 
 from api.errors import BadRequest, NotFound, ServiceUnavailable, Timeout, UnprocessableUrl
-from api.inputs import entries_from_request, read_json
+from api.inputs import faces_mode, job_request, read_json
 from worker import PROCESS_CHUNK
 from worker.errors import InvalidUrl
-from worker.jobs import Job, JobStore
-from worker.outcomes import CSV_HEADER, csv_row, error, lambda_dict
+from worker.jobs import FacesMode, Job, JobStore
+from worker.outcomes import CSV_HEADER, FACES_CSV_HEADER, csv_row, error, face_rows, lambda_dict
 from worker.settings import Settings
 from worker.urls import validate_url
 
@@ -58,9 +58,11 @@ def job_json(job: Job, results: list[dict[str, Any]] | None = None, next_url: st
         "created_at": job.created_at,
         "updated_at": job.updated_at,
         "finished_at": job.finished_at,
+        "faces": job.faces.value,
         "links": {
             "self": url_for("fer.get_job", job_id=job.id),
             "results_csv": url_for("fer.results_csv", job_id=job.id),
+            "faces_csv": url_for("fer.faces_csv", job_id=job.id),
         },
     }
     if results is not None:
@@ -76,7 +78,7 @@ def _get_job(job_id: str) -> Job:
     return job
 
 
-def submit(entries: list[Any]) -> Job:
+def submit(entries: list[Any], faces: FacesMode = FacesMode.DETECT) -> Job:
     """Store a job for the entries and enqueue one task per chunk that still has work to do."""
     settings, store = _settings(), _store()
     urls: list[str] = []
@@ -87,7 +89,7 @@ def submit(entries: list[Any]) -> Job:
         except InvalidUrl as exc:
             urls.append(entry if isinstance(entry, str) else str(entry))
             answered[index] = error(exc)
-    job = store.create(urls, settings.chunk_size, outcomes=answered)
+    job = store.create(urls, settings.chunk_size, outcomes=answered, faces=faces)
     chunks = [
         (start, min(start + settings.chunk_size, len(urls)))
         for start in range(0, len(urls), settings.chunk_size)
@@ -106,7 +108,8 @@ def submit(entries: list[Any]) -> Job:
 
 @bp.post("/jobs")
 def create_job() -> tuple[dict[str, Any], int, dict[str, str]]:
-    job = submit(entries_from_request(request, _settings().max_urls))
+    asked = job_request(request, _settings().max_urls)
+    job = submit(asked.entries, asked.faces)
     body = job_json(job)
     return body, 202, {"Location": body["links"]["self"]}
 
@@ -134,25 +137,39 @@ def get_job(job_id: str) -> dict[str, Any]:
     return job_json(job, results, next_url)
 
 
-@bp.get("/jobs/<job_id>/results.csv")
-def results_csv(job_id: str) -> Response:
-    job = _get_job(job_id)
+def _csv_response(job: Job, header: tuple[str, ...], rows: Callable[[dict[str, Any]], Iterable[list[Any]]],
+                  filename: str) -> Response:
+    """A job's results streamed as CSV: ``rows`` turns each result row into CSV rows."""
     store = _store()
 
     def generate() -> Iterator[str]:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(CSV_HEADER)
+        writer.writerow(header)
         for count, result in enumerate(store.iter_results(job), start=1):
-            writer.writerow(csv_row(result))
+            writer.writerows(rows(result))
             if count % CSV_FLUSH_ROWS == 0:
                 yield buffer.getvalue()
                 buffer.seek(0)
                 buffer.truncate()
         yield buffer.getvalue()
 
-    headers = {"Content-Disposition": f'attachment; filename="{job.id}.csv"'}
+    headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
     return Response(stream_with_context(generate()), mimetype="text/csv", headers=headers)
+
+
+@bp.get("/jobs/<job_id>/results.csv")
+def results_csv(job_id: str) -> Response:
+    """One row per input URL; an ok row carries its largest face."""
+    job = _get_job(job_id)
+    return _csv_response(job, CSV_HEADER, lambda result: [csv_row(result)], f"{job.id}.csv")
+
+
+@bp.get("/jobs/<job_id>/faces.csv")
+def faces_csv(job_id: str) -> Response:
+    """One row per face found, in input order then largest first."""
+    job = _get_job(job_id)
+    return _csv_response(job, FACES_CSV_HEADER, face_rows, f"{job.id}-faces.csv")
 
 
 @bp.delete("/jobs/<job_id>")
@@ -168,7 +185,7 @@ def predict() -> dict[str, float]:
     if not isinstance(body, dict) or "url" not in body:
         raise BadRequest('expected a JSON object {"url": "..."}', code="invalid_body")
     store = _store()
-    job = submit([body["url"]])
+    job = submit([body["url"]], faces_mode(body.get("faces", request.args.get("faces"))))
     timeout = _settings().predict_timeout
     if not store.wait_finished(job.id, timeout):
         store.cancel(job.id)

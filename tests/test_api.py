@@ -26,9 +26,10 @@ from tests.imageserver import ImageServer
 from tests.services import ROOT, free_port, redis_server
 from worker.settings import Settings
 
-EXPECTED_CSV_HEADER = "index,url,status,top,angry,disgust,fear,happy,sad,surprise,neutral,error_code,error_message"
+EXPECTED_CSV_HEADER = ("index,url,status,top,angry,disgust,fear,happy,sad,surprise,neutral,error_code,error_message,"
+                       "face_count,box_x,box_y,box_w,box_h")
 JOB_KEYS = ["job_id", "status", "total", "processed", "succeeded", "failed", "created_at", "updated_at",
-            "finished_at", "links"]
+            "finished_at", "faces", "links"]
 HAPPY = ("deepface_img25.jpg", "deepface_img50.jpg", "abhirup_test_image_happy.jpeg")
 ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
 
@@ -105,7 +106,9 @@ def test_submit_json(idle: FlaskClient) -> None:
     assert response.headers["Location"] == f"/jobs/{body['job_id']}"
     assert list(body) == JOB_KEYS
     assert body["status"] == "queued" and body["total"] == 2 and body["processed"] == 0
-    assert body["links"] == {"self": f"/jobs/{body['job_id']}", "results_csv": f"/jobs/{body['job_id']}/results.csv"}
+    assert body["links"] == {"self": f"/jobs/{body['job_id']}", "results_csv": f"/jobs/{body['job_id']}/results.csv",
+                             "faces_csv": f"/jobs/{body['job_id']}/faces.csv"}
+    assert body["faces"] == "detect"
     assert ISO_UTC.fullmatch(body["created_at"]) and body["finished_at"] is None
     assert submit(idle, ["http://a.example/1.jpg"])["job_id"] != body["job_id"]
 
@@ -244,7 +247,7 @@ def test_bad_paging_parameters(idle: FlaskClient, query: str) -> None:
 
 def test_unknown_job(client: FlaskClient) -> None:
     for response in (client.get("/jobs/0123456789abcdef0123456789abcdef"), client.get("/jobs/nope/results.csv"),
-                     client.delete("/jobs/nope")):
+                     client.get("/jobs/nope/faces.csv"), client.delete("/jobs/nope")):
         assert_error(response, 404, "job_not_found")
 
 

@@ -18,10 +18,12 @@ import pytest
 from click.testing import CliRunner
 
 from api.cli import main
+from tests import faceimages
 from tests.imageserver import ImageServer
 from tests.services import ROOT, free_port, wait_until
+from tests.test_api import EXPECTED_CSV_HEADER  # noqa: E402
 
-EXPECTED_CSV_HEADER = "index,url,status,top,angry,disgust,fear,happy,sad,surprise,neutral,error_code,error_message"
+FACES_HEADER = "index,url,face,box_x,box_y,box_w,box_h,score,top,angry,disgust,fear,happy,sad,surprise,neutral"
 UNKNOWN_JOB = "0123456789abcdef0123456789abcdef"
 
 
@@ -208,3 +210,50 @@ def test_cli_imports_neither_the_api_server_nor_the_worker() -> None:
         "assert not loaded, loaded\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=60)
+
+
+@pytest.fixture()
+def faces_csv_input(images: ImageServer, tmp_path: Path) -> tuple[Path, list[str]]:
+    """Four portraits tiled into one photo (4 faces), one portrait (1 face), a 404."""
+    urls = [images.add("/made/tiled.jpg", faceimages.tiled()[0], "image/jpeg"),
+            images.url("/photos/fer_justin.jpg"), images.url("/status/404")]
+    path = tmp_path / "urls.csv"
+    path.write_text("".join(f"{url}\n" for url in urls))
+    return path, urls
+
+
+def test_per_face_output_and_whole_mode(faces_csv_input: tuple[Path, list[str]], env: dict[str, str],
+                                        api_url: str, worker: object, tmp_path: Path) -> None:
+    path, urls = faces_csv_input
+    run_env = {**env, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    per_face = tmp_path / "per-face.csv"
+    result = fer_batch("run", str(path), "--per-face", "--out", str(per_face), env=run_env)
+    assert result.returncode == 0, result.stderr
+    lines = per_face.read_text().splitlines()
+    assert lines[0] == FACES_HEADER and len(lines) == 1 + 4 + 1  # faces only; the 404 has none
+    rows = list(csv.DictReader(io.StringIO(per_face.read_text())))
+    assert [(row["index"], row["face"]) for row in rows] == [("0", "0"), ("0", "1"), ("0", "2"), ("0", "3"),
+                                                             ("1", "0")]
+    table = fer_batch("run", str(path), "--per-face", env=run_env).stdout.splitlines()
+    assert len(table) == 1 + 4 + 1 + 1  # header, four face lines for the tiled photo, one, the 404
+    summary = fer_batch("run", str(path), env=run_env).stdout.splitlines()
+    assert len(summary) == 4 and "+3 faces" in summary[1]
+
+    whole = tmp_path / "whole.json"
+    assert fer_batch("run", str(path), "--faces", "whole", "--out", str(whole), env=run_env).returncode == 0
+    rows = json.loads(whole.read_text())
+    assert [row["status"] for row in rows] == ["ok", "ok", "error"] and "faces" not in rows[0]
+
+    # Through the API: the same faces, and the API's faces.csv streamed by --per-face --out x.csv.
+    submitted = tmp_path / "submitted.csv"
+    result = fer_batch("submit", str(path), "--api", api_url, "--wait", "--per-face", "--out", str(submitted))
+    assert result.returncode == 0, result.stderr
+    api_rows = list(csv.DictReader(io.StringIO(submitted.read_text())))
+    assert [(row["index"], row["face"], row["box_x"]) for row in api_rows] == \
+        [(row["index"], row["face"], row["box_x"]) for row in csv.DictReader(io.StringIO(per_face.read_text()))]
+    job_id = result.stdout.strip()
+    as_json = tmp_path / "faces.json"
+    assert fer_batch("results", job_id, "--api", api_url, "--per-face", "--out", str(as_json)).returncode == 0
+    assert [face["face"] for face in json.loads(as_json.read_text())] == [0, 1, 2, 3, 0]
+    whole_job = fer_batch("submit", str(path), "--api", api_url, "--faces", "whole", "--wait")
+    assert whole_job.returncode == 0 and "3/3 processed (2 ok, 1 failed)" in whole_job.stderr

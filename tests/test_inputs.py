@@ -11,7 +11,8 @@ from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
 from api.errors import ApiError
-from api.inputs import CsvError, decode_csv, entries_from_request, read_json, urls_from_csv
+from api.inputs import CsvError, JobRequest, decode_csv, job_request, read_json, urls_from_csv
+from worker.jobs import FacesMode
 
 A, B, C = "http://a.example/1.jpg", "https://b.example/2.png", "http://c.example/3"
 
@@ -36,9 +37,13 @@ def request(**kwargs: object) -> Request:
     return OPEN[-1]
 
 
+def entries(req: Request, max_urls: int = 100) -> list[object]:
+    return job_request(req, max_urls).entries
+
+
 def error_of(req: Request, max_urls: int = 100) -> ApiError:
     with pytest.raises(ApiError) as info:
-        entries_from_request(req, max_urls)
+        job_request(req, max_urls)
     return info.value
 
 
@@ -80,17 +85,40 @@ def test_csv_errors() -> None:
 
 def test_json_body_entries_are_kept_as_given() -> None:
     body = {"urls": [A, 5, None, {"x": 1}, B]}
-    assert entries_from_request(request(json=body), 100) == [A, 5, None, {"x": 1}, B]
+    assert entries(request(json=body)) == [A, 5, None, {"x": 1}, B]
 
 
 def test_csv_and_multipart_bodies() -> None:
     csv_text = f"url\n{A}\n{B}\n"
-    assert entries_from_request(request(data=csv_text, content_type="text/csv"), 100) == [A, B]
-    assert entries_from_request(request(data=csv_text, content_type="text/csv; charset=utf-8"), 100) == [A, B]
+    assert entries(request(data=csv_text, content_type="text/csv")) == [A, B]
+    assert entries(request(data=csv_text, content_type="text/csv; charset=utf-8")) == [A, B]
     upload = {"file": (io.BytesIO(csv_text.encode()), "urls.csv", "text/csv")}
-    assert entries_from_request(request(data=upload), 100) == [A, B]
+    assert entries(request(data=upload)) == [A, B]
     form = request(data={"file": csv_text}, content_type="multipart/form-data")
-    assert entries_from_request(form, 100) == [A, B]  # a plain form field
+    assert entries(form) == [A, B]  # a plain form field
+
+
+def test_faces_mode_from_the_json_body_or_the_query() -> None:
+    assert job_request(request(json={"urls": [A]}), 100) == JobRequest([A], FacesMode.DETECT)
+    assert job_request(request(json={"urls": [A], "faces": "whole"}), 100).faces is FacesMode.WHOLE
+    csv_body = {"data": f"url\n{A}\n", "content_type": "text/csv"}
+    assert job_request(request(query_string={"faces": "whole"}, **csv_body), 100).faces is FacesMode.WHOLE
+    upload = {"file": (io.BytesIO(f"{A}\n".encode()), "urls.csv", "text/csv")}
+    assert job_request(request(query_string="faces=detect", data=upload), 100).faces is FacesMode.DETECT
+    # The JSON body's key wins over the query parameter.
+    assert job_request(request(query_string="faces=whole", json={"urls": [A], "faces": "detect"}), 100).faces \
+        is FacesMode.DETECT
+
+
+@pytest.mark.parametrize("value", ["crop", "", "WHOLE", 1, None])
+def test_bad_faces_mode(value: object) -> None:
+    body = {"urls": [A], "faces": value}
+    if value is None:  # JSON null: the default, like a missing key
+        assert job_request(request(json=body), 100).faces is FacesMode.DETECT
+        return
+    error = error_of(request(json=body))
+    assert (error.status, error.code, error.extra) == (400, "invalid_parameter", {"parameter": "faces"})
+    assert "'detect' or 'whole'" in error.message
 
 
 @pytest.mark.parametrize(
@@ -119,7 +147,7 @@ def test_bad_bodies(kwargs: dict, status: int, code: str) -> None:
 def test_too_many_urls() -> None:
     error = error_of(request(json={"urls": [A] * 4}), max_urls=3)
     assert (error.status, error.code, error.extra) == (413, "too_many_urls", {"limit": 3})
-    assert entries_from_request(request(json={"urls": [A] * 3}), 3) == [A] * 3
+    assert entries(request(json={"urls": [A] * 3}), 3) == [A] * 3
     error = error_of(request(data="\n".join([A] * 4), content_type="text/csv"), max_urls=3)
     assert error.code == "too_many_urls"
 

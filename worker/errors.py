@@ -16,6 +16,7 @@ Each class carries a stable ``code`` that users see in results (JSON and CSV)::
     │   ├── NotAnImage            not_an_image        no image format recognised
     │   ├── DecodeError           decode_error        a recognised format that fails to decode
     │   └── ImageTooLarge         image_too_large     more pixels than FER_MAX_PIXELS
+    ├── NoFace                    no_face             a good image, but the detector finds no face in it
     └── InternalError             internal_error      unexpected failure on our side
 """
 
@@ -94,6 +95,10 @@ class ImageTooLarge(ImageError):
     code = "image_too_large"
 
 
+class NoFace(UrlError):
+    code = "no_face"
+
+
 class InternalError(UrlError):
     code = "internal_error"
 
@@ -102,6 +107,6 @@ ERROR_CODES: tuple[str, ...] = tuple(
     cls.code
     for cls in (
         InvalidUrl, BlockedAddress, DnsError, ConnectionFailed, FetchTimeout, HttpError,
-        TooManyRedirects, TooLarge, NotAnImage, DecodeError, ImageTooLarge, InternalError,
+        TooManyRedirects, TooLarge, NotAnImage, DecodeError, ImageTooLarge, NoFace, InternalError,
     )
 )

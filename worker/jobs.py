@@ -3,7 +3,7 @@
 One job is three keys sharing a Redis Cluster hash tag, all expiring together after
 ``FER_RESULT_TTL``::
 
-    fer:job:{<id>}           hash: status, total, succeeded, failed, chunk_size,
+    fer:job:{<id>}           hash: status, total, succeeded, failed, chunk_size, faces,
                              created_at, updated_at, finished_at
     fer:job:{<id>}:urls      list: the submitted URLs, in input order
     fer:job:{<id>}:results   hash: index -> outcome JSON ({"status": "ok"|"error", ...})
@@ -38,6 +38,14 @@ class JobStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+class FacesMode(StrEnum):
+    """How a job finds faces: ``detect`` every face in a photo (default), or take each ``whole``
+    image as one face crop (the behaviour before face detection, for URLs of crops)."""
+
+    DETECT = "detect"
+    WHOLE = "whole"
+
+
 class ResultStatus(StrEnum):
     PENDING = "pending"
     OK = "ok"
@@ -53,6 +61,7 @@ class Job:
     succeeded: int
     failed: int
     chunk_size: int
+    faces: FacesMode
     created_at: str
     updated_at: str
     finished_at: str | None
@@ -133,13 +142,14 @@ class JobStore:
         base = f"fer:job:{{{job_id}}}"
         return base, f"{base}:urls", f"{base}:results", f"{base}:done"
 
-    def create(self, urls: Sequence[str], chunk_size: int, outcomes: Mapping[int, dict[str, Any]]) -> Job:
+    def create(self, urls: Sequence[str], chunk_size: int, outcomes: Mapping[int, dict[str, Any]],
+               faces: FacesMode = FacesMode.DETECT) -> Job:
         """Store a new job; ``outcomes`` answers indexes known at once (e.g. invalid URLs)."""
         job_id = new_job_id()
         job_key, urls_key, _, _ = self._keys(job_id)
         stamp = now()
         fields = {"status": JobStatus.QUEUED.value, "total": len(urls), "succeeded": 0, "failed": 0,
-                  "chunk_size": chunk_size, "created_at": stamp, "updated_at": stamp}
+                  "chunk_size": chunk_size, "faces": faces.value, "created_at": stamp, "updated_at": stamp}
         with self.redis.pipeline() as pipe:
             pipe.hset(job_key, mapping=fields)
             for start in range(0, len(urls), PAGE):
@@ -166,6 +176,7 @@ class JobStore:
             succeeded=int(data.get("succeeded", 0)),
             failed=int(data.get("failed", 0)),
             chunk_size=int(data["chunk_size"]),
+            faces=FacesMode(data.get("faces", FacesMode.WHOLE.value)),  # jobs stored before detection
             created_at=data["created_at"],
             updated_at=data["updated_at"],
             finished_at=data.get("finished_at"),

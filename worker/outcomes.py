@@ -1,14 +1,19 @@
 """One URL's outcome, in the shapes users see: result JSON, CSV rows and the Lambda-style dict.
 
-An outcome is a plain dict so that it can go to Redis as JSON unchanged::
+An outcome is a plain dict so that it can go to Redis as JSON unchanged. With face detection (the
+default), ``top`` and ``emotions`` are the largest face's, and ``faces`` lists every face, largest
+first; boxes are x, y, width, height in pixels of the image as displayed (EXIF rotation applied)::
 
-    {"status": "ok", "top": "happy", "emotions": {"angry": 0.01, ..., "neutral": 0.05}}
+    {"status": "ok", "top": "happy", "emotions": {"angry": 0.01, ..., "neutral": 0.05},
+     "face_count": 2, "faces": [{"box": [412, 96, 180, 180], "score": 0.94, "top": "happy",
+                                 "emotions": {...}}, {...}]}
+    {"status": "ok", "top": "happy", "emotions": {...}}                   the "whole" faces mode
     {"status": "error", "error": {"code": "http_error", "message": "...", "http_status": 404}}
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from worker.errors import UrlError
@@ -22,15 +27,37 @@ LAMBDA_KEYS = {
     "neutral": "Neutral", "sad": "Sadness", "surprise": "Surprise",
 }
 
-CSV_HEADER: tuple[str, ...] = ("index", "url", "status", "top", *EMOTIONS, "error_code", "error_message")
+BOX_COLUMNS: tuple[str, ...] = ("box_x", "box_y", "box_w", "box_h")
+# One row per URL. Columns added since the first release go at the end, so positions stay valid.
+CSV_HEADER: tuple[str, ...] = (
+    "index", "url", "status", "top", *EMOTIONS, "error_code", "error_message", "face_count", *BOX_COLUMNS,
+)
+# One row per face (``faces.csv``); a "whole"-mode image is one face without a box.
+FACES_CSV_HEADER: tuple[str, ...] = ("index", "url", "face", *BOX_COLUMNS, "score", "top", *EMOTIONS)
+
+Box = Sequence[int]
 
 
-def ok(labels: Sequence[str], probabilities: Sequence[float]) -> dict[str, Any]:
+def classified(labels: Sequence[str], probabilities: Sequence[float]) -> dict[str, Any]:
+    """``top`` and ``emotions`` (normalised, rounded) for one face's probabilities."""
     values = [float(value) for value in probabilities]
     total = sum(values)
     emotions = {label: round(value / total, 6) for label, value in zip(labels, values, strict=True)}
     top = max(range(len(values)), key=values.__getitem__)
-    return {"status": "ok", "top": labels[top], "emotions": emotions}
+    return {"top": labels[top], "emotions": emotions}
+
+
+def ok(labels: Sequence[str], probabilities: Sequence[float]) -> dict[str, Any]:
+    """A whole image classified as one face (the "whole" mode)."""
+    return {"status": "ok", **classified(labels, probabilities)}
+
+
+def ok_faces(labels: Sequence[str], faces: Sequence[tuple[Box, float, Sequence[float]]]) -> dict[str, Any]:
+    """Detected faces, largest first, as (box, score, probabilities); at least one."""
+    listed = [{"box": [int(v) for v in box], "score": round(float(score), 4), **classified(labels, probs)}
+              for box, score, probs in faces]
+    return {"status": "ok", "top": listed[0]["top"], "emotions": listed[0]["emotions"],
+            "face_count": len(listed), "faces": listed}
 
 
 def error(exc: UrlError) -> dict[str, Any]:
@@ -41,14 +68,26 @@ def csv_row(result: dict[str, Any]) -> list[Any]:
     """A result row (``index``, ``url``, outcome fields) as the values of ``CSV_HEADER``."""
     emotions = result.get("emotions") or {}
     err = result.get("error") or {}
+    faces = result.get("faces") or []
+    box = faces[0]["box"] if faces else ("",) * len(BOX_COLUMNS)
     return [
         result["index"], result["url"], result["status"], result.get("top", ""),
         *(emotions.get(name, "") for name in EMOTIONS),
-        err.get("code", ""), err.get("message", ""),
+        err.get("code", ""), err.get("message", ""), result.get("face_count", ""), *box,
     ]
 
 
+def face_rows(result: dict[str, Any]) -> Iterator[list[Any]]:
+    """A result's faces as rows of ``FACES_CSV_HEADER``; none for an error or an unanswered URL."""
+    if result["status"] != "ok":
+        return
+    faces = result.get("faces") or [{"box": ("",) * len(BOX_COLUMNS), "score": "", **result}]
+    for number, face in enumerate(faces):
+        yield [result["index"], result["url"], number, *face["box"], face["score"], face["top"],
+               *(face["emotions"][name] for name in EMOTIONS)]
+
+
 def lambda_dict(outcome: dict[str, Any]) -> dict[str, float]:
-    """The flat dict the original Lambda endpoint answered, correctly mapped."""
+    """The flat dict the original Lambda endpoint answered (the largest face), correctly mapped."""
     return {LAMBDA_KEYS[name]: value for name, value in sorted(outcome["emotions"].items(),
                                                                key=lambda kv: LAMBDA_KEYS[kv[0]])}

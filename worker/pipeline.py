@@ -1,13 +1,16 @@
-"""Fetch, decode, batch and classify a list of URLs: the work of one chunk, or of `fer-batch run`.
+"""Fetch, decode, find faces, batch and classify a list of URLs: the work of one chunk, or of `fer-batch run`.
 
-``Pipeline.run(items, on_results)`` takes (index, url) pairs and calls ``on_results`` with
+``Pipeline.run(items, on_results, faces)`` takes (index, url) pairs and calls ``on_results`` with
 ``Result``s as they are ready: a batch of classified faces at a time, together with the errors
 met meanwhile. Returning False from ``on_results`` stops it from taking further URLs (a
 cancelled job); what is in flight is finished and reported.
 
 Inside, up to ``fetch_concurrency`` coroutines pull URLs from one iterator over a shared aiohttp
-session; decoding runs in a small thread pool (Pillow releases the GIL), and inference on one
-dedicated thread so the event loop keeps fetching while the model runs.
+session. Decoding and face detection (``FacesMode.DETECT``: ``worker.faces``, one detector per
+thread) run in a small thread pool (Pillow and LiteRT release the GIL), so the event loop keeps
+fetching meanwhile; inference runs on one dedicated thread. Faces from many images share
+classifier batches of ``batch_size`` faces; an image whose faces are not all classified yet is
+not reported.
 
 The event loop and the aiohttp session live as long as the Pipeline, not one ``run`` call: a
 worker process keeps its keep-alive connections from one chunk to the next instead of opening
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -28,9 +32,11 @@ import aiohttp
 import numpy as np
 
 from worker import outcomes
-from worker.errors import InternalError, UrlError
+from worker.errors import InternalError, NoFace, UrlError
+from worker.faces import FaceCrop, FaceFinder
 from worker.fetch import fetch, make_session
-from worker.images import decode
+from worker.images import decode, load_photo
+from worker.jobs import FacesMode
 from worker.model import Classifier
 from worker.settings import Settings
 from worker.urls import validate_url
@@ -45,6 +51,16 @@ class Result:
     outcome: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class Pending:
+    """A decoded URL waiting for the classifier: its face crops, or None for a whole image."""
+
+    index: int
+    url: str
+    pixels: list[np.ndarray]
+    crops: list[FaceCrop] | None
+
+
 OnResults = Callable[[list[Result]], bool | None]
 
 
@@ -56,6 +72,27 @@ class Pipeline:
         self._infer_pool = ThreadPoolExecutor(1, thread_name_prefix="fer-infer")
         self._loop = asyncio.new_event_loop()
         self._session: aiohttp.ClientSession | None = None
+        self._threads = threading.local()  # each decode thread's FaceFinder, made on first use
+
+    def finder(self) -> FaceFinder:
+        """This thread's face finder (LiteRT interpreters are used by one thread at a time)."""
+        finder = getattr(self._threads, "finder", None)
+        if finder is None:
+            finder = self._threads.finder = FaceFinder.load(self.settings.face_detector, self.classifier.size)
+        return finder
+
+    def prepare(self, index: int, url: str, data: bytes, faces: FacesMode) -> Pending:
+        """Image bytes to what the classifier needs: the whole image, or each face found in it."""
+        def whole() -> np.ndarray:
+            return decode(data, self.classifier.size, self.settings.max_pixels)
+
+        if faces is FacesMode.WHOLE:
+            return Pending(index, url, [whole()], None)
+        photo = load_photo(data, self.settings.max_pixels)
+        crops = self.finder().find(photo, whole)
+        if not crops:
+            raise NoFace(f"no face found in the {photo.width}x{photo.height} image")
+        return Pending(index, url, [crop.pixels for crop in crops], crops)
 
     def close(self) -> None:
         if not self._loop.is_closed():
@@ -74,22 +111,25 @@ class Pipeline:
             await self._session.close()
             self._session = None
 
-    def run(self, items: Iterable[tuple[int, str]], on_results: OnResults) -> None:
-        self._loop.run_until_complete(self._run(iter(items), on_results))
+    def run(self, items: Iterable[tuple[int, str]], on_results: OnResults,
+            faces: FacesMode = FacesMode.DETECT) -> None:
+        self._loop.run_until_complete(self._run(iter(items), on_results, faces))
 
-    async def _run(self, items: Iterable[tuple[int, str]], on_results: OnResults) -> None:
+    async def _run(self, items: Iterable[tuple[int, str]], on_results: OnResults, faces: FacesMode) -> None:
         if self._session is None or self._session.closed:
             self._session = make_session(self.settings)  # inside the loop: the session binds to it
-        await _Run(self, on_results).main(self._session, items)
+        await _Run(self, on_results, faces).main(self._session, items)
 
 
 class _Run:
     """The state of one ``Pipeline.run`` call."""
 
-    def __init__(self, pipeline: Pipeline, on_results: OnResults) -> None:
+    def __init__(self, pipeline: Pipeline, on_results: OnResults, faces: FacesMode) -> None:
         self.p = pipeline
         self.on_results = on_results
-        self.faces: list[tuple[int, str, np.ndarray]] = []
+        self.mode = faces
+        self.pending: list[Pending] = []
+        self.face_count = 0  # faces in self.pending
         self.errors: list[Result] = []
         self.stopped = False
         self.lock = asyncio.Lock()
@@ -103,7 +143,7 @@ class _Run:
             for worker in workers:
                 worker.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
-        while (self.faces or self.errors) and not self.stopped:
+        while (self.pending or self.errors) and not self.stopped:
             await self.flush()
 
     async def consume(self, session: Any, items: Iterable[tuple[int, str]]) -> None:
@@ -114,41 +154,60 @@ class _Run:
                 return
             try:
                 data = await fetch(session, validate_url(url, settings.max_url_length), settings)
-                face = await loop.run_in_executor(
-                    self.p._decode_pool, decode, data, self.p.classifier.size, settings.max_pixels
-                )
+                item = await loop.run_in_executor(self.p._decode_pool, self.p.prepare, index, url, data, self.mode)
             except UrlError as exc:
                 self.errors.append(Result(index, url, outcomes.error(exc)))
             except Exception as exc:  # a bug must cost one URL, not the chunk
                 log.exception("unexpected error on %s", url)
                 self.errors.append(Result(index, url, outcomes.error(InternalError(f"{type(exc).__name__}"))))
             else:
-                self.faces.append((index, url, face))
-            if len(self.faces) >= settings.batch_size or len(self.errors) >= settings.batch_size:
+                self.pending.append(item)
+                self.face_count += len(item.pixels)
+            if self.face_count >= settings.batch_size or len(self.errors) >= settings.batch_size:
                 await self.flush()
 
     async def flush(self) -> None:
         async with self.lock:
-            batch, self.faces = self.faces[: self.p.settings.batch_size], self.faces[self.p.settings.batch_size :]
+            # Whole images up to a batch of faces (at least one image, however many faces it has).
+            take, faces = 0, 0
+            while take < len(self.pending) and (take == 0 or faces + len(self.pending[take].pixels)
+                                                <= self.p.settings.batch_size):
+                faces += len(self.pending[take].pixels)
+                take += 1
+            batch, self.pending = self.pending[:take], self.pending[take:]
+            self.face_count -= faces
             errors, self.errors = self.errors, []
             results = errors + await self.classify(batch)
             if results and self.on_results(results) is False:
                 self.stopped = True
 
-    async def classify(self, batch: list[tuple[int, str, np.ndarray]]) -> list[Result]:
+    async def classify(self, batch: list[Pending]) -> list[Result]:
         if not batch:
             return []
         classifier = self.p.classifier
-        faces = np.stack([face for _, _, face in batch])
+        faces = np.stack([pixels for item in batch for pixels in item.pixels])
         loop = asyncio.get_running_loop()
         try:
-            probabilities = await loop.run_in_executor(self.p._infer_pool, classifier.predict, faces)
+            probabilities = await loop.run_in_executor(self.p._infer_pool, self._predict, faces)
         except Exception as exc:
-            log.exception("inference failed on a batch of %d", len(batch))
+            log.exception("inference failed on a batch of %d faces", len(faces))
             failure = outcomes.error(InternalError(f"inference failed: {type(exc).__name__}"))
-            return [Result(index, url, failure) for index, url, _ in batch]
+            return [Result(item.index, item.url, failure) for item in batch]
         labels = classifier.info.labels
-        return [
-            Result(index, url, outcomes.ok(labels, probs))
-            for (index, url, _), probs in zip(batch, probabilities, strict=True)
-        ]
+        results, start = [], 0
+        for item in batch:
+            probs = probabilities[start : start + len(item.pixels)]
+            start += len(item.pixels)
+            if item.crops is None:
+                outcome = outcomes.ok(labels, probs[0])
+            else:
+                outcome = outcomes.ok_faces(labels, [(crop.box, crop.score, p)
+                                                     for crop, p in zip(item.crops, probs, strict=True)])
+            results.append(Result(item.index, item.url, outcome))
+        return results
+
+    def _predict(self, faces: np.ndarray) -> np.ndarray:
+        """Probabilities for any number of faces, in model calls of at most ``batch_size``."""
+        size = self.p.settings.batch_size
+        parts = [self.p.classifier.predict(faces[start : start + size]) for start in range(0, len(faces), size)]
+        return np.concatenate(parts)

@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     )
     model_path: Path = MODELS_DIR / "emotion_classifier.tflite"
     model_metadata: Path | None = None  # default: emotion_classifier.json beside the model
+    face_detector: Path = MODELS_DIR / "face_detection.json"  # detector models beside it, and framing
 
     max_urls: int = Field(10_000, ge=1)
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)

@@ -40,8 +40,8 @@ def process_chunk(jobs: JobStore, pipe: Pipeline, job_id: str, start: int, stop:
 
     Idempotent: a redelivered chunk redoes only what is missing, and the store ignores repeats.
     """
-    status = jobs.status(job_id)
-    if status is None or status in (JobStatus.CANCELLED, JobStatus.DONE):
+    job = jobs.get(job_id)
+    if job is None or job.finished:
         return 0
     urls = jobs.urls(job_id, start, stop)
     known = jobs.outcomes(job_id, range(start, start + len(urls)))
@@ -54,7 +54,7 @@ def process_chunk(jobs: JobStore, pipe: Pipeline, job_id: str, start: int, stop:
         return jobs.status(job_id) is not JobStatus.CANCELLED
 
     if todo:
-        pipe.run(todo, store_batch)
+        pipe.run(todo, store_batch, job.faces)
     return added
 
 
