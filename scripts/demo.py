@@ -1,8 +1,9 @@
 """`make demo`: one real batch end to end on this machine, with nothing from the internet.
 
 Starts a throw-away redis-server, the API under gunicorn, one Celery worker and a local HTTP
-server for the bundled example photos; submits a CSV of their URLs (plus two that fail on
-purpose) with `fer-batch submit --wait`; prints the results; stops everything it started.
+server for the bundled photos; submits a CSV of their URLs (the portraits, a 29-person group
+photo, a cat, and two URLs that fail on purpose) with `fer-batch submit --wait`; prints one line
+per URL, then every face of the group photo; stops everything it started.
 """
 
 from __future__ import annotations
@@ -22,7 +23,21 @@ from tests.imageserver import ImageServer  # noqa: E402
 from tests.services import WorkerProcess, free_port, redis_server, wait_until  # noqa: E402
 
 PHOTOS = ROOT / "tests" / "data" / "photos"
+FACES = ROOT / "tests" / "data" / "faces"
 OUT = ROOT / "build" / "demo"
+GROUP = "solvay1927.jpg"
+
+
+def expectations() -> dict[str, str]:
+    """File name -> what a person sees in it (expression, or the number of faces)."""
+    with open(PHOTOS / "photos.csv", newline="") as fh:
+        expected = {row["file"]: row["expression"] for row in csv.DictReader(fh)}
+    with open(FACES / "faces.csv", newline="") as fh:
+        for row in csv.DictReader(fh):
+            expected[row["file"]] = row["expression"] or "no person"
+            if row["faces"] not in ("0", "1"):
+                expected[row["file"]] = f"{row['faces']} faces"
+    return expected
 
 
 def write_csv(server: ImageServer) -> Path:
@@ -31,7 +46,9 @@ def write_csv(server: ImageServer) -> Path:
         writer = csv.writer(fh)
         writer.writerow(["url", "note"])
         for photo in sorted(PHOTOS.glob("*.jp*")):
-            writer.writerow([server.url(f"/photos/{photo.name}"), "bundled example photo"])
+            writer.writerow([server.url(f"/photos/{photo.name}"), "bundled portrait"])
+        writer.writerow([server.url(f"/faces/{GROUP}"), "group photo: one result per face"])
+        writer.writerow([server.url("/faces/chelsea.png"), "a cat: reported as no_face"])
         writer.writerow([server.url("/status/404"), "missing on the server: reported as http_error"])
         writer.writerow(["not a url", "reported as invalid_url"])
     return path
@@ -42,6 +59,26 @@ def api_ready(url: str) -> bool:
         with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:
             return response.status == 200
     return False
+
+
+def show(results: Path, faces: Path) -> None:
+    expected = expectations()
+    print(f"  {'#':>3}  {'image':38}  {'faces':>5}  {'answer (largest face)':22}  expected")
+    with open(results, newline="") as fh:
+        for row in csv.DictReader(fh):
+            name = row["url"].rsplit("/", 1)[-1]
+            start = f"  {row['index']:>3}  {name:38.38}  {row['face_count']:>5}  "
+            if row["top"]:
+                answer = f"{row['top']:10} {float(row[row['top']]):5.2f}"
+                print(f"{start}{answer:22}  {expected.get(name, '')}")
+            else:
+                print(f"{start}{row['error_code']}: {row['error_message']}")
+    with open(faces, newline="") as fh:
+        group = [row for row in csv.DictReader(fh) if row["url"].endswith(GROUP)]
+    print(f"\nEvery face of {GROUP} ({len(group)}; box = x, y, width, height in pixels), largest first:\n")
+    for row in group:
+        box = f"{row['box_x']:>4} {row['box_y']:>4} {row['box_w']:>3} {row['box_h']:>3}"
+        print(f"  face {row['face']:>2}  box {box}  {row['top']:10} {float(row[row['top']]):.2f}")
 
 
 def main() -> int:
@@ -59,20 +96,16 @@ def main() -> int:
             wait_until(lambda: api_ready(api_url), 30, "the API to be ready")
             print(f"Redis {redis_url}, API {api_url}, worker log {worker.log_path.relative_to(ROOT)}\n")
             cli = [sys.executable, "-m", "api.cli"]
-            subprocess.run([*cli, "submit", str(write_csv(images)), "--api", api_url, "--wait",
-                            "--out", str(OUT / "results.csv")], cwd=ROOT, env=env, check=True)
-            print(f"\nResults written to {(OUT / 'results.csv').relative_to(ROOT)}:\n")
-            with open(PHOTOS / "photos.csv", newline="") as fh:
-                expected = {row["file"]: row["expression"] for row in csv.DictReader(fh)}
-            print(f"  {'#':>3}  {'image':38}  {'answer':10} {'p':>5}  expected")
-            with open(OUT / "results.csv", newline="") as fh:
-                for row in csv.DictReader(fh):
-                    name = row["url"].rsplit("/", 1)[-1]
-                    if row["top"]:
-                        answer = f"{row['top']:10} {float(row[row['top']]):5.2f}  {expected.get(name, '')}"
-                    else:
-                        answer = f"{row['error_code']}: {row['error_message']}"
-                    print(f"  {row['index']:>3}  {name:38.38}  {answer}")
+            results, faces = OUT / "results.csv", OUT / "faces.csv"
+            submitted = subprocess.run([*cli, "submit", str(write_csv(images)), "--api", api_url, "--wait",
+                                        "--out", str(results)], cwd=ROOT, env=env, check=True,
+                                       stdout=subprocess.PIPE, text=True)
+            job_id = submitted.stdout.strip()
+            subprocess.run([*cli, "results", job_id, "--api", api_url, "--per-face", "--out", str(faces)],
+                           cwd=ROOT, env=env, check=True)
+            print(f"\nJob {job_id}: one row per URL in {results.relative_to(ROOT)}, one per face in "
+                  f"{faces.relative_to(ROOT)}:\n")
+            show(results, faces)
             return 0
         finally:
             worker.stop()

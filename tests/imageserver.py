@@ -13,6 +13,7 @@ and :meth:`ImageServer.hits` shows whether anything ever arrived there.
 Routes (all data is real; generated images are made with Pillow or zlib at start-up)::
 
     /photos/<name>           the files of tests/data/photos (image/jpeg)
+    /faces/<name>            the files of tests/data/faces (a group photo, a portrait, a cat)
     /status/<code>           an empty answer with that HTTP status
     /flaky/<key>             500 the first time for each key (?failures=N times), then a photo
     /status/429-once/<key>   429 with Retry-After (?retry_after=0) the first time, then a photo
@@ -50,6 +51,8 @@ from aiohttp import web
 from PIL import Image
 
 PHOTOS_DIR = Path(__file__).resolve().parent / "data" / "photos"
+FACES_DIR = PHOTOS_DIR.parent / "faces"
+IMAGE_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png"}
 DEFAULT_PHOTO = "fer_justin.jpg"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -83,6 +86,7 @@ class ImageServer:
 
     def __init__(self, photos_dir: Path = PHOTOS_DIR, extra_hosts: tuple[str, ...] = ("127.0.0.2", "::1")) -> None:
         self.photos = {p.name: p.read_bytes() for p in sorted(photos_dir.iterdir()) if p.suffix in (".jpg", ".jpeg")}
+        self.faces = {p.name: p.read_bytes() for p in sorted(FACES_DIR.iterdir()) if p.suffix in IMAGE_TYPES}
         self.host = "127.0.0.1"
         self.port = 0
         self.extra_hosts: tuple[str, ...] = ()
@@ -206,6 +210,7 @@ class ImageServer:
     def _routes(self) -> list[web.RouteDef]:
         return [
             web.get("/photos/{name}", self._photo),
+            web.get("/faces/{name}", self._face_photo),
             web.get("/status/429-once/{key}", self._once_429),
             web.get("/status/{code:\\d+}", self._status),
             web.get("/flaky/{key}", self._flaky),
@@ -244,6 +249,12 @@ class ImageServer:
         if body is None:
             raise web.HTTPNotFound()
         return web.Response(body=body, content_type="image/jpeg")
+
+    async def _face_photo(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        if name not in self.faces:
+            raise web.HTTPNotFound()
+        return web.Response(body=self.faces[name], content_type=IMAGE_TYPES[Path(name).suffix])
 
     async def _status(self, request: web.Request) -> web.StreamResponse:
         return web.Response(status=int(request.match_info["code"]), text="status\n")

@@ -46,13 +46,13 @@ def urls() -> Iterator[dict[str, str]]:
     tiled, _ = faceimages.tiled()
     with ImageServer() as server:
         yield {
-            "group": server.add("/faces/solvay1927.jpg", faceimages.face_photo("solvay1927.jpg"), "image/jpeg"),
+            "group": server.url("/faces/solvay1927.jpg"),
             "tiled": server.add("/made/tiled.jpg", tiled, "image/jpeg"),
             "portrait": server.url(f"/photos/{PORTRAIT}"),
             "rotated": server.add("/made/exif-rotated.jpg", faceimages.exif_rotated(faceimages.photo(PORTRAIT)),
                                   "image/jpeg"),
             "crop": server.url(f"/photos/{CROP}"),
-            "cat": server.add("/faces/chelsea.png", faceimages.face_photo("chelsea.png"), "image/png"),
+            "cat": server.url("/faces/chelsea.png"),
             "missing": server.url("/status/404"),
         }
 

@@ -8,13 +8,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests import faceimages
-from training.framing import fit_framing
-from worker.detect import Face
+from tests import faceimages, fersample
+from training import detect_eval, framing_eval
+from training.framing import calibrate, fit_framing
+from worker.detect import Face, FaceDetector
 from worker.faces import FaceFinder
 from worker.framing import Calibration, Frame, Framing, cut, eye_angle
 from worker.images import decode, load_photo
-from worker.settings import get_settings
+from worker.model import Classifier
+from worker.settings import MODELS_DIR, get_settings
 
 NOISE = np.random.default_rng(0).integers(0, 256, (48, 48)).astype(np.uint8)
 
@@ -139,3 +141,40 @@ def test_a_portrait_is_cut_around_its_face(finder: FaceFinder) -> None:
     assert 150 < x < 200 and 40 < y < 100 and 80 < w < 130
     assert crops[0].pixels.shape == (48, 48) and crops[0].pixels.dtype == np.uint8
     assert crops[0].pixels.std() > 20  # a face, not a flat patch
+
+
+# -- the calibration and measurement tools (training/) -----------------------------------------
+
+
+def test_calibration_on_fer2013_faces_is_close_to_the_shipped_one() -> None:
+    """Fitted on the repository's 280 training faces, the framing matches models/face_detection.json."""
+    x, _, usage = fersample.load()
+    detector = FaceDetector(MODELS_DIR)
+    measured, stats = calibrate(detector, x[usage == "Training"])
+    assert stats["short_range"]["found_rate"] > 0.95 and stats["full_range"]["found_rate"] > 0.6
+    shipped = Calibration.load(get_settings().face_detector).framings
+    for name, rows in measured.items():
+        fitted = fit_framing(rows, rotate=False)
+        assert fitted.scale == pytest.approx(shipped[name].scale, abs=0.05)
+        assert fitted.offset_y == pytest.approx(shipped[name].offset_y, abs=0.03)
+
+
+def test_framing_choices_are_scored_through_the_worker_code() -> None:
+    x, y, usage = fersample.load()
+    val = usage == "PublicTest"
+    detector = FaceDetector(MODELS_DIR)
+    shipped = Calibration.load(get_settings().face_detector)
+    choices = framing_eval.variants({False: shipped.framings, True: shipped.framings}, (0.5,))
+    settings = get_settings()
+    report = framing_eval.score(Classifier(settings.model_path, settings.metadata_path), detector, choices,
+                                framing_eval.served_faces(x[val], y[val]))
+    assert report["samples"] == 70 and report["with_a_face"] >= 66
+    assert set(report) >= {"whole", "calibrated", "margin x1.1", "calibrated, whole_iou=0.5"}
+    # Used whole when the frame is the photo, the crops get the whole mode's answers (within a face or two).
+    assert abs(report["calibrated, whole_iou=0.5"] - report["whole"]) <= 4 / 70
+
+
+def test_detect_eval_counts_the_bundled_faces() -> None:
+    result = detect_eval.evaluate(faceimages.FACES, FaceDetector(MODELS_DIR))
+    assert result["certain_faces"] == 30 and result["certain_found"] >= 28
+    assert result["no_person_photos"] == 1 and result["no_person_false_faces"] == 0

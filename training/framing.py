@@ -3,7 +3,7 @@
 Usage::
 
     python -m training.framing --data ../shared/data/fer2013 [--out models/face_detection.json]
-                               [--faces 3000] [--rotate] [--whole-iou 0.6] [--photos DIR ...]
+                               [--faces 3000] [--rotate] [--whole-iou 0.5] [--photos DIR ...]
 
 1. **Calibrate** on FER2013 training faces: each face, upscaled to 192 px, is shown to each
    BlazeFace model as the detector shows it a photo: the short-range model sees the face alone,
@@ -11,11 +11,10 @@ Usage::
    times larger, as in the wide pass. Where the box lies in the 48x48 frame, inverted and
    averaged (median), is that model's ``Framing``: frame side = ``scale`` x box size, frame
    centre = box centre + ``offset`` box sizes (along the eye line with ``--rotate``).
-2. **Measure** on the validation faces, through the worker's own code (``load_photo`` then
-   ``FaceFinder``): each face served as a 320x320 JPEG (the "crops still work" case), classified
-   after detection and framing, against the same JPEG classified whole. Every rotation and
-   ``whole_iou`` choice is scored; a face that is not found counts as wrong. With ``--photos``,
-   also real photos listed with an ``expression`` in a ``photos.csv`` (e.g. ../shared/data/photos).
+2. **Measure** the choices (rotation, margin, resampling, ``whole_iou``) through the worker's own
+   code, on FER2013 validation faces served as 320x320 JPEGs and, with ``--photos``, on real
+   photos whose ``photos.csv`` gives an expression (e.g. ../shared/data/photos): see
+   ``training.framing_eval``.
 3. **Write** the chosen calibration (``--rotate``, ``--whole-iou``), the models' provenance and
    every measurement to ``--out``. Nothing here needs TensorFlow.
 """
@@ -23,11 +22,8 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
-import io
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -35,20 +31,17 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from training import framing_eval
 from training.data import load_split
-from training.labels import LABELS
 from worker.boxes import LEFT_EYE, RIGHT_EYE, weighted_nms
 from worker.detect import FULL_RANGE, SHORT_RANGE, ZOOM_OUT, DetectorModel, FaceDetector, centred
-from worker.faces import FaceCrop, FaceFinder
-from worker.framing import Calibration, Framing
-from worker.images import decode, load_photo
+from worker.framing import Framing
 from worker.model import Classifier
 from worker.settings import MODELS_DIR
 
 UPSCALE = 192  # px: FER2013 faces are shown to the detector at this size
 CANVAS = 4  # the full-range model sees the face in a canvas this many times its size
-SERVED = 320  # px: the "crops still work" protocol serves each face as a JPEG of this size
-WHOLE_IOU_CHOICES = (None, 0.4, 0.5, 0.6)
+WHOLE_IOU_CHOICES = (0.4, 0.5, 0.6)
 SOURCE = {
     "package": "mediapipe==0.10.14 (PyPI wheel, manylinux x86_64)",
     "path": "mediapipe/modules/face_detection/",
@@ -107,56 +100,6 @@ def calibrate(detector: FaceDetector, faces: np.ndarray) -> tuple[dict[str, np.n
     return measured, stats
 
 
-def jpeg(pixels: np.ndarray, size: int = SERVED, quality: int = 90) -> bytes:
-    out = io.BytesIO()
-    face_image(pixels, size).convert("RGB").save(out, "JPEG", quality=quality)
-    return out.getvalue()
-
-
-def accuracy(classifier: Classifier, crops: list[np.ndarray | None], labels: np.ndarray) -> float:
-    """Share of right answers; a None (no face found) is a wrong answer."""
-    found = [i for i, crop in enumerate(crops) if crop is not None]
-    if not found:
-        return 0.0
-    top = classifier.predict(np.stack([crops[i] for i in found])).argmax(1)
-    return float((top == labels[found]).sum() / len(labels))
-
-
-def first_face(finder: FaceFinder, data: bytes, size: tuple[int, int]) -> FaceCrop | None:
-    """The largest face in an image file, as the worker finds it; None when there is none."""
-    crops = finder.find(load_photo(data), lambda: decode(data, size))
-    return crops[0] if crops else None
-
-
-def served_crops(classifier: Classifier, finders: dict[str, FaceFinder], val_x: np.ndarray,
-                 val_y: np.ndarray) -> dict[str, Any]:
-    """The "crops still work" protocol: every val face as a 320x320 JPEG, each framing vs whole."""
-    datas = [jpeg(face) for face in val_x]
-    size = classifier.size
-    report = {"faces": len(val_x), "whole": accuracy(classifier, [decode(d, size) for d in datas], val_y)}
-    for name, finder in finders.items():
-        crops = [first_face(finder, d, size) for d in datas]
-        report[name] = accuracy(classifier, [c.pixels if c else None for c in crops], val_y)
-        report[f"{name}_found"] = sum(c is not None for c in crops)
-    return report
-
-
-def labelled_photos(classifier: Classifier, finders: dict[str, FaceFinder], folders: list[Path]) -> dict[str, Any]:
-    """Right answers on real photos whose photos.csv gives one of the seven expressions."""
-    items = []
-    for folder in folders:
-        with open(folder / "photos.csv", newline="") as handle:
-            items += [(folder / row["file"], LABELS.index(row["expression"])) for row in csv.DictReader(handle)
-                      if row.get("expression") in LABELS]
-    labels = np.array([label for _, label in items])
-    datas = [path.read_bytes() for path, _ in items]
-    report = {"photos": len(items), "whole": accuracy(classifier, [decode(d, classifier.size) for d in datas], labels)}
-    for name, finder in finders.items():
-        crops = [first_face(finder, d, classifier.size) for d in datas]
-        report[name] = accuracy(classifier, [c.pixels if c else None for c in crops], labels)
-    return report
-
-
 def provenance(models_dir: Path) -> dict[str, Any]:
     out = {}
     for model in (SHORT_RANGE, FULL_RANGE):
@@ -164,10 +107,6 @@ def provenance(models_dir: Path) -> dict[str, Any]:
         out[model.name] = {"file": model.file, "bytes": len(blob), "sha256": hashlib.sha256(blob).hexdigest(),
                            "input": [model.size, model.size, 3], "score_threshold": model.threshold, **SOURCE}
     return out
-
-
-def variant_name(rotate: bool, whole_iou: float | None) -> str:
-    return f"rotate={'yes' if rotate else 'no'},whole_iou={whole_iou if whole_iou is not None else 'never'}"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -190,24 +129,24 @@ def main(argv: list[str] | None = None) -> None:
                 for rotate in (False, True)}
 
     classifier = Classifier(MODELS_DIR / "emotion_classifier.tflite", MODELS_DIR / "emotion_classifier.json")
-    finders = {variant_name(rotate, iou): FaceFinder(detector, Calibration(framings[rotate], math.inf if iou is None
-                                                                           else iou), classifier.size)
-               for rotate in (False, True) for iou in WHOLE_IOU_CHOICES}
+    choices = framing_eval.variants(framings, WHOLE_IOU_CHOICES)
     val = load_split(args.data, "val")
-    measurements: dict[str, Any] = {"served_320px_jpeg_val": served_crops(classifier, finders, val.x, val.y)}
+    sets = {"val_served_320px": framing_eval.served_faces(val.x, val.y)}
     if args.photos:
-        measurements["labelled_photos"] = labelled_photos(classifier, finders, args.photos)
+        sets["labelled_photos"] = framing_eval.labelled_photos(args.photos)
+        sets["labelled_photos_small_faces"] = framing_eval.small_faces(detector, sets["labelled_photos"])
+    measurements = {name: framing_eval.score(classifier, detector, choices, samples)
+                    for name, samples in sets.items()}
 
     chosen = framings[args.rotate]
     command = " ".join(["python -m training.framing", *(sys.argv[1:] if argv is None else argv)])
     document = {
         "name": "face_detection",
         "models": provenance(models_dir),
-        "framing": {"whole_iou": args.whole_iou,
+        "framing": {"whole_iou": args.whole_iou, "resample": "bicubic", "reduce": True,
                     "models": {name: vars(framing) for name, framing in chosen.items()}},
-        "calibration": {"command": command, "train_faces": stats,
-                        "upscale_px": UPSCALE, "full_range_canvas": CANVAS,
-                        "chosen": variant_name(args.rotate, args.whole_iou), "measurements": measurements},
+        "calibration": {"command": command, "train_faces": stats, "upscale_px": UPSCALE,
+                        "full_range_canvas": CANVAS, "measurements": measurements},
     }
     args.out.write_text(json.dumps(document, indent=2) + "\n")
     print(json.dumps(document["framing"], indent=2))

@@ -165,8 +165,8 @@ class FaceDetector:
         if len(close) and _widths(close).max() >= CLOSE_UP * long_side:
             return _largest_first(_faces(close, SHORT_RANGE))
         found = [self.full_range.run(image, centred(width, height, zoom)) for zoom in WIDE_ZOOMS]
-        wide = _apart(weighted_nms(Candidates.concat(found)), close)
-        if long_side > TILE_ABOVE and (not len(wide) or _widths(wide).min() < SMALL_FACE * long_side):
+        seen = Candidates.concat([close, weighted_nms(Candidates.concat(found))])
+        if long_side > TILE_ABOVE and (not len(seen) or _widths(seen).min() < SMALL_FACE * long_side):
             side = min(max(long_side / TILE_SPLIT, TILE_SIDE[0]), TILE_SIDE[1])
             for window in tiles(width, height, side, side * TILE_OVERLAP):
                 part = self.full_range.run(image, window)

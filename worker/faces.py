@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from worker.detect import Face, FaceDetector
-from worker.framing import Calibration, cut
+from worker.framing import Calibration
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,11 @@ class FaceFinder:
 
         ``whole()`` gives the whole image at the classifier's size, used when the photo is a crop.
         """
-        boxed = [(_pixel_box(face, photo.width, photo.height), face) for face in self.detector.detect(photo)]
+        return self.crops(photo, self.detector.detect(photo), whole)
+
+    def crops(self, photo: Image.Image, faces: list[Face], whole: Callable[[], np.ndarray]) -> list[FaceCrop]:
+        """``faces`` found in ``photo``, framed and cut (``find`` without the detection)."""
+        boxed = [(_pixel_box(face, photo.width, photo.height), face) for face in faces]
         boxed.sort(key=lambda pair: -pair[0][2] * pair[0][3])  # by the area of the box reported
         crops = []
         for rank, (box, face) in enumerate(boxed):
@@ -58,7 +62,7 @@ class FaceFinder:
             if rank == 0 and self.calibration.is_whole(frame, photo.width, photo.height):
                 pixels = whole()
             else:
-                pixels = cut(photo, frame, self.size)
+                pixels = self.calibration.cut(photo, frame, self.size)
             crops.append(FaceCrop(box, face.score, pixels))
         return crops
 

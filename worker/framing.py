@@ -64,20 +64,25 @@ class Framing:
 
 @dataclass(frozen=True)
 class Calibration:
-    """Framing per detector model, and when a frame counts as the whole image.
+    """Framing per detector model, when a frame counts as the whole image, and how to resample.
 
     ``whole_iou``: when the frame overlaps the photo itself by at least this IoU, the photo is
     already a face crop and is used whole (resized, like the ``"whole"`` mode): re-cutting it
-    would only add the detector's jitter to a framing that is already right.
+    would only add the detector's jitter to a framing that is already right. ``resample`` and
+    ``reduce`` are ``cut``'s options.
     """
 
     framings: dict[str, Framing]
     whole_iou: float
+    resample: Image.Resampling = Image.Resampling.BICUBIC
+    reduce: bool = True
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Calibration:
         framing = data["framing"]
-        return cls({name: Framing(**params) for name, params in framing["models"].items()}, float(framing["whole_iou"]))
+        return cls({name: Framing(**params) for name, params in framing["models"].items()},
+                   float(framing["whole_iou"]), Image.Resampling[framing.get("resample", "bicubic").upper()],
+                   bool(framing.get("reduce", True)))
 
     @classmethod
     def load(cls, path: Path) -> Calibration:
@@ -85,6 +90,9 @@ class Calibration:
 
     def frame(self, face: Face) -> Frame:
         return self.framings[face.model].frame(face)
+
+    def cut(self, image: Image.Image, frame: Frame, size: tuple[int, int]) -> np.ndarray:
+        return cut(image, frame, size, self.resample, self.reduce)
 
     def is_whole(self, frame: Frame, width: int, height: int) -> bool:
         """True when ``frame`` is (nearly) the whole ``width`` x ``height`` photo."""
@@ -101,14 +109,19 @@ def eye_angle(keypoints: np.ndarray) -> float:
     return math.degrees(math.atan2(ry - ly, lx - rx))
 
 
-def cut(image: Image.Image, frame: Frame, size: tuple[int, int] = (48, 48)) -> np.ndarray:
-    """The ``frame`` of ``image`` (any mode) as a uint8 grayscale array of shape (size[1], size[0])."""
+def cut(image: Image.Image, frame: Frame, size: tuple[int, int] = (48, 48),
+        resample: Image.Resampling = Image.Resampling.BICUBIC, reduce: bool = True) -> np.ndarray:
+    """The ``frame`` of ``image`` (any mode) as a uint8 grayscale array of shape (size[1], size[0]).
+
+    With ``reduce``, a frame over ``PRE_REDUCE`` times the output is first box-reduced by a whole
+    factor (an average over every pixel), then resampled once with ``resample``.
+    """
     width, height = size
     half = frame.side / 2 * (abs(math.cos(math.radians(frame.angle))) + abs(math.sin(math.radians(frame.angle))))
     left, top = math.floor(frame.cx - half), math.floor(frame.cy - half)
     right, bottom = math.ceil(frame.cx + half), math.ceil(frame.cy + half)
     region = _region(image, left, top, right, bottom)
-    factor = max(1, int(frame.side / (PRE_REDUCE * max(width, height))))
+    factor = max(1, int(frame.side / (PRE_REDUCE * max(width, height)))) if reduce else 1
     if factor > 1:
         region = region.reduce(factor)
     # Output pixel (u, v) samples the region at centre + R(angle) (u - w/2, v - h/2) * side / w.
@@ -119,7 +132,7 @@ def cut(image: Image.Image, frame: Frame, size: tuple[int, int] = (48, 48)) -> n
     d, e = -step * sin, step * cos
     c = cx - a * width / 2 - b * height / 2
     f = cy - d * width / 2 - e * height / 2
-    out = region.transform(size, Image.Transform.AFFINE, (a, b, c, d, e, f), resample=Image.Resampling.BICUBIC)
+    out = region.transform(size, Image.Transform.AFFINE, (a, b, c, d, e, f), resample=resample)
     return np.asarray(out, dtype=np.uint8)
 
 

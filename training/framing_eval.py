@@ -1,0 +1,125 @@
+"""Measure framing choices through the worker's own code: accuracy of the classifier on what it is given.
+
+Every sample is an image file with a known expression. It is decoded (``load_photo``), searched
+for faces once (``FaceDetector``), and its largest face is framed and cut by each ``Calibration``
+variant (``FaceFinder.crops``); a sample without a face counts as wrong. ``whole`` is the same
+file classified whole (the ``"whole"`` faces mode). Three sets:
+
+- ``val_served_320px``: FER2013 validation faces served as 320x320 JPEGs (a user's face crops);
+- ``labelled_photos``: real photos whose ``photos.csv`` gives one of the seven expressions;
+- ``labelled_photos_small_faces``: the same photos shrunk onto a grey 4:3 canvas so that the face
+  is ``SMALL_FACE`` of its long side: the wide pass's faces, cut from fewer pixels.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from training.labels import LABELS
+from worker.detect import FaceDetector
+from worker.faces import FaceFinder
+from worker.framing import Calibration, Framing
+from worker.images import decode, load_photo
+from worker.model import Classifier
+
+SERVED = 320  # px: FER2013 faces are served as JPEGs of this size
+SMALL_FACE = 0.12  # of the canvas's long side, in labelled_photos_small_faces
+CANVAS = (800, 600)
+Sample = tuple[bytes, int]  # an image file and its label id
+
+
+def jpeg(image: Image.Image, quality: int = 90) -> bytes:
+    out = io.BytesIO()
+    image.convert("RGB").save(out, "JPEG", quality=quality)
+    return out.getvalue()
+
+
+def served_faces(faces: np.ndarray, labels: np.ndarray) -> list[Sample]:
+    return [(jpeg(Image.fromarray(face, "L").resize((SERVED, SERVED), Image.Resampling.BICUBIC)), int(label))
+            for face, label in zip(faces, labels, strict=True)]
+
+
+def labelled_photos(folders: list[Path]) -> list[Sample]:
+    samples = []
+    for folder in folders:
+        with open(folder / "photos.csv", newline="") as handle:
+            samples += [((folder / row["file"]).read_bytes(), LABELS.index(row["expression"]))
+                        for row in csv.DictReader(handle) if row.get("expression") in LABELS]
+    return samples
+
+
+def small_faces(detector: FaceDetector, samples: list[Sample]) -> list[Sample]:
+    """Each photo shrunk onto a grey canvas so that its largest face spans SMALL_FACE of it."""
+    out = []
+    for data, label in samples:
+        photo = load_photo(data)
+        faces = detector.detect(photo)
+        if not faces:
+            continue
+        scale = SMALL_FACE * max(CANVAS) / faces[0].box[2]
+        small = photo.convert("RGB").resize((max(1, round(photo.width * scale)), max(1, round(photo.height * scale))),
+                                            Image.Resampling.LANCZOS)
+        canvas = Image.new("RGB", CANVAS, (120, 120, 120))
+        canvas.paste(small, ((CANVAS[0] - small.width) // 2, (CANVAS[1] - small.height) // 2))
+        out.append((jpeg(canvas), label))
+    return out
+
+
+def variants(framings: dict[bool, dict[str, Framing]], whole_ious: tuple[float, ...]) -> dict[str, Calibration]:
+    """The choices measured: rotation, margin, resampling (never using the photo whole), then whole_iou."""
+    plain, never = framings[False], math.inf
+
+    def margin(factor: float) -> dict[str, Framing]:
+        return {name: dataclasses.replace(f, scale=f.scale * factor) for name, f in plain.items()}
+
+    found = {
+        "calibrated": Calibration(plain, never),
+        "rotated upright by the eyes": Calibration(framings[True], never),
+        "margin x0.9": Calibration(margin(0.9), never),
+        "margin x1.1": Calibration(margin(1.1), never),
+        "bilinear": Calibration(plain, never, Image.Resampling.BILINEAR),
+        "bicubic without box reduction": Calibration(plain, never, reduce=False),
+    }
+    for iou in whole_ious:
+        found[f"calibrated, whole_iou={iou}"] = Calibration(plain, iou)
+        found[f"rotated, whole_iou={iou}"] = Calibration(framings[True], iou)
+    return found
+
+
+def score(classifier: Classifier, detector: FaceDetector, calibrations: dict[str, Calibration],
+          samples: list[Sample]) -> dict[str, Any]:
+    """Accuracy of ``whole`` and of every variant on ``samples`` (detection shared by all variants)."""
+    size = classifier.size
+    labels = np.array([label for _, label in samples])
+    finders = {name: FaceFinder(detector, calibration, size) for name, calibration in calibrations.items()}
+    wholes = [decode(data, size) for data, _ in samples]
+    chosen: dict[str, list[np.ndarray | None]] = {name: [] for name in finders}
+    found = 0
+    for (data, _), whole in zip(samples, wholes, strict=True):
+        photo = load_photo(data)
+        faces = detector.detect(photo)
+        found += bool(faces)
+        for name, finder in finders.items():
+            crops = finder.crops(photo, faces, lambda whole=whole: whole)
+            chosen[name].append(crops[0].pixels if crops else None)
+    report: dict[str, Any] = {"samples": len(samples), "with_a_face": found,
+                              "whole": accuracy(classifier, list(wholes), labels)}
+    report.update({name: accuracy(classifier, crops, labels) for name, crops in chosen.items()})
+    return report
+
+
+def accuracy(classifier: Classifier, crops: list[np.ndarray | None], labels: np.ndarray) -> float:
+    """Share of right answers, rounded to 4 places; a None (no face found) is a wrong answer."""
+    found = [i for i, crop in enumerate(crops) if crop is not None]
+    if not found:
+        return 0.0
+    top = classifier.predict(np.stack([crops[i] for i in found])).argmax(1)
+    return round(float((top == labels[found]).sum() / len(labels)), 4)
