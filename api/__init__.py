@@ -85,6 +85,7 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
         **config,
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the documented key order
+    app.url_map.merge_slashes = False  # "/jobs//results.csv" is a JSON 404, not an HTML redirect
     app.extensions["fer.settings"] = settings
     app.extensions["fer.store"] = JobStore(connect(settings.redis_url), settings.result_ttl)
     app.extensions["fer.celery"] = create_celery(settings)

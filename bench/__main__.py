@@ -1,9 +1,11 @@
 """``python -m bench [--quick] [--no-tune] [--out DIR]``: run the benchmark, write JSON, chart and table.
 
-The full run (2,000 images, 3 runs per measurement, tuning sweeps) takes about 10 minutes on
-2 cores and writes ``bench/results/<date>.json`` and ``<date>.png``. ``--quick`` (100 images,
-1 run, no sweeps) checks that everything works in well under a minute and writes to
-``build/bench/quick/`` so it never replaces recorded results.
+The full run (2,000 images, 3 runs per measurement, tuning sweeps) takes 10 minutes or more on
+2 cores (``wall_seconds`` in the JSON says how long) and writes ``bench/results/<date>.json`` and
+``<date>.png``. ``--quick`` (100 images, 1 run, no sweeps) checks that everything works in about
+a minute and writes to ``build/bench/quick/`` so it never replaces recorded results. Both print
+the results (images/s and faces/s per method), the detection cost on one core and the floors as
+Markdown tables.
 """
 
 from __future__ import annotations

@@ -3,8 +3,16 @@
 FER2013 faces are 48x48 grayscale. A web photo is bigger, in colour and noisy, which is what the
 decoder pays for, so each face is upscaled to 640x480, tinted to RGB and given a little sensor-like
 grain before JPEG encoding at quality 88 (about 45-50 kB, like a real 640x480 photo; without the
-grain an upscaled face compresses to a few kB and would flatter every method). Stretching the
-square face to 4:3 keeps it recognisable after the pipeline's whole-image resize back to 48x48.
+grain an upscaled face compresses to a few kB and would flatter every method). Each is a
+single-face photo: the detector's close-up pass finds the face filling the frame, and most are
+then classified whole, with the pixels of ``whole`` mode (``bench.detection`` counts how many);
+a few FER2013 images hold no face the detector sees and are answered ``no_face``. Stretching the
+square face to 4:3 keeps it recognisable after the whole-image resize back to 48x48.
+
+The bundled photos come first, up to a tenth of the count: ``tests/data/faces`` (a 29-face
+2048x922 group photo, a portrait, a cat's face with no person, in PNG), then ``tests/data/photos``
+(single-face photos of many sizes). They make faces/s differ from images/s and exercise batches
+that mix faces of several images.
 
 Faces come from ``../shared/data/fer2013/val.npz`` when it is there, else from the repository's
 small sample in ``tests/data`` (``tests/fersample.py``). The files are generated once and cached
@@ -27,6 +35,8 @@ from tests import fersample
 
 FER_VAL = ROOT.parent / "shared" / "data" / "fer2013" / "val.npz"
 PHOTOS = ROOT / "tests" / "data" / "photos"
+FACE_PHOTOS = ROOT / "tests" / "data" / "faces"
+SUFFIXES = (".jpg", ".jpeg", ".png")
 SIZE = (640, 480)
 QUALITY = 88
 GRAIN = 5.0  # standard deviation of the added noise, in 0-255 levels
@@ -45,16 +55,16 @@ class ImageSet:
     def paths(self) -> list[Path]:
         return [self.directory / name for name in self.names]
 
-    def read(self) -> list[bytes]:
-        """Every file's bytes, in order."""
-        return [path.read_bytes() for path in self.paths()]
+    def fer_paths(self) -> list[Path]:
+        """The 640x480 FER2013 photos only (not the bundled photos)."""
+        return [self.directory / name for name in self.names if not name.startswith("photo-")]
 
     def describe(self) -> dict[str, object]:
         sizes = [path.stat().st_size for path in self.paths()]
         photos = sum(name.startswith("photo-") for name in self.names)
         return {
             "count": len(self.names),
-            "faces": len(self.names) - photos,
+            "fer_images": len(self.names) - photos,
             "photos": photos,
             "source": self.source,
             "face_size": list(SIZE),
@@ -62,6 +72,12 @@ class ImageSet:
             "mean_bytes": round(sum(sizes) / max(1, len(sizes))),
             "total_bytes": sum(sizes),
         }
+
+
+def bundled_photos() -> list[Path]:
+    """The repository's photos: ``tests/data/faces`` first, then ``tests/data/photos``, each sorted."""
+    return [path for folder in (FACE_PHOTOS, PHOTOS) for path in sorted(folder.iterdir())
+            if path.suffix.lower() in SUFFIXES]
 
 
 def faces_source() -> tuple[str, np.ndarray]:
@@ -87,7 +103,7 @@ def build(count: int, directory: Path | None = None) -> ImageSet:
     source, faces = faces_source()
     directory = directory or BUILD / f"images-{Path(source).stem}-v{VERSION}"
     directory.mkdir(parents=True, exist_ok=True)
-    photos = sorted(p for p in PHOTOS.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))[: max(0, count // 10)]
+    photos = bundled_photos()[: max(0, count // 10)]
     wanted = count - len(photos)
     if wanted > len(faces):
         raise ValueError(f"{source} has {len(faces)} faces, {wanted} wanted")

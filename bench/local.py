@@ -3,12 +3,16 @@
 (a) ``original``: the capstone's serving code, one URL at a time: urllib download, Pillow decode
     (no draft mode), grayscale, 48x48 resize, one batch-1 LiteRT invoke per image; with its two bugs
     fixed (labels by the model's metadata, pixels scaled as the model expects).
+    It classifies each whole image, as fer-batch's ``whole`` faces mode does: one face per image.
 (b) ``embedded``: ``fer-batch run``'s engine, ``worker.pipeline.Pipeline`` with the settings from
-    the environment (``FER_*``), as ``api/cli.py`` builds it.
+    the environment (``FER_*``), as ``api/cli.py`` builds it, in the faces mode of ``--faces``
+    (``detect`` by default, as jobs: faces are found, framed and cut, then share classifier batches).
 
-The child prints one JSON object: per-run images, successes, seconds and time to the first result;
-cold start (child spawned to first result, from ``--spawned-at``, a ``time.monotonic()`` stamp of
-the parent: CLOCK_MONOTONIC is system-wide); its peak RSS; the top label per image of the first run.
+The child prints one JSON object: per run, the images, how many were answered (``ok`` with faces,
+or ``no_face``), the faces classified, seconds and time to the first result; cold start (child
+spawned to first result, from ``--spawned-at``, a ``time.monotonic()`` stamp of the parent:
+CLOCK_MONOTONIC is system-wide); its peak RSS; the label per image of the first run (the largest
+face's top emotion, ``no_face`` or ``error``: ``bench.answers``).
 """
 
 from __future__ import annotations
@@ -27,10 +31,13 @@ from typing import Any
 import numpy as np
 
 from bench import ROOT
+from bench.answers import ERROR, MISSING, answer_of, tally
 from bench.procs import vmhwm_mb
 
-Classify = Callable[[list[str], Callable[[int, str], None]], None]
-"""Classify all URLs, calling back (index, top label or "error") as each is answered."""
+Answer = Callable[[int, str, int], None]
+"""Called as each URL is answered: (index, label, faces classified); labels as in ``bench.answers``."""
+Classify = Callable[[list[str], Answer], None]
+"""Classify all URLs, calling back as each is answered."""
 
 
 def original_method() -> Classify:
@@ -48,26 +55,27 @@ def original_method() -> Classify:
     inp = interpreter.get_input_details()[0]["index"]
     out = interpreter.get_output_details()[0]["index"]
 
-    def run(urls: list[str], answer: Callable[[int, str], None]) -> None:
+    def run(urls: list[str], answer: Answer) -> None:
         for index, url in enumerate(urls):
             try:
                 with urllib.request.urlopen(url, timeout=10) as response:
                     data = response.read()
                 img = Image.open(io.BytesIO(data)).convert("L").resize((info.width, info.height))
             except Exception:
-                answer(index, "error")
+                answer(index, ERROR, 0)
                 continue
             x = np.asarray(img, dtype=np.float32).reshape(1, info.height, info.width, 1) * info.scale + info.offset
             interpreter.set_tensor(inp, x)
             interpreter.invoke()
             probs = interpreter.get_tensor(out)[0]
-            answer(index, info.labels[int(np.argmax(probs))])
+            answer(index, info.labels[int(np.argmax(probs))], 1)
 
     return run
 
 
-def embedded_method(decode_threads: int) -> Classify:
-    """(b): the worker's Pipeline in this process, as ``fer-batch run`` uses it."""
+def embedded_method(decode_threads: int, faces: str = "detect") -> Classify:
+    """(b): the worker's Pipeline in this process, as ``fer-batch run --faces FACES`` uses it."""
+    from worker.jobs import FacesMode
     from worker.model import Classifier
     from worker.pipeline import Pipeline, Result
     from worker.settings import get_settings
@@ -76,12 +84,12 @@ def embedded_method(decode_threads: int) -> Classify:
     pipeline = Pipeline(settings, Classifier(settings.model_path, settings.metadata_path),
                         decode_threads=decode_threads)
 
-    def run(urls: list[str], answer: Callable[[int, str], None]) -> None:
+    def run(urls: list[str], answer: Answer) -> None:
         def collect(batch: list[Result]) -> None:
             for result in batch:
-                answer(result.index, result.outcome.get("top", "error"))
+                answer(result.index, *answer_of(result.outcome))
 
-        pipeline.run(list(enumerate(urls)), collect)
+        pipeline.run(list(enumerate(urls)), collect, FacesMode(faces))
 
     return run
 
@@ -91,35 +99,37 @@ def measure(method: Classify, urls: list[str], runs: int, spawned_at: float | No
     labels: list[str] = []
     cold_start = None
     for run in range(runs):
-        answers: dict[int, str] = {}
+        answers: dict[int, tuple[str, int]] = {}
         first: list[float] = []
         start = time.monotonic()
 
-        def answer(index: int, top: str, answers: dict[int, str] = answers, first: list[float] = first) -> None:
+        def answer(index: int, label: str, faces: int, answers: dict[int, tuple[str, int]] = answers,
+                   first: list[float] = first) -> None:
             if not first:
                 first.append(time.monotonic())
-            answers[index] = top
+            answers[index] = (label, faces)
 
         method(urls, answer)
         seconds = time.monotonic() - start
+        found = [answers.get(index, (MISSING, 0)) for index in range(len(urls))]
         if run == 0:
-            labels = [answers.get(index, "missing") for index in range(len(urls))]
+            labels = [label for label, _ in found]
             if spawned_at is not None and first:
                 cold_start = first[0] - spawned_at
-        records.append({"images": len(urls), "ok": sum(top not in ("error", "missing") for top in answers.values()),
+        records.append({"images": len(urls), **tally([label for label, _ in found], [n for _, n in found]),
                         "seconds": seconds, "first_result": first[0] - start if first else None})
     return {"runs": records, "cold_start": cold_start, "peak_rss_mb": vmhwm_mb(), "labels": labels}
 
 
 def run_child(method: str, urls: list[str], runs: int, env: Mapping[str, str], decode_threads: int = 2,
-              workdir: Path | None = None) -> dict[str, Any]:
+              faces: str = "detect", workdir: Path | None = None) -> dict[str, Any]:
     """Run one method in a fresh ``python -m bench.local`` and return what it printed."""
     workdir = workdir or ROOT / "build" / "bench"
     workdir.mkdir(parents=True, exist_ok=True)
     urls_file = workdir / f"urls-{method}.txt"
     urls_file.write_text("\n".join(urls) + "\n")
     cmd = [sys.executable, "-m", "bench.local", method, str(urls_file), "--runs", str(runs),
-           "--decode-threads", str(decode_threads), "--spawned-at", repr(time.monotonic())]
+           "--decode-threads", str(decode_threads), "--faces", faces, "--spawned-at", repr(time.monotonic())]
     done = subprocess.run(cmd, cwd=ROOT, env=dict(env), capture_output=True, text=True, timeout=3600)
     if done.returncode != 0:
         raise RuntimeError(f"bench.local {method} failed:\n{done.stderr[-3000:]}")
@@ -132,10 +142,11 @@ def main() -> None:
     parser.add_argument("urls", type=Path, help="a file with one URL per line")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--decode-threads", type=int, default=2)
+    parser.add_argument("--faces", choices=["detect", "whole"], default="detect", help="(b)'s faces mode")
     parser.add_argument("--spawned-at", type=float, default=None)
     args = parser.parse_args()
     urls = args.urls.read_text().split()
-    method = original_method() if args.method == "original" else embedded_method(args.decode_threads)
+    method = original_method() if args.method == "original" else embedded_method(args.decode_threads, args.faces)
     print(json.dumps(measure(method, urls, args.runs, args.spawned_at)))
 
 

@@ -1,4 +1,10 @@
-"""Shared measuring steps: one method's summary row, and one full-stack worker configuration."""
+"""Shared measuring steps: one method's summary row, and one full-stack worker configuration.
+
+A row says its ``faces_mode`` (``detect``, as jobs by default, or ``whole``) and counts images
+and faces: ``images_per_s``, ``faces_per_s`` (faces classified per second: more than images/s
+when photos hold several faces, fewer when some hold none), ``answered`` (images with an answer:
+``ok``, their faces classified, or ``no_face``) and ``no_face`` on its own.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.answers import tally
 from bench.procs import cpu_seconds
 from bench.server import ImageServerProcess
 from bench.stack import Stack, cpu_delta, cpu_snapshot
@@ -21,19 +28,28 @@ def machine_cpu_seconds() -> float:
 
 
 def summarize(raw: Mapping[str, Any], **labels: Any) -> dict[str, Any]:
-    """A result row: the median of the runs, plus cold start and peak RSS, under ``labels``."""
+    """A result row: the median run, plus cold start and peak RSS, under ``labels``.
+
+    Speeds and counts are the median run's (by seconds); ``answered`` is the fewest of any run.
+    """
     runs = raw["runs"]
-    seconds = statistics.median(run["seconds"] for run in runs)
+    median = sorted(runs, key=lambda run: run["seconds"])[len(runs) // 2]
+    seconds = median["seconds"]
     firsts = [run["first_result"] for run in runs if run.get("first_result") is not None]
     images = runs[0]["images"]
     row = {
+        "faces_mode": "detect",
         **labels,
         "images": images,
         "runs": len(runs),
         "images_per_s": round(images / seconds, 1),
+        "faces_per_s": round(median["faces"] / seconds, 1),
         "job_seconds": round(seconds, 3),
         "first_result_s": round(statistics.median(firsts), 3) if firsts else None,
-        "ok": min(run["ok"] for run in runs),
+        "answered": min(run["answered"] for run in runs),
+        "ok": median["ok"],
+        "no_face": median["no_face"],
+        "faces": median["faces"],
         "peak_rss_mb": None if raw.get("peak_rss_mb") is None else round(raw["peak_rss_mb"], 1),
         "cold_start_s": None if raw.get("cold_start") is None else round(raw["cold_start"], 3),
         "all_seconds": [round(run["seconds"], 3) for run in runs],
@@ -44,20 +60,15 @@ def summarize(raw: Mapping[str, Any], **labels: Any) -> dict[str, Any]:
     return row
 
 
-def agreement(labels: Sequence[str], reference: Sequence[str]) -> float | None:
-    """Share of images whose top label equals the reference's (a sanity check that all methods classify)."""
-    pairs = [(a, b) for a, b in zip(labels, reference, strict=False) if b not in ("", "error")]
-    if not pairs:
-        return None
-    return round(sum(a == b for a, b in pairs) / len(pairs), 4)
-
-
 def stack_case(stack: Stack, server: ImageServerProcess, names: Sequence[str], processes: int, latencies: Sequence[int],
                runs: int, per_worker: int | None = None, extra_env: Mapping[str, str] | None = None,
-               extra_args: tuple[str, ...] = (), **labels: Any) -> tuple[list[dict[str, Any]], dict[int, list[str]]]:
+               extra_args: tuple[str, ...] = (), faces: str = "detect",
+               **labels: Any) -> tuple[list[dict[str, Any]], dict[int, list[str]]]:
     """Start ``processes`` Celery pool processes and time ``runs`` jobs of ``names`` at each latency.
 
-    Returns one summary row per latency, and the top labels of each latency's first job.
+    Jobs are posted in the ``faces`` mode. Each job's results are read and counted after its CPU
+    time is taken (reading them is the driver's work, not the service's). Returns one summary row
+    per latency, and the labels of each latency's first job.
     """
     rows = []
     labels_by_latency: dict[int, list[str]] = {}
@@ -70,18 +81,20 @@ def stack_case(stack: Stack, server: ImageServerProcess, names: Sequence[str], p
             cpu = []
             for _ in range(runs):
                 before, mine, machine = cpu_snapshot(components), cpu_seconds(os.getpid()), machine_cpu_seconds()
-                record = stack.run_job(urls)
+                record = stack.run_job(urls, faces)
                 used = cpu_delta(before, cpu_snapshot(components))
                 used["bench_driver"] = round(cpu_seconds(os.getpid()) - mine, 3)
                 used["other_processes"] = round(machine_cpu_seconds() - machine - sum(used.values()), 3)
                 cpu.append(used)
+                found, counts = stack.answers(record["job_id"])
+                record.update(tally(found, counts))
                 records.append(record)
-            labels_by_latency[latency] = stack.labels(records[0]["job_id"])
+                labels_by_latency.setdefault(latency, found)
             median_run = sorted(range(runs), key=lambda i: records[i]["seconds"])[runs // 2]
             rss = workers.peak_rss()
             raw = {"runs": records, "cold_start": workers.cold_start, "peak_rss_mb": rss["pool_process_mb"],
                    "main_process_rss_mb": round(rss["main_process_mb"], 1), "cpu_seconds": cpu[median_run]}
-            row = summarize(raw, method="stack", latency_ms=latency, processes=processes,
+            row = summarize(raw, method="stack", faces_mode=faces, latency_ms=latency, processes=processes,
                             workers=max(1, processes // (per_worker or processes)), **labels)
             row["post_seconds"] = round(statistics.median(r["post_seconds"] for r in records), 4)
             row["last_job_id"] = records[-1]["job_id"]

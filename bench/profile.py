@@ -2,9 +2,10 @@
 
 Starts the full stack as the benchmark does, samples every Celery pool process and the image
 server with py-spy while a few jobs run, and prints the share of samples per activity (Pillow
-decoding, LiteRT inference, HTTP fetching, the asyncio loop, the job store...) and the hottest
-functions. py-spy is not a project dependency; install it anywhere for a one-off profile, e.g.
-``pip install --target /tmp/pyspy py-spy`` and pass ``--py-spy /tmp/pyspy/bin/py-spy``.
+decoding, face detection, framing and crop, LiteRT inference, HTTP fetching, the asyncio loop, the
+job store...) and the hottest functions. py-spy is not a project dependency; install it anywhere
+for a one-off profile, e.g. ``pip install --target /tmp/pyspy py-spy`` and pass
+``--py-spy /tmp/pyspy/bin/py-spy``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ from bench.suite import bench_env
 # First match wins: a frame path fragment -> activity.
 CATEGORIES: tuple[tuple[str, str], ...] = (
     ("worker/images.py", "decode (Pillow)"),
+    ("worker/detect.py", "face detection (BlazeFace, LiteRT)"),
+    ("worker/boxes.py", "face detection (BlazeFace, LiteRT)"),
+    ("worker/framing.py", "framing and crop"),
+    ("worker/faces.py", "framing and crop"),
     ("worker/model.py", "inference (LiteRT)"),
     ("worker/jobs.py", "job store (Redis)"),
     ("worker/fetch.py", "fetch (aiohttp client)"),

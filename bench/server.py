@@ -23,18 +23,21 @@ from aiohttp import web
 
 from bench import ROOT
 
+TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png"}
+
 
 def make_app(directory: Path) -> web.Application:
-    images = {path.name: path.read_bytes() for path in directory.iterdir() if path.suffix in (".jpg", ".jpeg")}
+    images = {path.name: (path.read_bytes(), TYPES[path.suffix.lower()])
+              for path in directory.iterdir() if path.suffix.lower() in TYPES}
 
     async def image(request: web.Request) -> web.StreamResponse:
-        body = images.get(request.match_info["name"])
-        if body is None:
+        found = images.get(request.match_info["name"])
+        if found is None:
             raise web.HTTPNotFound()
         delay = int(request.match_info["ms"]) / 1000
         if delay > 0:
             await asyncio.sleep(delay)
-        return web.Response(body=body, content_type="image/jpeg")
+        return web.Response(body=found[0], content_type=found[1])
 
     app = web.Application()
     app.add_routes([web.get(r"/{ms:\d+}/{name}", image)])

@@ -5,7 +5,9 @@ driver waits on the job's ``done`` list with BLPOP, so it adds no polling load);
 first answered URL is sampled every 5 ms from the job hash. Workers are started per configuration:
 their cold start is the time from ``celery worker`` being launched to the answer of a 1-URL job
 submitted at that same moment. CPU seconds of every component (image server, API, Redis, workers)
-are read from /proc around each run: that is where the time goes.
+are read from /proc around each run: that is where the time goes. Jobs are posted in the ``detect``
+faces mode (the API's default) unless told otherwise; their answers (each image's label and face
+count) are read from the job store after the job.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 import httpx
 
 from bench import BUILD, ROOT
+from bench.answers import answer_of
 from bench.procs import children, cpu_seconds, tree_cpu_seconds, vmhwm_mb
 from tests.services import WorkerProcess, free_port, redis_server, wait_until
 from worker.jobs import JobStore, connect
@@ -109,11 +112,15 @@ class Stack:
 
     # -- jobs ------------------------------------------------------------------------------------
 
-    def submit(self, urls: Sequence[str]) -> tuple[str, float, float]:
-        """POST /jobs; returns (job id, monotonic time the request was sent, seconds to the answer)."""
+    def submit(self, urls: Sequence[str], faces: str | None = None) -> tuple[str, float, float]:
+        """POST /jobs (in the ``faces`` mode, else the API's default); returns (job id, monotonic time
+        the request was sent, seconds to the answer)."""
         assert self.http is not None
+        body: dict[str, Any] = {"urls": list(urls)}
+        if faces is not None:
+            body["faces"] = faces
         start = time.monotonic()
-        response = self.http.post("/jobs", json={"urls": list(urls)})
+        response = self.http.post("/jobs", json=body)
         answered = time.monotonic() - start
         if response.status_code != 202:
             raise RuntimeError(f"POST /jobs answered {response.status_code}: {response.text[:500]}")
@@ -137,22 +144,24 @@ class Stack:
             raise TimeoutError(f"job {job_id} not finished within {timeout:.0f} s")
         return first, time.monotonic()
 
-    def run_job(self, urls: Sequence[str]) -> dict[str, Any]:
-        """One timed job: images, ok, seconds (POST to done), first_result, post_seconds."""
-        job_id, start, posted = self.submit(urls)
+    def run_job(self, urls: Sequence[str], faces: str | None = None) -> dict[str, Any]:
+        """One timed job: images, seconds (POST to done), first_result, post_seconds, job_id."""
+        job_id, start, posted = self.submit(urls, faces)
         first, end = self.wait_job(job_id)
         assert self.store is not None
         job = self.store.get(job_id)
         assert job is not None and job.processed == job.total == len(urls), job
-        return {"images": len(urls), "ok": job.succeeded, "seconds": end - start,
-                "first_result": None if first is None else first - start, "post_seconds": posted, "job_id": job_id}
+        assert faces is None or job.faces.value == faces, job
+        return {"images": len(urls), "seconds": end - start, "first_result": None if first is None else first - start,
+                "post_seconds": posted, "job_id": job_id}
 
-    def labels(self, job_id: str) -> list[str]:
-        """Top label per index ("error" for a failed URL)."""
+    def answers(self, job_id: str) -> tuple[list[str], list[int]]:
+        """Per index, the label (top emotion, no_face or error: ``bench.answers``) and the faces classified."""
         assert self.store is not None
         job = self.store.get(job_id)
         assert job is not None
-        return [row.get("top", "error") for row in self.store.iter_results(job)]
+        found = [answer_of(row) for row in self.store.iter_results(job)]
+        return [label for label, _ in found], [faces for _, faces in found]
 
     # -- workers ---------------------------------------------------------------------------------
 

@@ -1,4 +1,9 @@
-"""The benchmark's plan and its run, start to finish: images, server, methods (a)-(d), API, tuning."""
+"""The benchmark's plan and its run, start to finish: images, detection cost, server, methods (a)-(d), API, tuning.
+
+Methods (b), (c) and (d) find faces first (``detect``, the jobs' default); (a), the original,
+classifies whole images. (d) also runs in ``whole`` mode: the reference (a) is checked against.
+Each method's labels are compared image by image with (d)'s in the same faces mode.
+"""
 
 from __future__ import annotations
 
@@ -14,16 +19,19 @@ from pathlib import Path
 from typing import Any
 
 from bench import ROOT, imageset
+from bench.answers import agreement
 from bench.apiload import get_load, post_big_jobs
+from bench.detection import run_detection
 from bench.limit import run_limit
 from bench.local import run_child
-from bench.measure import agreement, stack_case, summarize
+from bench.measure import stack_case, summarize
 from bench.procs import busy_processes, load_average
 from bench.server import ImageServerProcess
 from bench.stack import Stack
 from bench.tuning import draft_effect, embedded_sweeps, model_batch_sizes, stack_sweeps
 
 Log = Callable[[str], None]
+REFERENCE = {"detect": "limit", "whole": "limit-whole"}  # the (d) run each faces mode's labels are checked against
 
 
 @dataclass(frozen=True)
@@ -37,11 +45,12 @@ class Plan:
     post_repeats: int = 5
     get_requests: int = 3000
     get_concurrency: int = 16
+    photo_repeats: int = 5  # timings of find() per bundled photo; the median is reported
     tune: bool = True
 
 
 FULL = Plan(False, 2000, 3, 200, ((1, (0, 100)), (2, (0, 100)), (4, (0, 100)), (8, (100,))))
-QUICK = Plan(True, 100, 1, 10, ((2, (0, 100)),), post_repeats=1, get_requests=300, tune=False)
+QUICK = Plan(True, 100, 1, 10, ((2, (0, 100)),), post_repeats=1, get_requests=300, photo_repeats=3, tune=False)
 
 
 def bench_env() -> dict[str, str]:
@@ -55,10 +64,13 @@ def model_facts() -> dict[str, Any]:
     settings = get_settings()
     meta = json.loads(settings.metadata_path.read_text())
     training = meta.get("training", {})
+    detector = json.loads(settings.face_detector.read_text())
     return {"path": str(settings.model_path), "architecture": meta.get("architecture"),
             "parameters": meta.get("parameters"), "created_at": meta.get("created_at"),
             "epochs_run": training.get("epochs_run"), "train_images": training.get("train_images"),
-            "bytes": settings.model_path.stat().st_size}
+            "bytes": settings.model_path.stat().st_size,
+            "face_detector": {"path": str(settings.face_detector),
+                              "models": {name: model["file"] for name, model in detector["models"].items()}}}
 
 
 def code_version() -> str:
@@ -80,6 +92,10 @@ def run(plan: Plan, log: Log) -> dict[str, Any]:
     log(f"other busy processes: {busy_before or 'none'}")
     images = imageset.build(plan.images)
     log(f"images: {images.describe()}")
+    detection = run_detection(images.fer_paths(), imageset.bundled_photos(), plan.runs, plan.photo_repeats)
+    cost = detection["bench_images"]
+    log(f"detection + framing + crop per 640x480 photo, one core: {cost['single_face_budget_ms']} ms with one face "
+        f"({cost['single_face']} photos), load_photo {cost['single_face_decode_ms']} ms besides")
     env = bench_env()
     results: list[dict[str, Any]] = []
     labels: dict[str, list[str]] = {}
@@ -91,19 +107,22 @@ def run(plan: Plan, log: Log) -> dict[str, Any]:
         results.append(row)
         if top is not None:
             labels[key] = top
-        log(f"{key}: {row['images_per_s']:,.1f} images/s ({row['ok']}/{row['images']} ok, "
+        log(f"{key}: {row['images_per_s']:,.1f} images/s, {row['faces_per_s']:,.1f} faces/s "
+            f"({row['answered']}/{row['images']} answered, {row['no_face']} without a face; "
             f"runs {row['all_seconds']} s)")
 
     with ImageServerProcess(images.directory) as server:
         names = list(images.names)
-        raw = run_limit(images.paths(), plan.runs, processes=2, batch_size=settings.batch_size)
-        add(summarize(raw, method="limit", latency_ms=None, processes=2), raw["labels"], "limit")
+        for faces in ("detect", "whole"):
+            raw = run_limit(images.paths(), plan.runs, processes=2, batch_size=settings.batch_size, faces=faces)
+            add(summarize(raw, method="limit", faces_mode=faces, latency_ms=None, processes=2), raw["labels"],
+                REFERENCE[faces])
         for latency in (0, 100):
             urls = server.urls(names, latency)
             subset = urls if latency == 0 else urls[: plan.original_slow_images]
-            for method, method_urls in (("original", subset), ("embedded", urls)):
+            for method, method_urls, faces in (("original", subset, "whole"), ("embedded", urls, "detect")):
                 raw = run_child(method, method_urls, plan.runs, env)
-                add(summarize(raw, method=method, latency_ms=latency, processes=1), raw["labels"],
+                add(summarize(raw, method=method, faces_mode=faces, latency_ms=latency, processes=1), raw["labels"],
                     f"{method}@{latency}")
         with Stack(env) as stack:
             big = [f"{server.url(names[i % len(names)], 0)}?n={i}" for i in range(plan.post_urls)]
@@ -127,12 +146,12 @@ def run(plan: Plan, log: Log) -> dict[str, Any]:
                 tuning["sweeps"] = stack_sweeps(stack, server, names, plan.runs)
         if plan.tune:
             tuning["sweeps"] = embedded_sweeps(server.urls(names, 0), plan.runs, env) + tuning["sweeps"]
-            tuning["draft"] = draft_effect(images.read()[:500], (48, 48))
+            tuning["draft"] = draft_effect([path.read_bytes() for path in images.fer_paths()[:500]], (48, 48))
             tuning["model_batch"] = model_batch_sizes((1, 8, 16, 32, 64, 128, 256))
             _compare_to_defaults(tuning["sweeps"], results)
-    reference = labels.get("limit", [])
     for row in results:
-        if row["_key"] in labels and reference:
+        reference = labels.get(REFERENCE[row["faces_mode"]], [])
+        if row["_key"] in labels and row["_key"] not in REFERENCE.values() and reference:
             row["agreement_with_limit"] = agreement(labels[row["_key"]], reference)
     from bench.report import floors
 
@@ -150,10 +169,11 @@ def run(plan: Plan, log: Log) -> dict[str, Any]:
         "model": model_facts(),
         "settings": {key: getattr(settings, key) for key in ("chunk_size", "batch_size", "fetch_concurrency")},
         "images": images.describe(),
+        "detection": detection,
         "results": [{k: v for k, v in row.items() if k not in ("_key", "last_job_id")} for row in results],
         "api": api,
         "tuning": tuning,
-        "floors": floors(results, api),
+        "floors": floors(results, api, detection),
     }
 
 
@@ -169,10 +189,11 @@ def api_variants(stack: Stack, job_id: str, plan: Plan) -> list[dict[str, Any]]:
 
 
 def _compare_to_defaults(sweeps: list[dict[str, Any]], results: list[dict[str, Any]]) -> None:
-    """Add ``vs_default``: images/s relative to the same method at the defaults (2 processes for the stack)."""
+    """Add ``vs_default``: images/s relative to the same method at the defaults (detecting faces; 2
+    processes for the stack)."""
     for row in sweeps:
         base = [r for r in results if r["method"] == row["method"] and r.get("latency_ms") == row["latency_ms"]
-                and (row["method"] != "stack" or r["processes"] == 2)]
+                and r["faces_mode"] == "detect" and (row["method"] != "stack" or r["processes"] == 2)]
         if base:
             row["vs_default"] = round(row["images_per_s"] / base[0]["images_per_s"], 3)
 

@@ -1,9 +1,11 @@
 """What each knob buys: micro-benchmarks (JPEG draft decoding, model batch size) and sweeps.
 
 Each sweep changes one knob from the defaults and reruns a method on the same images:
-``fer-batch run`` (b) for decode threads and batch size, the full stack (c) with 2 pool processes
-for chunk size, fetch concurrency, batch size, prefetch, processes per worker and the int8 model,
-at 0 ms (CPU-bound) and at 100 ms (I/O-bound) latency.
+``fer-batch run`` (b) for decode threads, batch size and the faces mode, the full stack (c) with
+2 pool processes for chunk size, fetch concurrency, batch size, prefetch, processes per worker, the
+int8 model and the faces mode (``whole``: each image classified whole, no detection, the
+behaviour before face detection), at 0 ms (CPU-bound) and at 100 ms (I/O-bound) latency. Every
+other run detects faces, as jobs do by default.
 """
 
 from __future__ import annotations
@@ -85,6 +87,7 @@ class StackVariant:
     api_env: Mapping[str, str] = field(default_factory=dict)
     args: tuple[str, ...] = ()
     per_worker: int | None = None
+    faces: str = "detect"  # the jobs' faces mode
 
 
 STACK_VARIANTS: tuple[StackVariant, ...] = (
@@ -99,11 +102,12 @@ STACK_VARIANTS: tuple[StackVariant, ...] = (
     StackVariant("prefetch_multiplier", "4", (0, 100), args=("--prefetch-multiplier", "4")),
     StackVariant("processes_per_worker", "1 (2 workers)", (0, 100), per_worker=1),
     StackVariant("model", "int8", (0,), env={"FER_MODEL_PATH": str(MODELS_DIR / "emotion_classifier_int8.tflite")}),
+    StackVariant("faces", "whole", (0,), faces="whole"),
 )
 
 
 def embedded_sweeps(urls: Sequence[str], runs: int, env: Mapping[str, str]) -> list[dict[str, Any]]:
-    """(b) at 0 ms with 1, 2 (default) and 4 decode threads, and with batch sizes 8, 16 and 256."""
+    """(b) at 0 ms with 1, 2 (default) and 4 decode threads, with batch sizes 8, 16 and 256, and whole images."""
     rows = []
     for threads in (1, 4):
         raw = run_child("embedded", list(urls), runs, env, decode_threads=threads)
@@ -111,6 +115,8 @@ def embedded_sweeps(urls: Sequence[str], runs: int, env: Mapping[str, str]) -> l
     for batch in (8, 16, 256):
         raw = run_child("embedded", list(urls), runs, {**env, "FER_BATCH_SIZE": str(batch)})
         rows.append(summarize(raw, method="embedded", latency_ms=0, knob="batch_size", value=str(batch)))
+    raw = run_child("embedded", list(urls), runs, env, faces="whole")
+    rows.append(summarize(raw, method="embedded", faces_mode="whole", latency_ms=0, knob="faces", value="whole"))
     return rows
 
 
@@ -123,8 +129,8 @@ def stack_sweeps(stack: Stack, server: ImageServerProcess, names: Sequence[str],
             stack.start_api(variant.api_env)
         try:
             found, _ = stack_case(stack, server, names, 2, variant.latencies, runs, per_worker=variant.per_worker,
-                                  extra_env=variant.env, extra_args=variant.args, knob=variant.knob,
-                                  value=variant.value)
+                                  extra_env=variant.env, extra_args=variant.args, faces=variant.faces,
+                                  knob=variant.knob, value=variant.value)
             rows += found
         finally:
             if variant.api_env:

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from worker.faces import FaceFinder  # noqa: E402
-from worker.images import decode, load_photo  # noqa: E402
+from worker.images import load_photo  # noqa: E402
 from worker.model import Classifier  # noqa: E402
 from worker.settings import get_settings  # noqa: E402
 
@@ -32,10 +32,10 @@ COLOURS = {"angry": "#e4572e", "disgust": "#76b041", "fear": "#a259c4", "happy":
 def annotate(name: str, finder: FaceFinder, classifier: Classifier, height: int) -> Image.Image:
     """The photo scaled to ``height`` px, with a box and a label per face (or a 'no face' caption)."""
     data = (FACES / name).read_bytes()
+    crops = finder.find(data).crops
     photo = load_photo(data)
-    crops = finder.find(photo, lambda: decode(data, classifier.size))
     scale = height / photo.height
-    canvas = photo.convert("RGB").resize((round(photo.width * scale), height), Image.Resampling.LANCZOS)
+    canvas = photo.image.convert("RGB").resize((round(photo.width * scale), height), Image.Resampling.LANCZOS)
     draw = ImageDraw.Draw(canvas)
     font = ImageFont.load_default(size=max(11, round(13 * max(scale, 0.7))))
     labels = classifier.info.labels

@@ -189,6 +189,7 @@ def test_unknown_routes_and_methods_answer_json(client: FlaskClient) -> None:
     assert_error(response, 405, "method_not_allowed")
     assert "POST" in response.headers["Allow"]
     assert_error(client.get("/predict"), 405, "method_not_allowed")
+    assert_error(client.get("/jobs//results.csv"), 404, "not_found")  # an empty job id: no HTML redirect
 
 
 def test_unexpected_errors_answer_500_json_and_are_logged(make_app: Callable[..., Flask], settings: Settings,

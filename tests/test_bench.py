@@ -1,7 +1,8 @@
 """The benchmark keeps working: ``python -m bench --quick`` runs every method end to end.
 
-No timing is asserted (this machine is shared and noisy): only that every method classified every
-image, that the report has the documented shape, and that the files were written.
+No timing is asserted (this machine is shared and noisy): only that every method answered every
+image (its faces classified, or no face found), that methods in the same faces mode agree on the
+labels, that the report has the documented shape, and that the files were written.
 """
 
 from __future__ import annotations
@@ -25,20 +26,37 @@ def test_quick_benchmark_runs_every_method_and_writes_its_report(tmp_path: Path)
     report = json.loads(report_path.read_text())
 
     assert report["quick"] is True and report["command"].startswith("python -m bench --quick")
-    rows = {(row["method"], row["latency_ms"]) for row in report["results"]}
-    assert rows >= {("limit", None), ("original", 0), ("original", 100), ("embedded", 0), ("embedded", 100),
-                    ("stack", 0), ("stack", 100)}
+    rows = {(row["method"], row["faces_mode"], row["latency_ms"]) for row in report["results"]}
+    assert rows >= {("limit", "detect", None), ("limit", "whole", None), ("original", "whole", 0),
+                    ("original", "whole", 100), ("embedded", "detect", 0), ("embedded", "detect", 100),
+                    ("stack", "detect", 0), ("stack", "detect", 100)}
     for row in report["results"]:
-        assert row["ok"] == row["images"] > 0, row  # every image classified, by every method
-        assert row["images_per_s"] > 0 and row["peak_rss_mb"] > 0 and row["cold_start_s"] > 0, row
+        assert row["answered"] == row["images"] > 0, row  # every image answered, by every method
+        assert row["answered"] == row["ok"] + row["no_face"] and row["faces"] >= row["ok"], row
+        assert row["images_per_s"] > 0 and row["faces_per_s"] > 0, row
+        assert row["peak_rss_mb"] > 0 and row["cold_start_s"] > 0, row
+        if row["faces_mode"] == "whole":
+            assert row["no_face"] == 0 and row["faces"] == row["images"], row  # one face per whole image
+        elif row["method"] != "limit":  # (b) and (c) find what (d) finds and agree on the labels
+            assert row["agreement_with_limit"] >= 0.95, row
+    detecting = [row for row in report["results"] if row["faces_mode"] == "detect"]
+    assert len({(row["faces"], row["no_face"]) for row in detecting}) == 1, detecting  # the same faces everywhere
+    assert detecting[0]["faces"] > detecting[0]["ok"]  # the group photo's faces share batches with the others
     stack = [row for row in report["results"] if row["method"] == "stack"]
     assert all(set(row["cpu_seconds"]) >= {"image_server", "api", "redis", "workers"} for row in stack)
     assert report["api"]["post"]["urls"] == 10_000
     assert {row["path"] for row in report["api"]["get"]} == {"/jobs/<id>", "/jobs/<id>?limit=1"}
     assert all(row["errors"] == 0 and row["requests"] > 0 for row in report["api"]["get"])
-    assert {floor["floor"] for floor in report["floors"]} >= {"100 ms: (c) / (a)", "0 ms: (c) / (d)",
-                                                             "GET /jobs/<id> per second"}
-    assert "| (d) in-memory limit" in done.stdout
+    cost = report["detection"]["bench_images"]
+    assert cost["images"] == report["images"]["fer_images"] and cost["single_face"] > 0
+    assert cost["single_face_find_ms"] > cost["single_face_budget_ms"] > 0 and cost["decode_ms"] > 0
+    photos = {photo["photo"]: photo for photo in report["detection"]["photos"]}
+    assert {"solvay1927.jpg", "chelsea.png", "fer_justin.jpg"} <= set(photos)
+    assert photos["solvay1927.jpg"]["faces"] > 1 and photos["chelsea.png"]["faces"] == 0
+    assert {floor["floor"] for floor in report["floors"]} >= {
+        "100 ms: (c) / (a)", "0 ms: (c) / (d)", "GET /jobs/<id> per second",
+        "detection + framing + crop per 640x480 photo (ms)"}
+    assert "| (d) in-memory limit" in done.stdout and "| solvay1927.jpg |" in done.stdout
     try:
         import matplotlib  # noqa: F401
     except ImportError:

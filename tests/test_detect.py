@@ -138,7 +138,7 @@ def detector() -> FaceDetector:
 
 @pytest.mark.parametrize("name", faceimages.PORTRAITS)
 def test_one_face_in_each_bundled_portrait(detector: FaceDetector, name: str) -> None:
-    photo = load_photo(faceimages.photo(name))
+    photo = load_photo(faceimages.photo(name)).image
     faces = detector.detect(photo)
     assert len(faces) == 1
     x, y, w, h = faces[0].box
@@ -147,7 +147,7 @@ def test_one_face_in_each_bundled_portrait(detector: FaceDetector, name: str) ->
 
 def test_four_faces_in_a_tiled_photo_one_in_each_quarter(detector: FaceDetector) -> None:
     data, quarters = faceimages.tiled()
-    faces = detector.detect(load_photo(data))
+    faces = detector.detect(load_photo(data).image)
     assert len(faces) == 4
     centres = sorted(faceimages.quarter_of(face.box, quarters) for face in faces)
     assert centres == [0, 1, 2, 3]
@@ -155,23 +155,23 @@ def test_four_faces_in_a_tiled_photo_one_in_each_quarter(detector: FaceDetector)
 
 def test_a_group_photo_is_tiled_to_find_its_small_faces(detector: FaceDetector) -> None:
     """29 faces about 50 px wide in a 2048x922 photo: 5 px if the photo were shrunk to 192."""
-    faces = detector.detect(load_photo(faceimages.face_photo("solvay1927.jpg")))
+    faces = detector.detect(load_photo(faceimages.face_photo("solvay1927.jpg")).image)
     assert len(faces) <= 31  # at most two extra
     assert sum(40 <= face.box[2] <= 110 for face in faces) >= 27  # at least 90 % of the 29, face-sized
     assert all(face.model == "full_range" for face in faces)
 
 
 def test_no_face_in_a_cat(detector: FaceDetector) -> None:
-    assert detector.detect(load_photo(faceimages.face_photo("chelsea.png"))) == []
+    assert detector.detect(load_photo(faceimages.face_photo("chelsea.png")).image) == []
 
 
 def test_a_48x48_crop_is_a_face(detector: FaceDetector) -> None:
-    faces = detector.detect(load_photo(faceimages.photo("abhirup_test_image_anger.jpg")))
+    faces = detector.detect(load_photo(faceimages.photo("abhirup_test_image_anger.jpg")).image)
     assert len(faces) == 1 and faces[0].model == "short_range"
 
 
 def test_boxes_are_in_the_pixels_of_the_photo_as_displayed(detector: FaceDetector) -> None:
-    upright = detector.detect(load_photo(faceimages.photo("deepface_img50.jpg")))
-    rotated = detector.detect(load_photo(faceimages.exif_rotated(faceimages.photo("deepface_img50.jpg"))))
+    upright = detector.detect(load_photo(faceimages.photo("deepface_img50.jpg")).image)
+    rotated = detector.detect(load_photo(faceimages.exif_rotated(faceimages.photo("deepface_img50.jpg"))).image)
     assert len(upright) == len(rotated) == 1
     np.testing.assert_allclose(rotated[0].box, upright[0].box, atol=6)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 
 import numpy as np
@@ -125,22 +126,38 @@ def finder() -> FaceFinder:
     return FaceFinder.load(get_settings().face_detector, (48, 48))
 
 
-def test_a_face_crop_is_used_whole(finder: FaceFinder) -> None:
-    data = faceimages.photo("abhirup_test_image_anger.jpg")  # a 48x48 FER2013 face
-    crops = finder.find(load_photo(data), lambda: decode(data))
-    assert len(crops) == 1
-    np.testing.assert_array_equal(crops[0].pixels, decode(data))
+@pytest.mark.parametrize("served", [False, True])
+def test_a_face_crop_is_used_whole(finder: FaceFinder, served: bool) -> None:
+    """A 48x48 FER2013 face, as it is and served as a 320x320 JPEG: the whole mode's very pixels."""
+    data = faceimages.photo("abhirup_test_image_anger.jpg")
+    if served:
+        data = framing_eval.served_faces(np.asarray(Image.open(io.BytesIO(data)).convert("L"))[None], [0])[0][0]
+    found = finder.find(data)
+    assert len(found.crops) == 1
+    np.testing.assert_array_equal(found.crops[0].pixels, decode(data))
 
 
 def test_a_portrait_is_cut_around_its_face(finder: FaceFinder) -> None:
     data = faceimages.face_photo("astronaut.jpg")
     photo = load_photo(data)
-    crops = finder.find(photo, lambda: pytest.fail("a 512 px portrait with a 100 px face is not a crop"))
-    assert len(crops) == 1
+    faces = finder.detector.detect(photo.image)
+    crops = finder.crops(photo, faces, lambda: pytest.fail("a 512 px portrait with a 100 px face is not a crop"))
+    assert len(crops) == 1 and finder.find(data).crops[0].box == crops[0].box
     x, y, w, h = crops[0].box
     assert 150 < x < 200 and 40 < y < 100 and 80 < w < 130
     assert crops[0].pixels.shape == (48, 48) and crops[0].pixels.dtype == np.uint8
     assert crops[0].pixels.std() > 20  # a face, not a flat patch
+
+
+def test_a_close_up_is_found_in_a_preview_and_boxed_in_full_size_pixels(finder: FaceFinder) -> None:
+    """A 1453x1004 JPEG is decoded at 1/8 for its close-up face; the box is in the photo's pixels."""
+    data = faceimages.photo("deepface_img30.jpg")
+    photo, faces = finder.locate(data)
+    assert photo.reduced and photo.image.width < 200 and (photo.width, photo.height) == (1453, 1004)
+    found = finder.find(data)
+    full = finder.detector.detect(load_photo(data).image)
+    assert (found.width, found.height) == (1453, 1004) and len(found.crops) == len(full) == 1
+    np.testing.assert_allclose(found.crops[0].box, full[0].box, atol=0.04 * 1453)
 
 
 # -- the calibration and measurement tools (training/) -----------------------------------------
@@ -175,6 +192,6 @@ def test_framing_choices_are_scored_through_the_worker_code() -> None:
 
 
 def test_detect_eval_counts_the_bundled_faces() -> None:
-    result = detect_eval.evaluate(faceimages.FACES, FaceDetector(MODELS_DIR))
+    result = detect_eval.evaluate(faceimages.FACES, FaceFinder.load(get_settings().face_detector, (48, 48)))
     assert result["certain_faces"] == 30 and result["certain_found"] >= 28
     assert result["no_person_photos"] == 1 and result["no_person_false_faces"] == 0

@@ -7,10 +7,10 @@ Usage::
 ``FOLDER`` holds the photos and a ``photos.csv`` (or ``faces.csv``) with at least ``file`` and
 ``faces`` columns: the hand count ("29", "27 approx", "3 (+2 heads turned away)": the leading
 number counts) and optionally ``faces_certain`` (yes/no; missing means yes), as in
-../shared/data/faces. Each photo goes through ``load_photo`` and ``FaceDetector.detect``, as in
-a worker. Prints one line per photo and the totals: faces found in the photos whose count is
+../shared/data/faces. Each photo goes through ``FaceFinder.locate`` (decoding and detection), as
+in a worker. Prints one line per photo and the totals: faces found in the photos whose count is
 certain (capped at the count, so extra boxes cannot make up for missed faces), extra boxes, false
-faces in photos without a person, and the detection time per photo on one core.
+faces in photos without a person, and the time per photo (decoding and detection) on one core.
 """
 
 from __future__ import annotations
@@ -23,9 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from worker.detect import FaceDetector
-from worker.images import load_photo
-from worker.settings import MODELS_DIR
+from worker.faces import FaceFinder
+from worker.settings import get_settings
 
 
 def counted(folder: Path) -> list[dict[str, Any]]:
@@ -39,13 +38,13 @@ def counted(folder: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def evaluate(folder: Path, detector: FaceDetector) -> dict[str, Any]:
+def evaluate(folder: Path, finder: FaceFinder) -> dict[str, Any]:
     photos = []
     for row in counted(folder):
-        photo = load_photo((folder / row["file"]).read_bytes())
+        data = (folder / row["file"]).read_bytes()
         started = time.perf_counter()
-        faces = detector.detect(photo)
-        photos.append({"file": row["file"], "size": list(photo.size), "counted": row["count"],
+        photo, faces = finder.locate(data)
+        photos.append({"file": row["file"], "size": [photo.width, photo.height], "counted": row["count"],
                        "certain": row["certain"], "found": len(faces),
                        "ms": round((time.perf_counter() - started) * 1000, 1)})
     certain = [p for p in photos if p["certain"]]
@@ -66,9 +65,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("folder", type=Path)
     parser.add_argument("--report", type=Path, help="write the results as JSON")
     args = parser.parse_args(argv)
-    detector = FaceDetector(MODELS_DIR)
-    detector.detect(load_photo((args.folder / counted(args.folder)[0]["file"]).read_bytes()))  # warm up
-    result = evaluate(args.folder, detector)
+    finder = FaceFinder.load(get_settings().face_detector, (48, 48))
+    finder.locate((args.folder / counted(args.folder)[0]["file"]).read_bytes())  # warm up
+    result = evaluate(args.folder, finder)
     print(f"{'photo':44} {'size':>10} {'counted':>8} {'found':>6} {'ms':>6}")
     for p in result["photos"]:
         mark = "" if p["certain"] else " (count approximate)"

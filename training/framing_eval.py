@@ -1,8 +1,8 @@
 """Measure framing choices through the worker's own code: accuracy of the classifier on what it is given.
 
-Every sample is an image file with a known expression. It is decoded (``load_photo``), searched
-for faces once (``FaceDetector``), and its largest face is framed and cut by each ``Calibration``
-variant (``FaceFinder.crops``); a sample without a face counts as wrong. ``whole`` is the same
+Every sample is an image file with a known expression. It is decoded and searched for faces once
+(``FaceFinder.locate``, as in a worker), and its largest face is framed and cut by each
+``Calibration`` variant (``FaceFinder.crops``); a sample without a face counts as wrong. ``whole`` is the same
 file classified whole (the ``"whole"`` faces mode). Three sets:
 
 - ``val_served_320px``: FER2013 validation faces served as 320x320 JPEGs (a user's face crops);
@@ -60,7 +60,7 @@ def small_faces(detector: FaceDetector, samples: list[Sample]) -> list[Sample]:
     """Each photo shrunk onto a grey canvas so that its largest face spans SMALL_FACE of it."""
     out = []
     for data, label in samples:
-        photo = load_photo(data)
+        photo = load_photo(data).image
         faces = detector.detect(photo)
         if not faces:
             continue
@@ -103,9 +103,9 @@ def score(classifier: Classifier, detector: FaceDetector, calibrations: dict[str
     wholes = [decode(data, size) for data, _ in samples]
     chosen: dict[str, list[np.ndarray | None]] = {name: [] for name in finders}
     found = 0
+    locator = FaceFinder(detector, next(iter(calibrations.values())), size)
     for (data, _), whole in zip(samples, wholes, strict=True):
-        photo = load_photo(data)
-        faces = detector.detect(photo)
+        photo, faces = locator.locate(data)
         found += bool(faces)
         for name, finder in finders.items():
             crops = finder.crops(photo, faces, lambda whole=whole: whole)

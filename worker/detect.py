@@ -158,12 +158,21 @@ class FaceDetector:
         self.full_range = BlazeFace(FULL_RANGE, models_dir, num_threads)
 
     def detect(self, image: Image.Image) -> list[Face]:
-        """Every face in an RGB (or L) image, largest first."""
+        """Every face in an RGB (or L) image, largest first: the close-up pass, else the wide pass."""
+        close = self.close_up(image)
+        if is_close_up(close, image.width, image.height):
+            return faces_of(close, SHORT_RANGE)
+        return self.wide(image, close)
+
+    def close_up(self, image: Image.Image) -> Candidates:
+        """The close-up pass's faces: it needs little resolution (a preview of the photo will do)."""
+        return weighted_nms(self.short_range.run(image, centred(image.width, image.height, ZOOM_OUT)))
+
+    def wide(self, image: Image.Image, close: Candidates) -> list[Face]:
+        """The wide pass over ``image``, joined with the close-up pass's faces (``close``, in
+        ``image``'s pixels) that it did not find itself; largest first."""
         width, height = image.size
         long_side = max(width, height)
-        close = weighted_nms(self.short_range.run(image, centred(width, height, ZOOM_OUT)))
-        if len(close) and _widths(close).max() >= CLOSE_UP * long_side:
-            return _largest_first(_faces(close, SHORT_RANGE))
         found = [self.full_range.run(image, centred(width, height, zoom)) for zoom in WIDE_ZOOMS]
         seen = Candidates.concat([close, weighted_nms(Candidates.concat(found))])
         if long_side > TILE_ABOVE and (not len(seen) or _widths(seen).min() < SMALL_FACE * long_side):
@@ -172,7 +181,12 @@ class FaceDetector:
                 part = self.full_range.run(image, window)
                 found.append(part.select(~_inner_edge_cut(part, window, width, height)))
         wide = weighted_nms(Candidates.concat(found))
-        return _largest_first(_faces(wide, FULL_RANGE) + _faces(_apart(close, wide), SHORT_RANGE))
+        return _largest_first([*faces_of(wide, FULL_RANGE), *faces_of(_apart(close, wide), SHORT_RANGE)])
+
+
+def is_close_up(close: Candidates, width: int, height: int) -> bool:
+    """True when the close-up pass found a face of at least CLOSE_UP of the photo's long side."""
+    return bool(len(close)) and _widths(close).max() >= CLOSE_UP * max(width, height)
 
 
 def _apart(these: Candidates, others: Candidates) -> Candidates:
@@ -191,8 +205,9 @@ def _largest_first(faces: list[Face]) -> list[Face]:
     return sorted(faces, key=lambda face: -face.area)
 
 
-def _faces(found: Candidates, model: DetectorModel) -> list[Face]:
-    return [
+def faces_of(found: Candidates, model: DetectorModel) -> list[Face]:
+    """Candidates drawn by ``model`` as Faces, largest first."""
+    return _largest_first([
         Face((float(x1), float(y1), float(x2 - x1), float(y2 - y1)), float(score), points, model.name)
         for (x1, y1, x2, y2), score, points in zip(found.boxes, found.scores, found.keypoints, strict=True)
-    ]
+    ])

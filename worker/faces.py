@@ -1,12 +1,18 @@
-"""A photo's faces as the classifier needs them: detected, framed as in FER2013, cut at its size.
+"""An image file's faces as the classifier needs them: detected, framed as in FER2013, cut at its size.
 
-``FaceFinder.find(photo)`` runs the detector (``worker.detect``), frames each face with the
-calibration in ``models/face_detection.json`` (``worker.framing``) and cuts it out, largest face
-first. When the largest face's frame is (nearly) the whole photo, the photo already is a face
-crop and is used whole, with exactly the pixels of the ``"whole"`` mode (``whole()``, the
-caller's ``worker.images.decode`` of the same bytes): see ``Calibration.is_whole``.
+``FaceFinder.find(data)`` decodes the file, runs the detector (``worker.detect``), frames each
+face with the calibration in ``models/face_detection.json`` (``worker.framing``) and cuts it out,
+largest face first. It decodes as little as it can: a small preview first (a JPEG is decoded at
+1/2 to 1/8 scale), enough for the detector's close-up pass and for cutting a close-up face at
+48x48; the full photo only when the wide pass must look for smaller faces.
 
-Like the classifier, a FaceFinder holds LiteRT interpreters: one per thread, after the fork.
+When the largest face's frame is (nearly) the whole photo, the photo already is a face crop and
+is classified whole, as the ``"whole"`` mode would (``worker.images.squash`` of the preview: the
+same pixels as ``decode`` for JPEGs, give or take a level of colour conversion): see
+``Calibration.is_whole``. Boxes are in pixels of the photo as displayed, whatever was decoded.
+
+Like the classifier, a FaceFinder holds LiteRT interpreters: create it after the fork and use it
+from one thread at a time.
 """
 
 from __future__ import annotations
@@ -17,10 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from worker.detect import Face, FaceDetector
+from worker.detect import SHORT_RANGE, Face, FaceDetector, faces_of, is_close_up
 from worker.framing import Calibration
+from worker.images import PREVIEW_SIDE, Photo, load_photo, squash
 
 
 @dataclass(frozen=True)
@@ -31,6 +37,15 @@ class FaceCrop:
     box: tuple[int, int, int, int]
     score: float
     pixels: np.ndarray
+
+
+@dataclass(frozen=True)
+class Found:
+    """What ``FaceFinder.find`` saw: the photo's displayed size and its faces, largest first."""
+
+    width: int
+    height: int
+    crops: list[FaceCrop]
 
 
 class FaceFinder:
@@ -45,31 +60,48 @@ class FaceFinder:
         metadata = json.loads(Path(metadata_path).read_text())
         return cls(FaceDetector(Path(metadata_path).parent), Calibration.from_dict(metadata), size)
 
-    def find(self, photo: Image.Image, whole: Callable[[], np.ndarray]) -> list[FaceCrop]:
-        """Every face in ``photo`` (RGB or L), largest (box area) first; empty when there is none.
+    def find(self, data: bytes, max_pixels: int = 50_000_000) -> Found:
+        """Every face in an image file; raises ``worker.errors.ImageError``s as ``load_photo``."""
+        preview, photo, faces = self._locate(data, max_pixels)
+        crops = self.crops(photo, faces, lambda: squash(preview.image, self.size))
+        return Found(photo.width, photo.height, crops)
+
+    def locate(self, data: bytes, max_pixels: int = 50_000_000) -> tuple[Photo, list[Face]]:
+        """The faces of an image file, in the pixels of the returned Photo's image (a preview for a
+        close-up, else the photo at ``DETECT_SIDE``)."""
+        _, photo, faces = self._locate(data, max_pixels)
+        return photo, faces
+
+    def _locate(self, data: bytes, max_pixels: int) -> tuple[Photo, Photo, list[Face]]:
+        preview = load_photo(data, max_pixels, PREVIEW_SIDE)
+        close = self.detector.close_up(preview.image)
+        if is_close_up(close, preview.image.width, preview.image.height):
+            return preview, preview, faces_of(close, SHORT_RANGE)
+        photo = load_photo(data, max_pixels) if preview.reduced else preview
+        scale = photo.image.width / preview.image.width
+        return preview, photo, self.detector.wide(photo.image, close.mapped(0, 0, scale))
+
+    def crops(self, photo: Photo, faces: list[Face], whole: Callable[[], np.ndarray]) -> list[FaceCrop]:
+        """``faces`` found in ``photo.image``, framed and cut, largest (reported box area) first.
 
         ``whole()`` gives the whole image at the classifier's size, used when the photo is a crop.
         """
-        return self.crops(photo, self.detector.detect(photo), whole)
-
-    def crops(self, photo: Image.Image, faces: list[Face], whole: Callable[[], np.ndarray]) -> list[FaceCrop]:
-        """``faces`` found in ``photo``, framed and cut (``find`` without the detection)."""
-        boxed = [(_pixel_box(face, photo.width, photo.height), face) for face in faces]
-        boxed.sort(key=lambda pair: -pair[0][2] * pair[0][3])  # by the area of the box reported
+        boxed = [(_photo_box(face, photo), face) for face in faces]
+        boxed.sort(key=lambda pair: -pair[0][2] * pair[0][3])
         crops = []
         for rank, (box, face) in enumerate(boxed):
             frame = self.calibration.frame(face)
-            if rank == 0 and self.calibration.is_whole(frame, photo.width, photo.height):
+            if rank == 0 and self.calibration.is_whole(frame, photo.image.width, photo.image.height):
                 pixels = whole()
             else:
-                pixels = self.calibration.cut(photo, frame, self.size)
+                pixels = self.calibration.cut(photo.image, frame, self.size)
             crops.append(FaceCrop(box, face.score, pixels))
         return crops
 
 
-def _pixel_box(face: Face, width: int, height: int) -> tuple[int, int, int, int]:
-    """The face's box in whole pixels, clipped to the photo."""
-    x, y, w, h = face.box
+def _photo_box(face: Face, photo: Photo) -> tuple[int, int, int, int]:
+    """The face's box in whole pixels of the photo as displayed, clipped to it."""
+    x, y, w, h = (value / photo.scale for value in face.box)
     left, top = max(0, round(x)), max(0, round(y))
-    right, bottom = min(width, round(x + w)), min(height, round(y + h))
+    right, bottom = min(photo.width, round(x + w)), min(photo.height, round(y + h))
     return left, top, max(0, right - left), max(0, bottom - top)

@@ -4,10 +4,12 @@ Both functions recognise the format from the content (a WebP served as ``photo.j
 refuse decompression bombs before decoding a pixel, apply the EXIF orientation and flatten
 transparency onto white. Failures are :class:`~worker.errors.ImageError` subclasses only.
 
-- :func:`load_photo` returns the photo as displayed, in RGB (or L when it has no colour), for the
-  face detector and for cutting faces at full sharpness. Big JPEGs are decoded in draft mode
-  (libjpeg's DCT scaling) to no less than ``DETECT_SIDE`` px on their long side; other big
-  images are box-reduced to that. About 1.1 ms for a 640x480 JPEG.
+- :func:`load_photo` returns the photo as displayed (a :class:`Photo`), in RGB (or L when it has
+  no colour), for the face detector and for cutting faces. JPEGs longer than ``side`` px are
+  decoded in draft mode (libjpeg's DCT scaling by 1/2, 1/4 or 1/8) to no less than ``side`` on
+  their long side; other images are box-reduced to at most twice that. The default keeps
+  ``DETECT_SIDE`` px, for faces at full sharpness: about 1.1 ms for a 640x480 JPEG; a preview of
+  ``PREVIEW_SIDE`` px, enough for the detector's close-up pass, about 0.5 ms.
 - :func:`decode` returns the whole image squashed to a small grayscale array (the ``"whole"``
   faces mode, for URLs that already are face crops). JPEG files are decoded in draft mode
   straight to grayscale at no less than twice the output size, then resized with LANCZOS; about
@@ -21,6 +23,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
@@ -36,6 +39,7 @@ refused as not_an_image: fewer decoders exposed to untrusted bytes."""
 
 DRAFT_FACTOR = 2  # JPEG draft decodes to at least this multiple of the output size
 DETECT_SIDE = 1600  # load_photo keeps at least this long a side (faces of 40 px in a 4,000 px photo stay 20 px)
+PREVIEW_SIDE = 160  # a preview this long shows a close-up face (>= 0.3 of it) at 48 px and more
 RESAMPLE = Image.Resampling.LANCZOS
 REDUCING_GAP = 3.0  # big non-JPEG images are first box-reduced to 3x the output size
 
@@ -63,10 +67,41 @@ def decode(data: bytes, size: tuple[int, int] = (48, 48), max_pixels: int = 50_0
     return _decoded(data, max_pixels, lambda img: _to_array(img, size))
 
 
-def load_photo(data: bytes, max_pixels: int = 50_000_000) -> Image.Image:
-    """``data`` as an RGB or L image, EXIF orientation applied, at least ``DETECT_SIDE`` px long
-    (or its own size when smaller). Raises as :func:`decode`."""
-    return _decoded(data, max_pixels, _to_photo)
+@dataclass(frozen=True)
+class Photo:
+    """A decoded photo: ``image`` (RGB or L, EXIF orientation applied) is the photo as displayed,
+    ``width`` x ``height`` px, or a reduction of it by ``scale`` (image px per photo px)."""
+
+    image: Image.Image
+    width: int
+    height: int
+
+    @property
+    def scale(self) -> float:
+        return self.image.width / self.width
+
+    @property
+    def reduced(self) -> bool:
+        return self.image.size != (self.width, self.height)
+
+
+def load_photo(data: bytes, max_pixels: int = 50_000_000, side: int = DETECT_SIDE) -> Photo:
+    """``data`` as a Photo whose image is at least ``side`` px long (or the photo's own size when
+    smaller) and, unless it is a JPEG, at most twice that. Raises as :func:`decode`."""
+    return _decoded(data, max_pixels, lambda img: _to_photo(img, side))
+
+
+def squash(image: Image.Image, size: tuple[int, int] = (48, 48)) -> np.ndarray:
+    """An already decoded whole image as :func:`decode` makes it: grayscale, resized to ``size``.
+
+    Given the JPEG preview of :func:`load_photo` (the same DCT scaling as ``decode``'s draft), the
+    pixels equal ``decode``'s for grayscale JPEGs and differ by at most a level or so for colour
+    ones (libjpeg's own luma against Pillow's RGB to L).
+    """
+    gray = _to_gray(image)
+    if gray.size != size:
+        gray = gray.resize(size, RESAMPLE, reducing_gap=REDUCING_GAP)
+    return np.array(gray, dtype=np.uint8)
 
 
 def _decoded(data: bytes, max_pixels: int, convert: Callable[[Image.Image], T]) -> T:
@@ -91,19 +126,23 @@ def _decoded(data: bytes, max_pixels: int, convert: Callable[[Image.Image], T]) 
             raise DecodeError(f"cannot decode {img.format} image: {type(exc).__name__}: {exc}") from None
 
 
-def _to_photo(img: Image.Image) -> Image.Image:
+def _to_photo(img: Image.Image, side: int) -> Photo:
     orientation = _orientation(img)
-    long_side = max(img.size)
-    if long_side > DETECT_SIDE:
-        scale = DETECT_SIDE / long_side
-        img.draft("RGB", (math.ceil(img.width * scale), math.ceil(img.height * scale)))  # no-op unless JPEG
+    width, height = img.size
+    if max(width, height) > side:
+        scale = side / max(width, height)
+        img.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))  # no-op unless JPEG
     img.load()
-    photo = _to_colour(img)
-    factor = max(photo.size) // DETECT_SIDE
+    image = _to_colour(img)
+    factor = max(image.size) // side
     if factor > 1:
-        photo = photo.reduce(factor)
+        image = image.reduce(factor)
     method = _TRANSPOSE.get(orientation)
-    return photo.transpose(method) if method is not None else photo
+    if method is not None:
+        image = image.transpose(method)
+        if orientation in _SWAPS_AXES:
+            width, height = height, width
+    return Photo(image, width, height)
 
 
 def _to_array(img: Image.Image, size: tuple[int, int]) -> np.ndarray:

@@ -6,9 +6,10 @@ met meanwhile. Returning False from ``on_results`` stops it from taking further 
 cancelled job); what is in flight is finished and reported.
 
 Inside, up to ``fetch_concurrency`` coroutines pull URLs from one iterator over a shared aiohttp
-session. Decoding and face detection (``FacesMode.DETECT``: ``worker.faces``, one detector per
-thread) run in a small thread pool (Pillow and LiteRT release the GIL), so the event loop keeps
-fetching meanwhile; inference runs on one dedicated thread. Faces from many images share
+session. Decoding and face detection (``FacesMode.DETECT``: ``worker.faces``) run in a small
+thread pool (Pillow and LiteRT release the GIL), so the event loop keeps fetching meanwhile; the
+process's one face detector is used by one of those threads at a time; inference runs on one
+dedicated thread. Faces from many images share
 classifier batches of ``batch_size`` faces; an image whose faces are not all classified yet is
 not reported.
 
@@ -33,9 +34,9 @@ import numpy as np
 
 from worker import outcomes
 from worker.errors import InternalError, NoFace, UrlError
-from worker.faces import FaceCrop, FaceFinder
+from worker.faces import FaceCrop, FaceFinder, Found
 from worker.fetch import fetch, make_session
-from worker.images import decode, load_photo
+from worker.images import decode
 from worker.jobs import FacesMode
 from worker.model import Classifier
 from worker.settings import Settings
@@ -72,27 +73,24 @@ class Pipeline:
         self._infer_pool = ThreadPoolExecutor(1, thread_name_prefix="fer-infer")
         self._loop = asyncio.new_event_loop()
         self._session: aiohttp.ClientSession | None = None
-        self._threads = threading.local()  # each decode thread's FaceFinder, made on first use
+        self._finder: FaceFinder | None = None  # made on first use, in a decode thread
+        self._finder_lock = threading.Lock()  # one detector per process (each costs ~14 MB), one user at a time
 
-    def finder(self) -> FaceFinder:
-        """This thread's face finder (LiteRT interpreters are used by one thread at a time)."""
-        finder = getattr(self._threads, "finder", None)
-        if finder is None:
-            finder = self._threads.finder = FaceFinder.load(self.settings.face_detector, self.classifier.size)
-        return finder
+    def find_faces(self, data: bytes) -> Found:
+        """The faces of an image file, with this process's one FaceFinder."""
+        with self._finder_lock:
+            if self._finder is None:
+                self._finder = FaceFinder.load(self.settings.face_detector, self.classifier.size)
+            return self._finder.find(data, self.settings.max_pixels)
 
     def prepare(self, index: int, url: str, data: bytes, faces: FacesMode) -> Pending:
         """Image bytes to what the classifier needs: the whole image, or each face found in it."""
-        def whole() -> np.ndarray:
-            return decode(data, self.classifier.size, self.settings.max_pixels)
-
         if faces is FacesMode.WHOLE:
-            return Pending(index, url, [whole()], None)
-        photo = load_photo(data, self.settings.max_pixels)
-        crops = self.finder().find(photo, whole)
-        if not crops:
-            raise NoFace(f"no face found in the {photo.width}x{photo.height} image")
-        return Pending(index, url, [crop.pixels for crop in crops], crops)
+            return Pending(index, url, [decode(data, self.classifier.size, self.settings.max_pixels)], None)
+        found = self.find_faces(data)
+        if not found.crops:
+            raise NoFace(f"no face found in the {found.width}x{found.height} image")
+        return Pending(index, url, [crop.pixels for crop in found.crops], found.crops)
 
     def close(self) -> None:
         if not self._loop.is_closed():
