@@ -250,7 +250,7 @@ def run(file: str, faces: str, out: Path | None, per_face: bool) -> None:
     try:
         pipeline = Pipeline(settings, Classifier(settings.model_path, settings.metadata_path))
     except ModelError as exc:
-        raise Failure(f"{exc} (set FER_MODEL_PATH)") from None
+        raise Failure(f"{exc} (set FER_MODEL_PATH or FER_FACE_DETECTOR)") from None
     found: dict[int, dict[str, Any]] = {}
     try:
         with tqdm(total=len(urls), unit="url", desc="classifying", file=sys.stderr) as bar:

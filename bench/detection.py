@@ -9,8 +9,8 @@ of its parts:
 - ``decode``: :func:`worker.images.load_photo` inside ``find`` (a preview, then the full photo
   only when the wide pass runs; the budget excludes it);
 - ``detect``: the detector's passes (``close_up`` and ``wide``);
-- ``whole``: the :func:`worker.images.decode` of the same bytes that stands for the crop when the
-  photo already is a face crop (``Calibration.is_whole``);
+- ``whole``: :func:`worker.images.squash`, the whole preview resized, that stands for the crop
+  when the photo already is a face crop (``Calibration.is_whole``);
 - the rest of ``find``: framing and ``cut``.
 
 The budget, "detection + framing + crop", is ``find`` less ``decode``.
@@ -104,8 +104,8 @@ def measure(images: list[str], photos: list[str], passes: int, repeats: int) -> 
     info = ModelInfo.load(settings.metadata_path)
     finder = faces.FaceFinder.load(settings.face_detector, (info.width, info.height))
     # Time the parts of find() by wrapping what it calls (this process only).
-    timers = {"decode": Timer(faces.load_photo), "whole": Timer(faces.decode)}
-    faces.load_photo, faces.decode = timers["decode"], timers["whole"]  # type: ignore[assignment]
+    timers = {"decode": Timer(faces.load_photo), "whole": Timer(faces.squash)}
+    faces.load_photo, faces.squash = timers["decode"], timers["whole"]  # type: ignore[assignment]
     timers["detect"] = Timer(finder.detector.close_up)  # both of the detector's passes add up here
     finder.detector.wide = _adding_to(timers["detect"], finder.detector.wide)  # type: ignore[method-assign]
     finder.detector.close_up = timers["detect"]  # type: ignore[method-assign]

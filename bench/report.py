@@ -56,7 +56,7 @@ def floors(results: Sequence[dict[str, Any]], api: dict[str, Any],
         check(DETECTION_FLOOR, b["single_face_budget_ms"], 3, False,
               f"FaceFinder.find() less its load_photo, CPU time on one core, mean over {b['single_face']} "
               f"single-face photos: detect {b['single_face_detect_ms']} + framing and crop "
-              f"{b['single_face_framing_crop_ms']} + whole-image decode {b['single_face_whole_ms']} ms (photos that "
+              f"{b['single_face_framing_crop_ms']} + whole image {b['single_face_whole_ms']} ms (photos that "
               f"are face crops); load_photo {b['single_face_decode_ms']} ms besides")
     stack_rows = [row for row in results if row["method"] == "stack"]
     if stack_rows:
@@ -114,7 +114,7 @@ def detection_lines(detection: dict[str, Any]) -> list[str]:
     lines = [f"FaceFinder.find(), CPU time on one core, {b['images']} bench photos of 640x480: detection + "
              f"framing + crop {b['single_face_budget_ms']} ms with one face ({_count(b['single_face'], 'photo')}: "
              f"detect {b['single_face_detect_ms']} + framing and crop {b['single_face_framing_crop_ms']} + "
-             f"whole-image decode {b['single_face_whole_ms']}, done for the {b['whole_used']} found to be face "
+             f"whole image {b['single_face_whole_ms']}, done for the {b['whole_used']} found to be face "
              f"crops), plus load_photo {b['single_face_decode_ms']} ms (a preview: JPEG DCT scaling); all of find() "
              f"{_cell(b['find_ms_no_face'])} ms with no face ({_count(b['no_face'], 'photo')}), {b['find_ms']} ms "
              "over all. Passes (detection + framing + crop, ms, one face): "

@@ -200,6 +200,8 @@ def test_run_embedded(urls_csv: tuple[Path, list[str]], env: dict[str, str], tmp
 def test_run_without_a_model(urls_csv: tuple[Path, list[str]], env: dict[str, str], tmp_path: Path) -> None:
     result = fer_batch("run", str(urls_csv[0]), env={**env, "FER_MODEL_PATH": str(tmp_path / "none.tflite")})
     assert result.returncode == 1 and "FER_MODEL_PATH" in result.stderr
+    result = fer_batch("run", str(urls_csv[0]), env={**env, "FER_FACE_DETECTOR": str(tmp_path / "none.json")})
+    assert result.returncode == 1 and "cannot load the face detector" in result.stderr
 
 
 def test_cli_imports_neither_the_api_server_nor_the_worker() -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import numpy as np
 import pytest
 
@@ -175,3 +178,15 @@ def test_boxes_are_in_the_pixels_of_the_photo_as_displayed(detector: FaceDetecto
     rotated = detector.detect(load_photo(faceimages.exif_rotated(faceimages.photo("deepface_img50.jpg"))).image)
     assert len(upright) == len(rotated) == 1
     np.testing.assert_allclose(rotated[0].box, upright[0].box, atol=6)
+
+
+def test_the_shipped_detector_files_are_the_ones_described() -> None:
+    """models/face_detection.json records each BlazeFace file's source, size and SHA-256."""
+    metadata = json.loads((MODELS_DIR / "face_detection.json").read_text())
+    assert set(metadata["models"]) == {SHORT_RANGE.name, FULL_RANGE.name}
+    for spec in (SHORT_RANGE, FULL_RANGE):
+        entry = metadata["models"][spec.name]
+        blob = (MODELS_DIR / entry["file"]).read_bytes()
+        assert entry["file"] == spec.file and entry["bytes"] == len(blob)
+        assert entry["sha256"] == hashlib.sha256(blob).hexdigest()
+        assert entry["package"].startswith("mediapipe==0.10.14") and entry["licence"] == "Apache-2.0"

@@ -11,13 +11,15 @@ is classified whole, as the ``"whole"`` mode would (``worker.images.squash`` of 
 same pixels as ``decode`` for JPEGs, give or take a level of colour conversion): see
 ``Calibration.is_whole``. Boxes are in pixels of the photo as displayed, whatever was decoded.
 
-Like the classifier, a FaceFinder holds LiteRT interpreters: create it after the fork and use it
-from one thread at a time.
+Like the classifier, a FaceFinder holds LiteRT interpreters: create it after the fork. Threads may
+share it: decoding and cutting run in parallel, the detector serves one thread at a time (one
+detector per process costs about 14 MB; a second one per thread would cost as much again).
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,7 @@ import numpy as np
 from worker.detect import SHORT_RANGE, Face, FaceDetector, faces_of, is_close_up
 from worker.framing import Calibration
 from worker.images import PREVIEW_SIDE, Photo, load_photo, squash
+from worker.model import ModelError
 
 
 @dataclass(frozen=True)
@@ -53,12 +56,16 @@ class FaceFinder:
         self.detector = detector
         self.calibration = calibration
         self.size = size
+        self._detecting = threading.Lock()  # LiteRT interpreters serve one thread at a time
 
     @classmethod
     def load(cls, metadata_path: Path, size: tuple[int, int]) -> FaceFinder:
         """The detector and calibration described by ``face_detection.json`` (models beside it)."""
-        metadata = json.loads(Path(metadata_path).read_text())
-        return cls(FaceDetector(Path(metadata_path).parent), Calibration.from_dict(metadata), size)
+        try:
+            metadata = json.loads(Path(metadata_path).read_text())
+            return cls(FaceDetector(Path(metadata_path).parent), Calibration.from_dict(metadata), size)
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+            raise ModelError(f"cannot load the face detector {metadata_path}: {exc}") from exc
 
     def find(self, data: bytes, max_pixels: int = 50_000_000) -> Found:
         """Every face in an image file; raises ``worker.errors.ImageError``s as ``load_photo``."""
@@ -74,12 +81,14 @@ class FaceFinder:
 
     def _locate(self, data: bytes, max_pixels: int) -> tuple[Photo, Photo, list[Face]]:
         preview = load_photo(data, max_pixels, PREVIEW_SIDE)
-        close = self.detector.close_up(preview.image)
+        with self._detecting:
+            close = self.detector.close_up(preview.image)
         if is_close_up(close, preview.image.width, preview.image.height):
             return preview, preview, faces_of(close, SHORT_RANGE)
         photo = load_photo(data, max_pixels) if preview.reduced else preview
         scale = photo.image.width / preview.image.width
-        return preview, photo, self.detector.wide(photo.image, close.mapped(0, 0, scale))
+        with self._detecting:
+            return preview, photo, self.detector.wide(photo.image, close.mapped(0, 0, scale))
 
     def crops(self, photo: Photo, faces: list[Face], whole: Callable[[], np.ndarray]) -> list[FaceCrop]:
         """``faces`` found in ``photo.image``, framed and cut, largest (reported box area) first.

@@ -8,7 +8,7 @@ cancelled job); what is in flight is finished and reported.
 Inside, up to ``fetch_concurrency`` coroutines pull URLs from one iterator over a shared aiohttp
 session. Decoding and face detection (``FacesMode.DETECT``: ``worker.faces``) run in a small
 thread pool (Pillow and LiteRT release the GIL), so the event loop keeps fetching meanwhile; the
-process's one face detector is used by one of those threads at a time; inference runs on one
+process's one face detector serves one of those threads at a time; inference runs on one
 dedicated thread. Faces from many images share
 classifier batches of ``batch_size`` faces; an image whose faces are not all classified yet is
 not reported.
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ import numpy as np
 
 from worker import outcomes
 from worker.errors import InternalError, NoFace, UrlError
-from worker.faces import FaceCrop, FaceFinder, Found
+from worker.faces import FaceCrop, FaceFinder
 from worker.fetch import fetch, make_session
 from worker.images import decode
 from worker.jobs import FacesMode
@@ -73,21 +72,13 @@ class Pipeline:
         self._infer_pool = ThreadPoolExecutor(1, thread_name_prefix="fer-infer")
         self._loop = asyncio.new_event_loop()
         self._session: aiohttp.ClientSession | None = None
-        self._finder: FaceFinder | None = None  # made on first use, in a decode thread
-        self._finder_lock = threading.Lock()  # one detector per process (each costs ~14 MB), one user at a time
-
-    def find_faces(self, data: bytes) -> Found:
-        """The faces of an image file, with this process's one FaceFinder."""
-        with self._finder_lock:
-            if self._finder is None:
-                self._finder = FaceFinder.load(self.settings.face_detector, self.classifier.size)
-            return self._finder.find(data, self.settings.max_pixels)
+        self.finder = FaceFinder.load(settings.face_detector, classifier.size)  # shared by the decode threads
 
     def prepare(self, index: int, url: str, data: bytes, faces: FacesMode) -> Pending:
         """Image bytes to what the classifier needs: the whole image, or each face found in it."""
         if faces is FacesMode.WHOLE:
             return Pending(index, url, [decode(data, self.classifier.size, self.settings.max_pixels)], None)
-        found = self.find_faces(data)
+        found = self.finder.find(data, self.settings.max_pixels)
         if not found.crops:
             raise NoFace(f"no face found in the {found.width}x{found.height} image")
         return Pending(index, url, [crop.pixels for crop in found.crops], found.crops)
