@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 SERVE_EXTRAS := api,worker,cli,dev
 ALL_EXTRAS   := api,worker,cli,dev,train
 
-.PHONY: demo test lint train evaluate bench bench-quick clean
+.PHONY: demo test lint train evaluate framing detect-eval detect-passes faces-picture bench bench-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,18 @@ train: $(VENV)/.all-installed  ## the shipped model's two runs (about 2 h on 2 c
 
 evaluate: $(VENV)/.all-installed
 	$(BIN)/python -m training.evaluate models/emotion_classifier.tflite --data ../shared/data/fer2013/val.npz
+
+framing: $(VENV)/.serve-installed  ## calibrate face framing on FER2013, measure the choices: models/face_detection.json (about 3 min)
+	$(BIN)/python -m training.framing --data ../shared/data/fer2013 --photos ../shared/data/photos ../shared/data/faces
+
+detect-eval: $(VENV)/.serve-installed  ## faces found vs counted by hand in ../shared/data/faces
+	$(BIN)/python -m training.detect_eval ../shared/data/faces
+
+detect-passes: $(VENV)/.serve-installed  ## each BlazeFace pass alone: FER2013 crops, counted faces, false faces
+	$(BIN)/python -m training.detect_passes --data ../shared/data/fer2013 --faces ../shared/data/faces
+
+faces-picture: $(VENV)/.serve-installed  ## docs/faces.png: boxes and top emotions drawn on bundled photos
+	$(BIN)/python scripts/draw_faces.py
 
 bench: $(VENV)/.serve-installed  ## full benchmark (about 10 min): bench/results/<date>.json and .png
 	@test $(VENV)/.bench-installed -nt pyproject.toml || { $(BIN)/pip install --quiet -e ".[$(SERVE_EXTRAS),bench]" && touch $(VENV)/.bench-installed; }

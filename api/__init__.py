@@ -72,6 +72,7 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
     """Build the API for ``settings`` (default: from the environment); ``config`` updates Flask's."""
     from flask import Flask
 
+    from api.jsonprovider import FastJSON
     from api.routes import bp
     from worker import create_celery
     from worker.jobs import JobStore, connect
@@ -84,7 +85,7 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
         MAX_FORM_MEMORY_SIZE=settings.max_body_bytes,
         **config,
     )
-    app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the documented key order
+    app.json = FastJSON(app)  # keeps the documented key order
     app.url_map.merge_slashes = False  # "/jobs//results.csv" is a JSON 404, not an HTML redirect
     app.extensions["fer.settings"] = settings
     app.extensions["fer.store"] = JobStore(connect(settings.redis_url), settings.result_ttl)

@@ -242,13 +242,13 @@ def run(file: str, faces: str, out: Path | None, per_face: bool) -> None:
     check_out(out)
     urls = read_urls(file)
     from worker.jobs import FacesMode
-    from worker.model import Classifier, ModelError  # the worker's dependencies, only for this command
+    from worker.model import ModelError, load_classifier  # the worker's dependencies, only for this command
     from worker.pipeline import Pipeline, Result
     from worker.settings import get_settings
 
     settings = get_settings()
     try:
-        pipeline = Pipeline(settings, Classifier(settings.model_path, settings.metadata_path))
+        pipeline = Pipeline(settings, load_classifier(settings))
     except ModelError as exc:
         raise Failure(f"{exc} (set FER_MODEL_PATH or FER_FACE_DETECTOR)") from None
     found: dict[int, dict[str, Any]] = {}

@@ -41,7 +41,7 @@ def _child(rank: int, paths: list[str], faces_mode: str, batch_size: int, runs: 
 
     settings = get_settings()
     data = [Path(path).read_bytes() for path in paths]
-    classifier = Classifier(settings.model_path, settings.metadata_path)
+    classifier = Classifier(settings.model_path, settings.metadata_path, batch_size=batch_size)
     size, max_pixels = classifier.size, settings.max_pixels
     finder = FaceFinder.load(settings.face_detector, size) if faces_mode == "detect" else None
 

@@ -76,12 +76,12 @@ def original_method() -> Classify:
 def embedded_method(decode_threads: int, faces: str = "detect") -> Classify:
     """(b): the worker's Pipeline in this process, as ``fer-batch run --faces FACES`` uses it."""
     from worker.jobs import FacesMode
-    from worker.model import Classifier
+    from worker.model import load_classifier
     from worker.pipeline import Pipeline, Result
     from worker.settings import get_settings
 
     settings = get_settings()
-    pipeline = Pipeline(settings, Classifier(settings.model_path, settings.metadata_path),
+    pipeline = Pipeline(settings, load_classifier(settings),
                         decode_threads=decode_threads)
 
     def run(urls: list[str], answer: Answer) -> None:

@@ -62,10 +62,10 @@ def model_batch_sizes(sizes: Sequence[int], faces: int = 1024) -> list[dict[str,
     from worker.settings import get_settings
 
     settings = get_settings()
-    classifier = Classifier(settings.model_path, settings.metadata_path)
     rng = np.random.default_rng(0)
     rows = []
     for size in sizes:
+        classifier = Classifier(settings.model_path, settings.metadata_path, batch_size=size)
         batch = rng.integers(0, 256, (size, classifier.info.height, classifier.info.width), dtype=np.uint8)
         classifier.predict(batch)
         calls = max(3, faces // size)
@@ -97,7 +97,7 @@ STACK_VARIANTS: tuple[StackVariant, ...] = (
     StackVariant("fetch_concurrency", "64", (100,), env={"FER_FETCH_CONCURRENCY": "64"}),
     StackVariant("fetch_concurrency+chunk", "128+128", (100,), env={"FER_FETCH_CONCURRENCY": "128"},
                  api_env={"FER_CHUNK_SIZE": "128"}),
-    StackVariant("batch_size", "16", (0,), env={"FER_BATCH_SIZE": "16"}),
+    StackVariant("batch_size", "64", (0,), env={"FER_BATCH_SIZE": "64"}),
     StackVariant("batch_size", "256", (0,), env={"FER_BATCH_SIZE": "256"}),
     StackVariant("prefetch_multiplier", "4", (0, 100), args=("--prefetch-multiplier", "4")),
     StackVariant("processes_per_worker", "1 (2 workers)", (0, 100), per_worker=1),
@@ -107,12 +107,12 @@ STACK_VARIANTS: tuple[StackVariant, ...] = (
 
 
 def embedded_sweeps(urls: Sequence[str], runs: int, env: Mapping[str, str]) -> list[dict[str, Any]]:
-    """(b) at 0 ms with 1, 2 (default) and 4 decode threads, with batch sizes 8, 16 and 256, and whole images."""
+    """(b) at 0 ms with 1, 2 (default) and 4 decode threads, with batch sizes 8, 64 and 256, and whole images."""
     rows = []
     for threads in (1, 4):
         raw = run_child("embedded", list(urls), runs, env, decode_threads=threads)
         rows.append(summarize(raw, method="embedded", latency_ms=0, knob="decode_threads", value=str(threads)))
-    for batch in (8, 16, 256):
+    for batch in (8, 64, 256):
         raw = run_child("embedded", list(urls), runs, {**env, "FER_BATCH_SIZE": str(batch)})
         rows.append(summarize(raw, method="embedded", latency_ms=0, knob="batch_size", value=str(batch)))
     raw = run_child("embedded", list(urls), runs, env, faces="whole")

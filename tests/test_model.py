@@ -83,6 +83,15 @@ def test_metadata_is_complete_and_models_meet_their_floors(metadata: dict) -> No
     assert metadata["parameters"] > 0 and metadata["created_at"] and "git_commit" in metadata
 
 
+def test_fixed_batches_pad_and_split_without_changing_answers(val_faces: tuple[np.ndarray, np.ndarray]) -> None:
+    """The interpreter always runs batch_size faces; a face's answer does not depend on its company."""
+    faces, _ = val_faces
+    small = Classifier(FLOAT, METADATA, batch_size=8)
+    alone = np.concatenate([small.predict(faces[i : i + 1]) for i in range(20)])
+    np.testing.assert_allclose(small.predict(faces[:20]), alone, atol=1e-5)  # 20 = 8 + 8 + 4 padded
+    assert small.predict(faces[:0]).shape == (0, len(LABELS))
+
+
 @pytest.mark.skipif(not SHARED_VAL.exists(), reason="needs ../shared/data/fer2013/val.npz")
 @pytest.mark.parametrize("kind", ["float32", "int8"])
 def test_recorded_val_accuracy_is_what_the_model_scores(metadata: dict, kind: str) -> None:

@@ -17,7 +17,6 @@ moves the job from queued to running to done, so the counters and the status nev
 from __future__ import annotations
 
 import datetime as dt
-import json
 import secrets
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -25,6 +24,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+import orjson
 import redis
 
 PAGE = 1000  # indexes read per round trip when streaming a whole job
@@ -193,7 +193,7 @@ class JobStore:
         if not indexes:
             return []
         raw = self.redis.hmget(self._keys(job_id)[2], [str(i) for i in indexes])
-        return [json.loads(item) if item is not None else None for item in raw]
+        return [orjson.loads(item) if item is not None else None for item in raw]
 
     def results(self, job: Job, start: int, stop: int) -> list[dict[str, Any]]:
         """Result rows for indexes [start, stop): index, url, status and the outcome's fields."""
@@ -218,7 +218,7 @@ class JobStore:
         job_key, _, results_key, done_key = self._keys(job_id)
         args: list[Any] = [now()]
         for index, outcome in outcomes.items():
-            args += [index, outcome["status"], json.dumps(outcome, separators=(",", ":"))]
+            args += [index, outcome["status"], orjson.dumps(outcome)]
         return int(self._record(keys=[job_key, results_key, done_key], args=args))
 
     def cancel(self, job_id: str) -> JobStatus | None:

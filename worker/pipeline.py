@@ -177,7 +177,7 @@ class _Run:
         faces = np.stack([pixels for item in batch for pixels in item.pixels])
         loop = asyncio.get_running_loop()
         try:
-            probabilities = await loop.run_in_executor(self.p._infer_pool, self._predict, faces)
+            probabilities = await loop.run_in_executor(self.p._infer_pool, classifier.predict, faces)
         except Exception as exc:
             log.exception("inference failed on a batch of %d faces", len(faces))
             failure = outcomes.error(InternalError(f"inference failed: {type(exc).__name__}"))
@@ -195,8 +195,3 @@ class _Run:
             results.append(Result(item.index, item.url, outcome))
         return results
 
-    def _predict(self, faces: np.ndarray) -> np.ndarray:
-        """Probabilities for any number of faces, in model calls of at most ``batch_size``."""
-        size = self.p.settings.batch_size
-        parts = [self.p.classifier.predict(faces[start : start + size]) for start in range(0, len(faces), size)]
-        return np.concatenate(parts)

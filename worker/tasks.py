@@ -10,7 +10,7 @@ from redis.exceptions import RedisError
 
 from worker import PROCESS_CHUNK, app
 from worker.jobs import JobStatus, JobStore, connect
-from worker.model import Classifier
+from worker.model import load_classifier
 from worker.pipeline import Pipeline, Result
 from worker.settings import get_settings
 
@@ -26,7 +26,7 @@ def store() -> JobStore:
 @cache
 def pipeline() -> Pipeline:
     settings = get_settings()
-    return Pipeline(settings, Classifier(settings.model_path, settings.metadata_path))
+    return Pipeline(settings, load_classifier(settings))
 
 
 @worker_process_init.connect
