@@ -41,6 +41,8 @@ class Plan:
     runs: int  # per measurement; the median is reported
     original_slow_images: int  # (a) at 100 ms takes 0.1 s per image: a prefix of the same images
     stack: tuple[tuple[int, tuple[int, ...]], ...]  # (pool processes, latencies) of method (c)
+    # (c) with "faces": "whole", the original's work (each whole image): the floors against (a)
+    whole_stack: tuple[tuple[int, tuple[int, ...]], ...] = ()
     post_urls: int = 10_000
     post_repeats: int = 5
     get_requests: int = 3000
@@ -49,8 +51,10 @@ class Plan:
     tune: bool = True
 
 
-FULL = Plan(False, 2000, 3, 200, ((1, (0, 100)), (2, (0, 100)), (4, (0, 100)), (8, (100,))))
-QUICK = Plan(True, 100, 1, 10, ((2, (0, 100)),), post_repeats=1, get_requests=300, photo_repeats=3, tune=False)
+FULL = Plan(False, 2000, 3, 200, ((1, (0, 100)), (2, (0, 100)), (4, (0, 100)), (8, (100,))),
+            whole_stack=((2, (0,)), (8, (100,))))
+QUICK = Plan(True, 100, 1, 10, ((2, (0, 100)),), whole_stack=((2, (0,)),), post_repeats=1, get_requests=300,
+             photo_repeats=3, tune=False)
 
 
 def bench_env() -> dict[str, str]:
@@ -134,6 +138,10 @@ def run(plan: Plan, log: Log) -> dict[str, Any]:
                 for row in rows:
                     add(row, tops[row["latency_ms"]], f"stack{processes}p@{row['latency_ms']}")
                     last_job = row["last_job_id"]
+            for processes, latencies in plan.whole_stack:
+                rows, tops = stack_case(stack, server, names, processes, latencies, plan.runs, faces="whole")
+                for row in rows:
+                    add(row, tops[row["latency_ms"]], f"stack{processes}p-whole@{row['latency_ms']}")
             api["get"] = [get_load(stack, last_job, query, plan.get_concurrency, plan.get_requests, 30)
                           for query in ("", "?limit=1")]
             for row in api["get"]:

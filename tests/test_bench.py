@@ -29,7 +29,7 @@ def test_quick_benchmark_runs_every_method_and_writes_its_report(tmp_path: Path)
     rows = {(row["method"], row["faces_mode"], row["latency_ms"]) for row in report["results"]}
     assert rows >= {("limit", "detect", None), ("limit", "whole", None), ("original", "whole", 0),
                     ("original", "whole", 100), ("embedded", "detect", 0), ("embedded", "detect", 100),
-                    ("stack", "detect", 0), ("stack", "detect", 100)}
+                    ("stack", "detect", 0), ("stack", "detect", 100), ("stack", "whole", 0)}
     for row in report["results"]:
         assert row["answered"] == row["images"] > 0, row  # every image answered, by every method
         assert row["answered"] == row["ok"] + row["no_face"] and row["faces"] >= row["ok"], row
@@ -54,7 +54,7 @@ def test_quick_benchmark_runs_every_method_and_writes_its_report(tmp_path: Path)
     assert {"solvay1927.jpg", "chelsea.png", "fer_justin.jpg"} <= set(photos)
     assert photos["solvay1927.jpg"]["faces"] > 1 and photos["chelsea.png"]["faces"] == 0
     assert {floor["floor"] for floor in report["floors"]} >= {
-        "100 ms: (c) / (a)", "0 ms: (c) / (d)", "GET /jobs/<id> per second",
+        "0 ms: (c) / (a), whole images", "0 ms: (c) / (d)", "GET /jobs/<id> per second",
         "detection + framing + crop per 640x480 photo (ms)"}
     assert "| (d) in-memory limit" in done.stdout and "| solvay1927.jpg |" in done.stdout
     try:

@@ -42,9 +42,25 @@ def test_cut_shifts_by_whole_pixels() -> None:
 
 
 @pytest.mark.parametrize("factor", [2, 3, 5])
-def test_cut_reduces_big_frames_exactly(factor: int) -> None:
+def test_affine_cut_box_reduces_big_frames_exactly(factor: int) -> None:
     big = np.kron(NOISE, np.ones((factor, factor), np.uint8))  # every pixel a factor x factor block
-    np.testing.assert_array_equal(cut(Image.fromarray(big), Frame(24 * factor, 24 * factor, 48 * factor)), NOISE)
+    frame = Frame(24 * factor, 24 * factor, 48 * factor)
+    np.testing.assert_array_equal(cut(Image.fromarray(big), frame, affine=True), NOISE)
+
+
+@pytest.mark.parametrize("factor", [1.5, 2, 3.7, 8])
+def test_cut_shrinks_without_aliasing(factor: float) -> None:
+    """A smooth face enlarged by any factor comes back within a level or two; fine stripes (which
+    alias into false patterns when sampled) come back as their mean grey, not as stripes."""
+    y, x = np.mgrid[0:48, 0:48]
+    smooth = (128 + 60 * np.sin(x / 7) * np.cos(y / 9)).astype(np.uint8)
+    side = round(48 * factor)
+    big = Image.fromarray(smooth).resize((side, side), Image.Resampling.BICUBIC)
+    assert np.abs(cut(big, Frame(side / 2, side / 2, side)).astype(int) - smooth).mean() < 2
+    stripes = Image.fromarray(np.tile(np.array([0, 255, 255], np.uint8), (480, 160)))  # period 3 px, mean 170
+    assert np.abs(cut(stripes, Frame(240, 240, 480)).astype(int) - 170).max() < 8
+    unfiltered = cut(stripes, Frame(240, 240, 480), affine=True, reduce=False).astype(int)
+    assert unfiltered.max() - unfiltered.min() > 100  # sampling without a filter aliases into false stripes
 
 
 def test_cut_turns_a_tilted_face_upright() -> None:

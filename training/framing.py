@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     document = {
         "name": "face_detection",
         "models": provenance(models_dir),
-        "framing": {"whole_iou": args.whole_iou, "resample": "bicubic", "reduce": True,
+        "framing": {"whole_iou": args.whole_iou, "resample": "lanczos", "affine": False, "reduce": True,
                     "models": {name: vars(framing) for name, framing in chosen.items()}},
         "calibration": {"command": command, "train_faces": stats, "upscale_px": UPSCALE,
                         "full_range_canvas": CANVAS, "measurements": measurements},

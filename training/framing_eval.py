@@ -74,7 +74,9 @@ def small_faces(detector: FaceDetector, samples: list[Sample]) -> list[Sample]:
 
 
 def variants(framings: dict[bool, dict[str, Framing]], whole_ious: tuple[float, ...]) -> dict[str, Calibration]:
-    """The choices measured: rotation, margin, resampling (never using the photo whole), then whole_iou."""
+    """The choices measured: rotation, margin, resampling (never using the photo whole), then whole_iou.
+
+    "calibrated" is the shipped framing and resampling (an upright frame, Lanczos resize)."""
     plain, never = framings[False], math.inf
 
     def margin(factor: float) -> dict[str, Framing]:
@@ -85,8 +87,9 @@ def variants(framings: dict[bool, dict[str, Framing]], whole_ious: tuple[float, 
         "rotated upright by the eyes": Calibration(framings[True], never),
         "margin x0.9": Calibration(margin(0.9), never),
         "margin x1.1": Calibration(margin(1.1), never),
-        "bilinear": Calibration(plain, never, Image.Resampling.BILINEAR),
-        "bicubic without box reduction": Calibration(plain, never, reduce=False),
+        "bicubic resize": Calibration(plain, never, Image.Resampling.BICUBIC),
+        "affine bicubic after box reduction": Calibration(plain, never, Image.Resampling.BICUBIC, affine=True),
+        "affine bicubic alone": Calibration(plain, never, Image.Resampling.BICUBIC, affine=True, reduce=False),
     }
     for iou in whole_ious:
         found[f"calibrated, whole_iou={iou}"] = Calibration(plain, iou)

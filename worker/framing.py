@@ -11,10 +11,10 @@ lies in the 48x48 frame, invert) and stored per detector model in ``models/face_
 - with ``rotate``, the frame turns with the line through the eyes, so that the face comes out
   upright (FER2013's faces are upright give or take about 13 degrees).
 
-``cut`` takes that square from the full-resolution photo, not from the detector's small input:
-the face region is converted to grayscale, box-reduced to at most twice the output size, then
-resampled once (affine, bicubic) to the output. Outside the photo is filled with its edge
-pixels, so a face at the border is not framed in black.
+``cut`` takes that square from the decoded photo, not from the detector's small input: the face
+region is converted to grayscale and resampled once to the output (Lanczos, filtered over each
+output pixel's footprint). Outside the photo is filled with its edge pixels, so a face at the
+border is not framed in black.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from worker.boxes import LEFT_EYE, RIGHT_EYE
 from worker.detect import Face
 
 PRE_REDUCE = 1  # box-reduce by whole factors while the frame is over this many times the output size
+_AFFINE_SAMPLING = (Image.Resampling.NEAREST, Image.Resampling.BILINEAR, Image.Resampling.BICUBIC)
 
 
 @dataclass(frozen=True)
@@ -69,20 +70,21 @@ class Calibration:
     ``whole_iou``: when the frame overlaps the photo itself by at least this IoU, the photo is
     already a face crop and is used whole (resized, like the ``"whole"`` mode): re-cutting it
     would only add the detector's jitter to a framing that is already right. ``resample`` and
-    ``reduce`` are ``cut``'s options.
+    ``affine`` and ``reduce`` are ``cut``'s options.
     """
 
     framings: dict[str, Framing]
     whole_iou: float
-    resample: Image.Resampling = Image.Resampling.BICUBIC
+    resample: Image.Resampling = Image.Resampling.LANCZOS
+    affine: bool = False
     reduce: bool = True
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Calibration:
         framing = data["framing"]
         return cls({name: Framing(**params) for name, params in framing["models"].items()},
-                   float(framing["whole_iou"]), Image.Resampling[framing.get("resample", "bicubic").upper()],
-                   bool(framing.get("reduce", True)))
+                   float(framing["whole_iou"]), Image.Resampling[framing.get("resample", "lanczos").upper()],
+                   bool(framing.get("affine", False)), bool(framing.get("reduce", True)))
 
     @classmethod
     def load(cls, path: Path) -> Calibration:
@@ -92,7 +94,7 @@ class Calibration:
         return self.framings[face.model].frame(face)
 
     def cut(self, image: Image.Image, frame: Frame, size: tuple[int, int]) -> np.ndarray:
-        return cut(image, frame, size, self.resample, self.reduce)
+        return cut(image, frame, size, self.resample, self.affine, self.reduce)
 
     def is_whole(self, frame: Frame, width: int, height: int) -> bool:
         """True when ``frame`` is (nearly) the whole ``width`` x ``height`` photo."""
@@ -110,29 +112,37 @@ def eye_angle(keypoints: np.ndarray) -> float:
 
 
 def cut(image: Image.Image, frame: Frame, size: tuple[int, int] = (48, 48),
-        resample: Image.Resampling = Image.Resampling.BICUBIC, reduce: bool = True) -> np.ndarray:
+        resample: Image.Resampling = Image.Resampling.LANCZOS, affine: bool = False, reduce: bool = True) -> np.ndarray:
     """The ``frame`` of ``image`` (any mode) as a uint8 grayscale array of shape (size[1], size[0]).
 
-    With ``reduce``, a frame over ``PRE_REDUCE`` times the output is first box-reduced by a whole
-    factor (an average over every pixel), then resampled once with ``resample``.
+    An upright frame is resampled once with ``resample`` by Pillow's resize, which filters over
+    each output pixel's whole footprint: no aliasing, however much the face shrinks. A turned
+    frame (or ``affine``) is sampled by an affine transform, which does not filter; with
+    ``reduce`` it is first box-reduced by the largest whole factor that keeps it at least the
+    output's size, and then sampled with ``resample`` (bicubic for filters the transform lacks).
     """
     width, height = size
-    half = frame.side / 2 * (abs(math.cos(math.radians(frame.angle))) + abs(math.sin(math.radians(frame.angle))))
+    turn = math.radians(frame.angle)
+    half = frame.side / 2 * (abs(math.cos(turn)) + abs(math.sin(turn)))
     left, top = math.floor(frame.cx - half), math.floor(frame.cy - half)
     right, bottom = math.ceil(frame.cx + half), math.ceil(frame.cy + half)
     region = _region(image, left, top, right, bottom)
+    if frame.angle == 0 and not affine:
+        box = (frame.cx - half - left, frame.cy - half - top, frame.cx + half - left, frame.cy + half - top)
+        return np.asarray(region.resize(size, resample, box=box), dtype=np.uint8)
     factor = max(1, int(frame.side / (PRE_REDUCE * max(width, height)))) if reduce else 1
     if factor > 1:
         region = region.reduce(factor)
     # Output pixel (u, v) samples the region at centre + R(angle) (u - w/2, v - h/2) * side / w.
     step = frame.side / width / factor
-    cos, sin = math.cos(math.radians(frame.angle)), math.sin(math.radians(frame.angle))
+    cos, sin = math.cos(turn), math.sin(turn)
     cx, cy = (frame.cx - left) / factor, (frame.cy - top) / factor
     a, b = step * cos, step * sin
     d, e = -step * sin, step * cos
     c = cx - a * width / 2 - b * height / 2
     f = cy - d * width / 2 - e * height / 2
-    out = region.transform(size, Image.Transform.AFFINE, (a, b, c, d, e, f), resample=resample)
+    sampling = resample if resample in _AFFINE_SAMPLING else Image.Resampling.BICUBIC
+    out = region.transform(size, Image.Transform.AFFINE, (a, b, c, d, e, f), resample=sampling)
     return np.asarray(out, dtype=np.uint8)
 
 
