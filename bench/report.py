@@ -183,7 +183,8 @@ def write_json(report: dict[str, Any], path: Path) -> None:
 def chart(report: dict[str, Any], path: Path) -> bool:
     """A bar chart of images/s per method at 0 and 100 ms (log scale); False if matplotlib is missing.
 
-    (a) classifies whole images; the others detect faces, and (d) is the detecting limit."""
+    (a) classifies whole images; the others detect faces, and (d) is the detecting limit; the light
+    (c) bars are the full stack with whole images (the original's work)."""
     try:
         import matplotlib
     except ImportError:
@@ -196,11 +197,12 @@ def chart(report: dict[str, Any], path: Path) -> bool:
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
     for ax, latency in zip(axes, (0, 100), strict=True):
         bars = [row for row in rows if row.get("latency_ms") == latency]
-        names = [{"original": "(a) original, whole", "embedded": "(b) run"}.get(row["method"],
-                                                                               f"(c) {row['processes']}p")
+        names = [{"original": "(a) original, whole", "embedded": "(b) run"}.get(
+                     row["method"], f"(c) {row['processes']}p" + (", whole" if row["faces_mode"] == "whole" else ""))
                  for row in bars]
         values = [row["images_per_s"] for row in bars]
-        colours = [{"original": "#999999", "embedded": "#4c72b0", "stack": "#55a868"}[row["method"]] for row in bars]
+        colours = ["#a8d5b5" if row["method"] == "stack" and row["faces_mode"] == "whole" else
+                   {"original": "#999999", "embedded": "#4c72b0", "stack": "#55a868"}[row["method"]] for row in bars]
         if latency == 0 and limit:
             names.append("(d) limit")
             values.append(limit["images_per_s"])
