@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 
 from worker.faces import FaceFinder  # noqa: E402
 from worker.images import load_photo  # noqa: E402
-from worker.model import Classifier  # noqa: E402
+from worker.model import Classifier, load_classifier  # noqa: E402
 from worker.settings import get_settings  # noqa: E402
 
 FACES = ROOT / "tests" / "data" / "faces"
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "faces.png")
     args = parser.parse_args(argv)
     settings = get_settings()
-    classifier = Classifier(settings.model_path, settings.metadata_path)
+    classifier = load_classifier(settings)
     finder = FaceFinder.load(settings.face_detector, classifier.size)
     group = annotate("solvay1927.jpg", finder, classifier, round(WIDTH * 922 / 2048))
     portraits = [annotate(name, finder, classifier, 380) for name in ("astronaut.jpg", "chelsea.png")]

@@ -13,13 +13,15 @@ zoom 2: the middle half). For each pass it prints:
 - on the hand-counted photos of ``--faces`` with a certain count, the faces found (capped at the
   count) and, in the photos without a person, the false faces and the best false score.
 
-Then the same for the detector as shipped (``FaceDetector.detect``).
+Then the same for the detector as a worker runs it (``FaceFinder.locate``: a JPEG preview for the
+close-up pass, the full photo for the wide pass).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,33 +31,48 @@ from training import detect_eval, framing_eval
 from training.data import load_split
 from worker.boxes import weighted_nms
 from worker.detect import FaceDetector, centred
+from worker.faces import FaceFinder
 from worker.images import load_photo
-from worker.settings import MODELS_DIR
+from worker.settings import get_settings
 
 PASSES = (("short_range", 1.0), ("short_range", 1.5), ("short_range", 2.0),
           ("full_range", 1.0), ("full_range", 1.25), ("full_range", 1.5), ("full_range", 2.0))
 FILLS = 0.4  # a face at least this share of the image's side counts as found in a face crop
 
 
-def run_pass(detector: FaceDetector, name: str, zoom: float) -> Any:
+Found = list[tuple[float, float]]  # (score, box width as a share of the image's long side) per face
+
+
+def run_pass(detector: FaceDetector, name: str, zoom: float) -> Callable[[bytes], Found]:
     net = detector.short_range if name == "short_range" else detector.full_range
 
-    def detect(image: Any) -> list[tuple[float, float]]:
-        """(score, box width) of each face found."""
+    def detect(data: bytes) -> Found:
+        image = load_photo(data).image
         found = weighted_nms(net.run(image, centred(image.width, image.height, zoom)))
-        return [(float(score), float(box[2] - box[0])) for score, box in zip(found.scores, found.boxes, strict=True)]
+        long_side = max(image.size)
+        return [(float(score), float(box[2] - box[0]) / long_side)
+                for score, box in zip(found.scores, found.boxes, strict=True)]
 
     return detect
 
 
-def measure(detect: Any, crops: list[Any], photos: list[tuple[Any, dict[str, Any]]]) -> dict[str, Any]:
-    filled = sum(any(width >= FILLS * max(image.size) for _, width in detect(image)) for image in crops)
+def shipped(finder: FaceFinder) -> Callable[[bytes], Found]:
+    def detect(data: bytes) -> Found:
+        photo, faces = finder.locate(data)
+        return [(face.score, face.box[2] / max(photo.image.size)) for face in faces]
+
+    return detect
+
+
+def measure(detect: Callable[[bytes], Found], crops: list[bytes],
+            photos: list[tuple[bytes, dict[str, Any]]]) -> dict[str, Any]:
+    filled = sum(any(width >= FILLS for _, width in detect(data)) for data in crops)
     found = total = false_faces = 0
     best_false = 0.0
-    for image, row in photos:
+    for data, row in photos:
         if not row["certain"]:
             continue
-        faces = detect(image)
+        faces = detect(data)
         total += row["count"]
         found += min(len(faces), row["count"])
         if row["count"] == 0:
@@ -74,16 +91,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     val = load_split(args.data, "val")
     picks = np.random.default_rng(0).choice(len(val), min(args.fer_faces, len(val)), replace=False)
-    crops = [load_photo(data).image for data, _ in framing_eval.served_faces(val.x[picks], val.y[picks])]
-    photos = [(load_photo((args.faces / row["file"]).read_bytes()).image, row)
-              for row in detect_eval.counted(args.faces)]
-    detector = FaceDetector(MODELS_DIR)
-    report = {f"{name} zoom {zoom}": measure(run_pass(detector, name, zoom), crops, photos) for name, zoom in PASSES}
-
-    def shipped(image: Any) -> list[tuple[float, float]]:
-        return [(face.score, face.box[2]) for face in detector.detect(image)]
-
-    report["shipped: close-up pass, else wide pass (+ tiles)"] = measure(shipped, crops, photos)
+    crops = [data for data, _ in framing_eval.served_faces(val.x[picks], val.y[picks])]
+    photos = [((args.faces / row["file"]).read_bytes(), row) for row in detect_eval.counted(args.faces)]
+    finder = FaceFinder.load(get_settings().face_detector, (48, 48))
+    report = {f"{name} zoom {zoom}": measure(run_pass(finder.detector, name, zoom), crops, photos)
+              for name, zoom in PASSES}
+    report["shipped: close-up pass, else wide pass (+ tiles)"] = measure(shipped(finder), crops, photos)
     print(f"{'pass':48} {'FER crops':>9} {'faces':>8} {'false':>5} {'best false':>10}")
     for name, row in report.items():
         print(f"{name:48} {row['fer_crops_found']:>9.1%} {row['photo_faces_found']:>8} "

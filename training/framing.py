@@ -36,8 +36,8 @@ from training.data import load_split
 from worker.boxes import LEFT_EYE, RIGHT_EYE, weighted_nms
 from worker.detect import FULL_RANGE, SHORT_RANGE, ZOOM_OUT, DetectorModel, FaceDetector, centred
 from worker.framing import Framing
-from worker.model import Classifier
-from worker.settings import MODELS_DIR
+from worker.model import load_classifier
+from worker.settings import MODELS_DIR, get_settings
 
 UPSCALE = 192  # px: FER2013 faces are shown to the detector at this size
 CANVAS = 4  # the full-range model sees the face in a canvas this many times its size
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     framings = {rotate: {name: fit_framing(rows, rotate) for name, rows in measured.items()}
                 for rotate in (False, True)}
 
-    classifier = Classifier(MODELS_DIR / "emotion_classifier.tflite", MODELS_DIR / "emotion_classifier.json")
+    classifier = load_classifier(get_settings())
     choices = framing_eval.variants(framings, WHOLE_IOU_CHOICES)
     val = load_split(args.data, "val")
     sets = {"val_served_320px": framing_eval.served_faces(val.x, val.y)}

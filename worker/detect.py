@@ -12,7 +12,7 @@ The two models see different faces, so each runs where it is good (numbers in mo
    it does when the photo fills its input. If it finds a face at least ``CLOSE_UP`` of the photo's
    long side, the photo is a close-up and this pass's faces are the answer: one model run.
 2. **Wide pass.** Otherwise the full-range model (192x192) on the whole photo, for faces from
-   about a fifteenth of the photo's side up to a half, at two zooms a quarter apart (its score
+   about a twentieth of the photo's side (10 px of its input) up to a half, at two zooms a quarter apart (its score
    for one face moves with the face's size in its input: together they miss fewer faces, and
    found no false ones in the photos of things). When that finds nothing, or small faces, and
    the photo is big, it also runs on overlapping square tiles, so that a face of 50 px in a

@@ -18,7 +18,6 @@ detector per process costs about 14 MB; a second one per thread would cost as mu
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -62,8 +61,7 @@ class FaceFinder:
     def load(cls, metadata_path: Path, size: tuple[int, int]) -> FaceFinder:
         """The detector and calibration described by ``face_detection.json`` (models beside it)."""
         try:
-            metadata = json.loads(Path(metadata_path).read_text())
-            return cls(FaceDetector(Path(metadata_path).parent), Calibration.from_dict(metadata), size)
+            return cls(FaceDetector(Path(metadata_path).parent), Calibration.load(metadata_path), size)
         except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
             raise ModelError(f"cannot load the face detector {metadata_path}: {exc}") from exc
 

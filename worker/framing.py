@@ -5,7 +5,7 @@ not that frame: it is tighter and sits lower. ``Framing`` holds the measured rel
 by ``python -m training.framing`` (run BlazeFace on FER2013 training faces, measure where its box
 lies in the 48x48 frame, invert) and stored per detector model in ``models/face_detection.json``:
 
-- the frame's side is ``scale`` times the box width;
+- the frame's side is ``scale`` times the box size (the mean of its width and height);
 - its centre is the box centre plus ``(offset_x, offset_y)`` box widths, measured along the
   face's own axes;
 - with ``rotate``, the frame turns with the line through the eyes, so that the face comes out
@@ -31,7 +31,6 @@ from PIL import Image
 from worker.boxes import LEFT_EYE, RIGHT_EYE
 from worker.detect import Face
 
-PRE_REDUCE = 1  # box-reduce by whole factors while the frame is over this many times the output size
 _AFFINE_SAMPLING = (Image.Resampling.NEAREST, Image.Resampling.BILINEAR, Image.Resampling.BICUBIC)
 
 
@@ -130,7 +129,7 @@ def cut(image: Image.Image, frame: Frame, size: tuple[int, int] = (48, 48),
     if frame.angle == 0 and not affine:
         box = (frame.cx - half - left, frame.cy - half - top, frame.cx + half - left, frame.cy + half - top)
         return np.asarray(region.resize(size, resample, box=box), dtype=np.uint8)
-    factor = max(1, int(frame.side / (PRE_REDUCE * max(width, height)))) if reduce else 1
+    factor = max(1, int(frame.side / max(width, height))) if reduce else 1
     if factor > 1:
         region = region.reduce(factor)
     # Output pixel (u, v) samples the region at centre + R(angle) (u - w/2, v - h/2) * side / w.

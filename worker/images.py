@@ -7,9 +7,10 @@ transparency onto white. Failures are :class:`~worker.errors.ImageError` subclas
 - :func:`load_photo` returns the photo as displayed (a :class:`Photo`), in RGB (or L when it has
   no colour), for the face detector and for cutting faces. JPEGs longer than ``side`` px are
   decoded in draft mode (libjpeg's DCT scaling by 1/2, 1/4 or 1/8) to no less than ``side`` on
-  their long side; other images are box-reduced to at most twice that. The default keeps
-  ``DETECT_SIDE`` px, for faces at full sharpness: about 1.1 ms for a 640x480 JPEG; a preview of
-  ``PREVIEW_SIDE`` px, enough for the detector's close-up pass, about 0.5 ms.
+  their long side; other formats cannot decode small and are box-reduced only to at most twice
+  ``DETECT_SIDE``. The default keeps ``DETECT_SIDE`` px, for faces at full sharpness: about
+  1.1 ms for a 640x480 JPEG; a preview of ``PREVIEW_SIDE`` px, enough for the detector's
+  close-up pass, about 0.8 ms.
 - :func:`decode` returns the whole image squashed to a small grayscale array (the ``"whole"``
   faces mode, for URLs that already are face crops). JPEG files are decoded in draft mode
   straight to grayscale at no less than twice the output size, then resized with LANCZOS; about
@@ -87,16 +88,16 @@ class Photo:
 
 def load_photo(data: bytes, max_pixels: int = 50_000_000, side: int = DETECT_SIDE) -> Photo:
     """``data`` as a Photo whose image is at least ``side`` px long (or the photo's own size when
-    smaller) and, unless it is a JPEG, at most twice that. Raises as :func:`decode`."""
+    smaller); a JPEG's at most twice that, another format's at most twice ``DETECT_SIDE``.
+    Raises as :func:`decode`."""
     return _decoded(data, max_pixels, lambda img: _to_photo(img, side))
 
 
 def squash(image: Image.Image, size: tuple[int, int] = (48, 48)) -> np.ndarray:
-    """An already decoded whole image as :func:`decode` makes it: grayscale, resized to ``size``.
-
-    Given the JPEG preview of :func:`load_photo` (the same DCT scaling as ``decode``'s draft), the
-    pixels equal ``decode``'s for grayscale JPEGs and differ by at most a level or so for colour
-    ones (libjpeg's own luma against Pillow's RGB to L).
+    """An already decoded whole image made as :func:`decode` makes it: grayscale, resized to
+    ``size`` with the same filter. From a JPEG preview of :func:`load_photo` the pixels equal
+    ``decode``'s when both drafts chose the same DCT scale (a 320x320 or 640x480 photo, say) and
+    differ by a level or two otherwise, or from colour conversion.
     """
     gray = _to_gray(image)
     if gray.size != size:
@@ -134,7 +135,9 @@ def _to_photo(img: Image.Image, side: int) -> Photo:
         img.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))  # no-op unless JPEG
     img.load()
     image = _to_colour(img)
-    factor = max(image.size) // side
+    # Only JPEG decodes small; any other format is decoded whole anyway, so it is kept at
+    # DETECT_SIDE, and a preview of it is the photo itself (no second decode later).
+    factor = max(image.size) // max(side, DETECT_SIDE)
     if factor > 1:
         image = image.reduce(factor)
     method = _TRANSPOSE.get(orientation)
@@ -171,15 +174,9 @@ def _orientation(img: Image.Image) -> int:
 
 def _to_colour(img: Image.Image) -> Image.Image:
     """Mode "RGB", or "L" for images without colour: transparency flattened onto white."""
+    img = _flattened(img, "RGB")
     if img.mode in ("RGB", "L"):
         return img
-    if img.mode == "P":
-        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-    if img.mode in _ALPHA_MODES:
-        rgba = img.convert("RGBA")
-        flat = Image.new("RGB", img.size, (255, 255, 255))
-        flat.paste(rgba.convert("RGB"), mask=rgba.getchannel("A"))
-        return flat
     if img.mode in _WIDE_MODES or img.mode == "1":
         return _to_gray(img)
     return img.convert("RGB")  # CMYK, YCbCr, LAB...
@@ -187,21 +184,27 @@ def _to_colour(img: Image.Image) -> Image.Image:
 
 def _to_gray(img: Image.Image) -> Image.Image:
     """Mode "L": transparency flattened onto white, 16-bit and float samples scaled to 8 bits."""
+    img = _flattened(img, "L")
     if img.mode == "L":
         return img
-    if img.mode == "P":
-        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-    if img.mode in _ALPHA_MODES:
-        rgba = img.convert("RGBA")
-        flat = Image.new("L", img.size, 255)
-        flat.paste(rgba.convert("L"), mask=rgba.getchannel("A"))
-        return flat
     if img.mode in _WIDE_MODES:
         return Image.fromarray(_wide_to_uint8(np.asarray(img)))
     try:
         return img.convert("L")
     except ValueError:  # modes without a direct conversion (LAB...)
         return img.convert("RGB").convert("L")
+
+
+def _flattened(img: Image.Image, mode: str) -> Image.Image:
+    """A palette image resolved, and any transparency flattened onto white in ``mode``; else as is."""
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode not in _ALPHA_MODES:
+        return img
+    rgba = img.convert("RGBA")
+    flat = Image.new(mode, img.size, "white")
+    flat.paste(rgba.convert(mode), mask=rgba.getchannel("A"))
+    return flat
 
 
 def _wide_to_uint8(samples: np.ndarray) -> np.ndarray:

@@ -53,12 +53,12 @@ class Result:
 
 @dataclass(frozen=True)
 class Pending:
-    """A decoded URL waiting for the classifier: its face crops, or None for a whole image."""
+    """A decoded URL waiting for the classifier: its faces, or (``whole``) the image as one face."""
 
     index: int
     url: str
-    pixels: list[np.ndarray]
-    crops: list[FaceCrop] | None
+    crops: list[FaceCrop]
+    whole: bool = False
 
 
 OnResults = Callable[[list[Result]], bool | None]
@@ -68,20 +68,21 @@ class Pipeline:
     def __init__(self, settings: Settings, classifier: Classifier, decode_threads: int = 2) -> None:
         self.settings = settings
         self.classifier = classifier
+        self.finder = FaceFinder.load(settings.face_detector, classifier.size)  # shared by the decode threads
         self._decode_pool = ThreadPoolExecutor(decode_threads, thread_name_prefix="fer-decode")
         self._infer_pool = ThreadPoolExecutor(1, thread_name_prefix="fer-infer")
         self._loop = asyncio.new_event_loop()
         self._session: aiohttp.ClientSession | None = None
-        self.finder = FaceFinder.load(settings.face_detector, classifier.size)  # shared by the decode threads
 
     def prepare(self, index: int, url: str, data: bytes, faces: FacesMode) -> Pending:
         """Image bytes to what the classifier needs: the whole image, or each face found in it."""
         if faces is FacesMode.WHOLE:
-            return Pending(index, url, [decode(data, self.classifier.size, self.settings.max_pixels)], None)
+            pixels = decode(data, self.classifier.size, self.settings.max_pixels)
+            return Pending(index, url, [FaceCrop((0, 0, 0, 0), 1.0, pixels)], whole=True)
         found = self.finder.find(data, self.settings.max_pixels)
         if not found.crops:
             raise NoFace(f"no face found in the {found.width}x{found.height} image")
-        return Pending(index, url, [crop.pixels for crop in found.crops], found.crops)
+        return Pending(index, url, found.crops)
 
     def close(self) -> None:
         if not self._loop.is_closed():
@@ -151,7 +152,7 @@ class _Run:
                 self.errors.append(Result(index, url, outcomes.error(InternalError(f"{type(exc).__name__}"))))
             else:
                 self.pending.append(item)
-                self.face_count += len(item.pixels)
+                self.face_count += len(item.crops)
             if self.face_count >= settings.batch_size or len(self.errors) >= settings.batch_size:
                 await self.flush()
 
@@ -159,9 +160,9 @@ class _Run:
         async with self.lock:
             # Whole images up to a batch of faces (at least one image, however many faces it has).
             take, faces = 0, 0
-            while take < len(self.pending) and (take == 0 or faces + len(self.pending[take].pixels)
+            while take < len(self.pending) and (take == 0 or faces + len(self.pending[take].crops)
                                                 <= self.p.settings.batch_size):
-                faces += len(self.pending[take].pixels)
+                faces += len(self.pending[take].crops)
                 take += 1
             batch, self.pending = self.pending[:take], self.pending[take:]
             self.face_count -= faces
@@ -174,7 +175,7 @@ class _Run:
         if not batch:
             return []
         classifier = self.p.classifier
-        faces = np.stack([pixels for item in batch for pixels in item.pixels])
+        faces = np.stack([crop.pixels for item in batch for crop in item.crops])
         loop = asyncio.get_running_loop()
         try:
             probabilities = await loop.run_in_executor(self.p._infer_pool, classifier.predict, faces)
@@ -185,9 +186,9 @@ class _Run:
         labels = classifier.info.labels
         results, start = [], 0
         for item in batch:
-            probs = probabilities[start : start + len(item.pixels)]
-            start += len(item.pixels)
-            if item.crops is None:
+            probs = probabilities[start : start + len(item.crops)]
+            start += len(item.crops)
+            if item.whole:
                 outcome = outcomes.ok(labels, probs[0])
             else:
                 outcome = outcomes.ok_faces(labels, [(crop.box, crop.score, p)
