@@ -14,13 +14,13 @@ import tensorflow as tf
 from training.labels import NUM_CLASSES, to_inputs
 
 
-def augmenter(seed: int, erasing: float = 0.25) -> keras.Sequential:
+def augmenter(seed: int, erasing: float = 0.25, zoom: float = 0.1, translation: float = 0.1) -> keras.Sequential:
     return keras.Sequential(
         [
             keras.layers.RandomFlip("horizontal", seed=seed),
-            keras.layers.RandomTranslation(0.1, 0.1, fill_mode="nearest", seed=seed + 1),
+            keras.layers.RandomTranslation(translation, translation, fill_mode="nearest", seed=seed + 1),
             keras.layers.RandomRotation(0.04, fill_mode="nearest", seed=seed + 2),  # about ±14°
-            keras.layers.RandomZoom(0.1, fill_mode="nearest", seed=seed + 3),
+            keras.layers.RandomZoom(zoom, fill_mode="nearest", seed=seed + 3),
             keras.layers.RandomContrast(0.3, value_range=(0.0, 1.0), seed=seed + 4),
             keras.layers.RandomBrightness(0.15, value_range=(0.0, 1.0), seed=seed + 5),
             keras.layers.RandomErasing(factor=erasing, scale=(0.02, 0.15), seed=seed + 6),
@@ -39,9 +39,12 @@ def dataset(
     erasing: float = 0.25,
     soft: np.ndarray | None = None,
     distill: float = 0.0,
+    zoom: float = 0.1,
+    translation: float = 0.1,
 ) -> tf.data.Dataset:
-    """Batches of (images, target probabilities); ``soft`` (N, 7) are teacher probabilities
-    mixed into the targets with weight ``distill`` (``training.distill``)."""
+    """Batches of (images, target probabilities); ``soft`` (N, 7) are other targets (a teacher's
+    probabilities, ``training.distill``, or the raters' votes, ``training.votes``) mixed into the
+    smoothed one-hot labels with weight ``distill``."""
     if soft is None:
         soft, distill = np.zeros((len(y), NUM_CLASSES), np.float32), 0.0
     ds = tf.data.Dataset.from_tensor_slices((to_inputs(x), y.astype(np.int32), soft.astype(np.float32)))
@@ -49,7 +52,7 @@ def dataset(
         ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
     if training:
-        aug = augmenter(seed, erasing)
+        aug = augmenter(seed, erasing, zoom, translation)
         ds = ds.map(
             lambda images, labels, soft: (tf.clip_by_value(aug(images, training=True), 0.0, 1.0), labels, soft),
             num_parallel_calls=tf.data.AUTOTUNE,

@@ -97,6 +97,13 @@ def clean_training_set(train: Split, val: Split) -> tuple[Split, dict[str, int]]
     FER2013 repeats images inside Training (some with conflicting labels) and between Training
     and PublicTest; removing them keeps the validation score honest.
     """
+    keep, stats = clean_training_mask(train, val)
+    return Split(train.x[keep], train.y[keep]), stats
+
+
+def clean_training_mask(train: Split, val: Split) -> tuple[np.ndarray, dict[str, int]]:
+    """The rows (bool mask) that ``clean_training_set`` keeps, and why the others go: row data
+    aligned with train.npz (FER+ votes) is selected with the same mask."""
     keys = [row.tobytes() for row in train.x]
     val_keys = {row.tobytes() for row in val.x}
     labels_of: dict[bytes, set[int]] = {}
@@ -117,7 +124,7 @@ def clean_training_set(train: Split, val: Split) -> tuple[Split, dict[str, int]]
         else:
             keep[i] = True
         seen.add(key)
-    return Split(train.x[keep], train.y[keep]), stats
+    return keep, stats
 
 
 def _checked(x: np.ndarray, y: np.ndarray, path: Path) -> Split:

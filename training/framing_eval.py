@@ -6,6 +6,9 @@ Every sample is an image file with a known expression. It is decoded and searche
 file classified whole (the ``"whole"`` faces mode). Three sets:
 
 - ``val_served_320px``: FER2013 validation faces served as 320x320 JPEGs (a user's face crops);
+- ``val_in_a_photo``: the same faces at 192 px in the middle of a 480x480 photo whose surroundings
+  continue the face's own border (edge pixels, blurred): the pipeline must find and re-frame them
+  (``training.compare``);
 - ``labelled_photos``: real photos whose ``photos.csv`` gives one of the seven expressions;
 - ``labelled_photos_small_faces``: the same photos shrunk onto a grey 4:3 canvas so that the face
   is ``SMALL_FACE`` of its long side: the wide pass's faces, cut from fewer pixels.
@@ -21,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from training.labels import LABELS
 from worker.detect import FaceDetector
@@ -45,6 +48,20 @@ def jpeg(image: Image.Image, quality: int = 90) -> bytes:
 def served_faces(faces: np.ndarray, labels: np.ndarray) -> list[Sample]:
     return [(jpeg(Image.fromarray(face, "L").resize((SERVED, SERVED), Image.Resampling.BICUBIC)), int(label))
             for face, label in zip(faces, labels, strict=True)]
+
+
+def in_photos(faces: np.ndarray, labels: np.ndarray, side: int = 192, canvas: int = 480) -> list[Sample]:
+    """Each 48x48 face upscaled to ``side`` px in the middle of a ``canvas`` px photo: beyond the
+    face, its edge pixels run on, blurred so that they read as background rather than streaks."""
+    pad = (canvas - side) // 2
+    samples = []
+    for face, label in zip(faces, labels, strict=True):
+        big = np.asarray(Image.fromarray(face, "L").resize((side, side), Image.Resampling.BICUBIC))
+        padded = np.pad(big, pad, mode="edge")
+        photo = Image.fromarray(padded).filter(ImageFilter.GaussianBlur(6))
+        photo.paste(Image.fromarray(big), (pad, pad))
+        samples.append((jpeg(photo), int(label)))
+    return samples
 
 
 def labelled_photos(folders: list[Path]) -> list[Sample]:

@@ -31,11 +31,12 @@ import numpy as np  # noqa: E402
 
 from training.augment import dataset  # noqa: E402
 from training.average import WeightAverage, choose_average  # noqa: E402
-from training.data import clean_training_set, load_split  # noqa: E402
+from training.data import clean_training_mask, load_split  # noqa: E402
 from training.distill import teacher_targets  # noqa: E402
 from training.export import export  # noqa: E402
 from training.labels import NUM_CLASSES  # noqa: E402
 from training.model import ARCHITECTURES, build_model  # noqa: E402
+from training.votes import load_votes, vote_targets  # noqa: E402
 
 
 def class_weights(y: np.ndarray) -> np.ndarray:
@@ -72,7 +73,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="softening of the teachers' probabilities (with --teacher)")
     parser.add_argument("--average-from", type=int, default=None, metavar="EPOCH",
                         help="average the weights of this epoch (1-based) to the last (SWA)")
-    return parser.parse_args(argv)
+    parser.add_argument("--votes", type=Path, default=None,
+                        help="FER+ votes (ferplus_votes.npz): mix the raters' distribution into the targets")
+    parser.add_argument("--vote-weight", type=float, default=0.5,
+                        help="weight of the vote distribution in the targets (with --votes)")
+    parser.add_argument("--min-emotion-share", type=float, default=0.5,
+                        help="rows with fewer of their votes on an emotion keep their label (with --votes)")
+    parser.add_argument("--zoom", type=float, default=0.1, help="random zoom range, as a share of the frame")
+    parser.add_argument("--translation", type=float, default=0.1, help="random shift range, as a share")
+    args = parser.parse_args(argv)
+    if args.votes and args.teacher:
+        parser.error("--votes and --teacher both set the soft targets: give one")
+    return args
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -81,18 +93,25 @@ def main(argv: list[str] | None = None) -> dict:
     started = time.monotonic()
 
     raw_train, val = load_split(args.data, "train"), load_split(args.data, "val")
-    train, cleaned = clean_training_set(raw_train, val)
+    keep, cleaned = clean_training_mask(raw_train, val)
+    rows = np.flatnonzero(keep)  # train.npz rows used, in order
     if args.limit:
-        pick = np.random.default_rng(args.seed).permutation(len(train))[: args.limit]
-        train = type(train)(train.x[pick], train.y[pick])
+        rows = rows[np.random.default_rng(args.seed).permutation(len(rows))[: args.limit]]
         pick = np.random.default_rng(args.seed).permutation(len(val))[: args.limit]
         val = type(val)(val.x[pick], val.y[pick])
+    train = type(raw_train)(raw_train.x[rows], raw_train.y[rows])
     print(f"train {len(train)} images (removed {cleaned}), val {len(val)}", flush=True)
 
-    soft = teacher_targets(args.teacher, train.x, args.temperature) if args.teacher else None
-    if soft is not None:
+    soft, mix = None, 0.0
+    if args.teacher:
+        soft, mix = teacher_targets(args.teacher, train.x, args.temperature), args.distill
         agree = float((soft.argmax(1) == train.y).mean())
         print(f"teachers {len(args.teacher)}: agree with {agree:.1%} of the training labels", flush=True)
+    elif args.votes:
+        votes = load_votes(args.votes, "train", len(raw_train)).select(rows)
+        soft, mix = vote_targets(train.y, votes, args.min_emotion_share), args.vote_weight
+        print(f"votes: {int((votes.emotion_share >= args.min_emotion_share).sum())} of {len(train)} images use "
+              f"the raters' distribution, weight {mix}", flush=True)
 
     weights = class_weights(train.y) if args.class_weights == "sqrt" else np.ones(NUM_CLASSES, np.float32)
     steps = -(-len(train) // args.batch_size)
@@ -117,7 +136,7 @@ def main(argv: list[str] | None = None) -> dict:
     averager = WeightAverage(args.average_from) if args.average_from else None
     history = model.fit(
         dataset(train.x, train.y, args.batch_size, True, args.seed, args.label_smoothing, args.erasing,
-                soft, args.distill if soft is not None else 0.0),
+                soft, mix, zoom=args.zoom, translation=args.translation),
         validation_data=dataset(val.x, val.y, 512, False),
         epochs=args.epochs,
         class_weight=dict(enumerate(weights.tolist())),
@@ -145,6 +164,9 @@ def main(argv: list[str] | None = None) -> dict:
         "seed": args.seed,
         "class_weights": [round(float(w), 3) for w in weights],
         "teachers": [p.name for p in args.teacher],
+        **({"votes": {"file": args.votes.name, "weight": args.vote_weight, "min_emotion_share": args.min_emotion_share}}
+           if args.votes else {}),
+        "augment": {"zoom": args.zoom, "translation": args.translation, "erasing": args.erasing},
         **({"weight_average": averaged} if averaged else {}),
         "command": "python -m training.train " + shlex.join(sys.argv[1:] if argv is None else argv),
         "train_wall_time_s": round(time.monotonic() - started),

@@ -1,0 +1,154 @@
+"""Compare classifier models on every truth we hold: FER2013's labels, the raters' votes, and photos.
+
+Usage::
+
+    python -m training.compare NAME=MODEL.tflite [NAME=MODEL.tflite ...] --data ../shared/data/fer2013
+                               [--photos DIR ...] [--out build/compare]
+
+Each model runs as the workers run it (LiteRT, ``worker.model.Classifier``). For each one, on the
+validation split (PublicTest):
+
+- ``fer2013_accuracy`` and ``macro_f1`` against FER2013's labels, ``recall`` per class;
+- ``plurality_agreement``: on the rows whose FER+ plurality is an emotion, the share predicted as
+  (one of) it (``training.votes``), with a confusion matrix against the plurality (rows without a
+  tie), drawn to ``<out>/<name>_plurality.png``;
+- ``predicted``: how often each class is predicted (the neutral drift shows here);
+- ``pipeline``: the same faces through the worker's faces pipeline, served as 320x320 JPEGs (the
+  crop case) and placed in a photo (the pipeline must find and re-frame them), and, with
+  ``--photos``, real photos with an expression in a ``photos.csv``: see ``training.framing_eval``;
+- ``ms_per_face`` at batch 64 on one core.
+
+Writes ``<out>/compare.json`` and prints a Markdown table. Nothing here needs TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from training import framing_eval
+from training.data import load_split
+from training.evaluate import confusion_matrix, metrics
+from training.labels import LABELS, NUM_CLASSES
+from training.votes import load_votes, plurality_agreement
+from worker.detect import FaceDetector
+from worker.framing import Calibration
+from worker.model import Classifier
+from worker.settings import MODELS_DIR, get_settings
+
+VOTES = "ferplus_votes.npz"
+
+
+def speed(model: Path, metadata: Path, faces: np.ndarray) -> float:
+    """Milliseconds per face at batch 64 on one thread."""
+    classifier = Classifier(model, metadata, batch_size=64)
+    classifier.predict(faces[:64])
+    started = time.perf_counter()
+    classifier.predict(faces)
+    return 1000 * (time.perf_counter() - started) / len(faces)
+
+
+def plot_plurality(confusion: np.ndarray, path: Path, title: str) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 6), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    rows = confusion.sum(1, keepdims=True)
+    norm = np.divide(confusion, rows, out=np.zeros(confusion.shape), where=rows > 0)
+    ax.imshow(norm, cmap="Blues", vmin=0.0, vmax=1.0)
+    for i, j in np.ndindex(confusion.shape):
+        ax.text(j, i, f"{norm[i, j]:.2f}\n({confusion[i, j]})", ha="center", va="center", fontsize=8,
+                color="white" if norm[i, j] > 0.55 else "black")
+    ax.set_xticks(range(NUM_CLASSES), LABELS, rotation=45, ha="right")
+    ax.set_yticks(range(NUM_CLASSES), [f"{label} ({n})" for label, n in zip(LABELS, rows[:, 0], strict=True)])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("raters' plurality (rows without a tie)")
+    ax.set_title(title)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
+def compare_one(name: str, model: Path, data: Path, photo_sets: dict[str, list[framing_eval.Sample]],
+                out: Path) -> dict[str, Any]:
+    metadata = MODELS_DIR / "emotion_classifier.json"
+    val = load_split(data, "val")
+    classifier = Classifier(model, metadata, batch_size=64)
+    predicted = classifier.predict(val.x).argmax(1)
+    fer = metrics(val.y, predicted)
+    report: dict[str, Any] = {
+        "model": str(model),
+        "fer2013_accuracy": round(fer["accuracy"], 4),
+        "macro_f1": round(fer["macro_f1"], 4),
+        "recall": {label: round(fer["per_class"][label]["recall"], 3) for label in LABELS},
+        "predicted": {label: round(float((predicted == i).mean()), 3) for i, label in enumerate(LABELS)},
+    }
+    if (data / VOTES).is_file():
+        votes = load_votes(data / VOTES, "val", len(val))
+        share, rows = plurality_agreement(predicted, votes)
+        single = votes.plurality.sum(1) == 1
+        truth = votes.plurality[single].argmax(1)
+        confusion = confusion_matrix(truth, predicted[single])
+        plot_plurality(confusion, out / f"{name}_plurality.png",
+                       f"{name}: plurality agreement {share:.3f} ({rows} rows)")
+        report["plurality_agreement"] = round(share, 4)
+        report["plurality_rows"] = rows
+        report["plurality_confusion"] = confusion.tolist()
+    shipped = Calibration.load(get_settings().face_detector)
+    detector = FaceDetector(MODELS_DIR)
+    report["pipeline"] = {
+        set_name: framing_eval.score(classifier, detector, {"detect": shipped}, samples)
+        for set_name, samples in photo_sets.items()
+    }
+    report["ms_per_face"] = round(speed(model, metadata, val.x[:1024]), 3)
+    return report
+
+
+def markdown(reports: dict[str, dict[str, Any]]) -> str:
+    sets = sorted({name for report in reports.values() for name in report["pipeline"]})
+    head = ["model", "FER2013 labels", "plurality", "macro-F1", "predicted neutral",
+            *[f"{name} (detect / whole)" for name in sets], "ms/face"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, r in reports.items():
+        cells = [name, f"{r['fer2013_accuracy']:.2%}", f"{r.get('plurality_agreement', float('nan')):.2%}",
+                 f"{r['macro_f1']:.3f}", f"{r['predicted']['neutral']:.1%}"]
+        cells += [f"{r['pipeline'][s]['detect']:.1%} / {r['pipeline'][s]['whole']:.1%}" for s in sets]
+        cells.append(f"{r['ms_per_face']:.2f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("models", nargs="+", help="NAME=path/to/model.tflite")
+    parser.add_argument("--data", type=Path, required=True, help="folder with val.npz (and ferplus_votes.npz)")
+    parser.add_argument("--photos", type=Path, nargs="*", default=[])
+    parser.add_argument("--out", type=Path, default=Path("build/compare"))
+    args = parser.parse_args(argv)
+    val = load_split(args.data, "val")
+    detector = FaceDetector(MODELS_DIR)
+    photo_sets = {"val_served_320px": framing_eval.served_faces(val.x, val.y),
+                  "val_in_a_photo": framing_eval.in_photos(val.x, val.y)}
+    if args.photos:
+        photo_sets["labelled_photos"] = framing_eval.labelled_photos(args.photos)
+        photo_sets["labelled_photos_small_faces"] = framing_eval.small_faces(detector, photo_sets["labelled_photos"])
+    reports = {}
+    for item in args.models:
+        name, _, path = item.partition("=")
+        reports[name] = compare_one(name, Path(path), args.data, photo_sets, args.out)
+        print(f"{name}: {json.dumps({k: v for k, v in reports[name].items() if k != 'plurality_confusion'})}",
+              flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "compare.json").write_text(json.dumps(reports, indent=2) + "\n")
+    print(markdown(reports))
+    return reports
+
+
+if __name__ == "__main__":
+    main()
