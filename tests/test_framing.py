@@ -11,7 +11,7 @@ from PIL import Image
 
 from tests import faceimages, fersample
 from training import detect_eval, framing_eval
-from training.framing import calibrate, fit_framing
+from training.framing import calibrate, fit_framing, spread
 from worker.detect import Face, FaceDetector
 from worker.faces import FaceFinder
 from worker.framing import Calibration, Frame, Framing, cut, eye_angle
@@ -211,3 +211,13 @@ def test_detect_eval_counts_the_bundled_faces() -> None:
     result = detect_eval.evaluate(faceimages.FACES, FaceFinder.load(get_settings().face_detector, (48, 48)))
     assert result["certain_faces"] == 30 and result["certain_found"] >= 28
     assert result["no_person_photos"] == 1 and result["no_person_false_faces"] == 0
+
+
+def test_spread_of_frames_that_match_fer2013_exactly_is_zero() -> None:
+    truth = Framing(scale=1.2, offset_x=0.0, offset_y=-0.1, rotate=False)
+    size = 48 / truth.scale
+    cy = 24 - truth.offset_y * size
+    row = [24 - size / 2, cy - size / 2, 24 + size / 2, cy + size / 2, 16, 20, 32, 20, *[0] * 8]
+    stats = spread(np.array([row, row]), truth)
+    assert stats["log_scale_sd"] == 0 and stats["shift_x_sd"] == 0 and stats["eye_line_degrees_sd"] == 0
+    assert stats["scale_p10_p90"] == [1.0, 1.0]

@@ -3,7 +3,7 @@
 Usage::
 
     python -m training.compare NAME=MODEL.tflite [NAME=MODEL.tflite ...] --data ../shared/data/fer2013
-                               [--photos DIR ...] [--out build/compare]
+                               [--photos DIR ...] [--adjust TAU ...] [--out build/compare]
 
 Each model runs as the workers run it (LiteRT, ``worker.model.Classifier``). For each one, on the
 validation split (PublicTest):
@@ -17,6 +17,9 @@ validation split (PublicTest):
   crop case) and placed in a photo (the pipeline must find and re-frame them), and, with
   ``--photos``, real photos with an expression in a ``photos.csv``: see ``training.framing_eval``;
 - ``ms_per_face`` at batch 64 on one core.
+
+With ``--adjust TAU``, each model is also scored with its answers logit-adjusted by ``TAU``
+against the prior of its own training targets (``training.adjust``), as "NAME tau=TAU".
 
 Writes ``<out>/compare.json`` and prints a Markdown table. Nothing here needs TensorFlow.
 """
@@ -32,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from training import framing_eval
+from training.adjust import Adjusted, training_prior
 from training.data import load_split
 from training.evaluate import confusion_matrix, metrics
 from training.labels import LABELS, NUM_CLASSES
@@ -75,11 +79,10 @@ def plot_plurality(confusion: np.ndarray, path: Path, title: str) -> None:
     fig.savefig(path, dpi=110)
 
 
-def compare_one(name: str, model: Path, data: Path, photo_sets: dict[str, list[framing_eval.Sample]],
-                out: Path) -> dict[str, Any]:
+def compare_one(name: str, model: Path, classifier: Any, data: Path,
+                photo_sets: dict[str, list[framing_eval.Sample]], out: Path) -> dict[str, Any]:
     metadata = MODELS_DIR / "emotion_classifier.json"
     val = load_split(data, "val")
-    classifier = Classifier(model, metadata, batch_size=64)
     predicted = classifier.predict(val.x).argmax(1)
     fer = metrics(val.y, predicted)
     report: dict[str, Any] = {
@@ -130,6 +133,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--data", type=Path, required=True, help="folder with val.npz (and ferplus_votes.npz)")
     parser.add_argument("--photos", type=Path, nargs="*", default=[])
     parser.add_argument("--out", type=Path, default=Path("build/compare"))
+    parser.add_argument("--adjust", type=float, action="append", default=[], metavar="TAU")
     args = parser.parse_args(argv)
     val = load_split(args.data, "val")
     detector = FaceDetector(MODELS_DIR)
@@ -141,9 +145,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     reports = {}
     for item in args.models:
         name, _, path = item.partition("=")
-        reports[name] = compare_one(name, Path(path), args.data, photo_sets, args.out)
-        print(f"{name}: {json.dumps({k: v for k, v in reports[name].items() if k != 'plurality_confusion'})}",
-              flush=True)
+        model = Path(path)
+        classifier = Classifier(model, MODELS_DIR / "emotion_classifier.json", batch_size=64)
+        variants = {name: classifier}
+        if args.adjust:
+            prior = training_prior(json.loads((model.parent / "emotion_classifier.json").read_text()), args.data)
+            variants.update({f"{name} tau={tau:g}": Adjusted(classifier, prior, tau) for tau in args.adjust})
+        for label, variant in variants.items():
+            reports[label] = compare_one(label, model, variant, args.data, photo_sets, args.out)
+            print(f"{label}: {json.dumps({k: v for k, v in reports[label].items() if k != 'plurality_confusion'})}",
+                  flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "compare.json").write_text(json.dumps(reports, indent=2) + "\n")
     print(markdown(reports))

@@ -15,8 +15,9 @@ Usage::
    code, on FER2013 validation faces served as 320x320 JPEGs and, with ``--photos``, on real
    photos whose ``photos.csv`` gives an expression (e.g. ../shared/data/photos): see
    ``training.framing_eval``.
-3. **Write** the chosen calibration (``--rotate``, ``--whole-iou``), the models' provenance and
-   every measurement to ``--out``. Nothing here needs TensorFlow.
+3. **Write** the chosen calibration (``--rotate``, ``--whole-iou``), the models' provenance, every
+   measurement, and how far the calibrated frames still fall from FER2013's own (``spread``:
+   what augmentation should teach the classifier) to ``--out``. Nothing here needs TensorFlow.
 """
 
 from __future__ import annotations
@@ -89,6 +90,24 @@ def fit_framing(measured: np.ndarray, rotate: bool) -> Framing:
                    rotate)
 
 
+def spread(measured: np.ndarray, framing: Framing) -> dict[str, float]:
+    """How far the pipeline's frames (``framing`` applied to the measured boxes) fall from FER2013's
+    own 48x48 frame: the spread of their scale (log), centre shift (share of the frame) and eye
+    line, the distribution a classifier trained on FER2013 meets in the pipeline's crops."""
+    boxes, points = measured[:, :4], measured[:, 4:].reshape(len(measured), -1, 2)
+    size = ((boxes[:, 2] - boxes[:, 0]) + (boxes[:, 3] - boxes[:, 1])) / 2
+    centre_x = (boxes[:, 0] + boxes[:, 2]) / 2 + framing.offset_x * size
+    centre_y = (boxes[:, 1] + boxes[:, 3]) / 2 + framing.offset_y * size
+    log_scale = np.log(framing.scale * size / 48)
+    eyes = np.degrees(np.arctan2(points[:, RIGHT_EYE, 1] - points[:, LEFT_EYE, 1],
+                                 points[:, LEFT_EYE, 0] - points[:, RIGHT_EYE, 0]))
+    return {"log_scale_sd": round(float(log_scale.std()), 3),
+            "scale_p10_p90": np.exp(np.percentile(log_scale, [10, 90])).round(3).tolist(),
+            "shift_x_sd": round(float(((centre_x - 24) / 48).std()), 3),
+            "shift_y_sd": round(float(((centre_y - 24) / 48).std()), 3),
+            "eye_line_degrees_sd": round(float(eyes.std()), 1)}
+
+
 def calibrate(detector: FaceDetector, faces: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     measured, stats = {}, {}
     for model in (SHORT_RANGE, FULL_RANGE):
@@ -146,6 +165,7 @@ def main(argv: list[str] | None = None) -> None:
         "framing": {"whole_iou": args.whole_iou, "resample": "lanczos", "affine": False, "reduce": True,
                     "models": {name: vars(framing) for name, framing in chosen.items()}},
         "calibration": {"command": command, "train_faces": stats, "upscale_px": UPSCALE,
+                        "crop_spread": {name: spread(rows, chosen[name]) for name, rows in measured.items()},
                         "full_range_canvas": CANVAS, "measurements": measurements},
     }
     args.out.write_text(json.dumps(document, indent=2) + "\n")
