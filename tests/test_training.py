@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ import pytest
 from PIL import Image
 
 from tests import fersample
+from tests.services import wait_until
 from training.data import Split, clean_training_set, load_csv, load_file, load_split
 from training.labels import INPUT_SIZE, LABELS, NUM_CLASSES
 
@@ -424,3 +427,28 @@ def test_evaluate_rejects_bad_arguments(
     with pytest.raises(SystemExit) as exit_info:
         evaluate.main([{"MODEL": model, "SAMPLE": str(sample_npz)}.get(arg, arg) for arg in argv])
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_after_its_last_finished_epoch(data_dir: Path, tmp_path: Path) -> None:
+    """kill -9 during epoch 3 of 4; the same command then runs epochs 3 and 4 only, the average too."""
+    work, out = tmp_path / "work", tmp_path / "out"
+    command = [sys.executable, "-m", "training.train", "--data", str(data_dir), "--epochs", "4", "--limit", "200",
+               "--batch-size", "50", "--arch", "sepnet", "--average-from", "1", "--seed", "5",
+               "--out", str(out), "--work-dir", str(work)]
+    first = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    history = work / "history.csv"
+    try:
+        wait_until(lambda: history.exists() and len(history.read_text().splitlines()) >= 3, 240,
+                   "two finished epochs")
+    finally:
+        first.kill()
+        first.wait(30)
+    assert (work / "backup").exists() and (work / "average.npz").exists()
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "resuming from" in done.stdout and "Epoch 1/4" not in done.stdout and "Epoch 4/4" in done.stdout
+    epochs = [line.split(",")[0] for line in history.read_text().splitlines()[1:]]
+    assert epochs[-1] == "3" and len(epochs) >= 4  # 0-3 logged (an epoch cut short may be logged twice)
+    assert "average of 4 epochs" in done.stdout and not (work / "backup").exists()
+    assert json.loads((out / "emotion_classifier.json").read_text())["training"]["epochs_run"] >= 4

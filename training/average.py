@@ -13,6 +13,7 @@ the best single epoch on val.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -23,11 +24,21 @@ from training.labels import to_inputs
 
 
 class WeightAverage(keras.callbacks.Callback):
-    def __init__(self, start_epoch: int) -> None:
+    """The running mean; with ``state``, it is saved after every epoch and picked up again by a
+    run that resumes (``training.train`` resumes from its last finished epoch)."""
+
+    def __init__(self, start_epoch: int, state: Path | None = None) -> None:
         super().__init__()
         self.start_epoch = start_epoch
+        self.state = state
         self.count = 0
         self.mean: list[np.ndarray] | None = None
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        if self.state is not None and self.state.exists():
+            with np.load(self.state) as saved:
+                self.count = int(saved["count"])
+                self.mean = [saved[f"w{i}"] for i in range(len(saved.files) - 1)]
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if epoch + 1 < self.start_epoch:
@@ -39,6 +50,10 @@ class WeightAverage(keras.callbacks.Callback):
         else:
             for mean, w in zip(self.mean, weights, strict=True):
                 mean += (w - mean) / self.count
+        if self.state is not None:
+            partial = self.state.with_suffix(".partial.npz")
+            np.savez(partial, count=self.count, **{f"w{i}": m for i, m in enumerate(self.mean)})
+            partial.replace(self.state)
 
     def averaged_copy(self) -> keras.Model:
         if self.mean is None:

@@ -13,11 +13,17 @@ icml_face_data.csv, split by ``Usage``). Checkpoints and the epoch log go to ``-
 (default build/training); the best epoch on val is exported (see ``training.export``).
 ``--init models/emotion_classifier.keras`` starts from trained weights instead (a warm restart
 with a fresh schedule).
+
+**Resuming.** After every epoch the run's state (weights, optimizer, epoch; the running weight
+average with ``--average-from``) is saved under ``--work-dir``. If a run is interrupted (a killed
+session, a reboot), running the same command again resumes after its last finished epoch; a run
+that finishes removes that state, so the next run in the same work dir starts afresh.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import os
 import shlex
 import sys
@@ -44,6 +50,14 @@ def class_weights(y: np.ndarray) -> np.ndarray:
     counts = np.bincount(y, minlength=NUM_CLASSES).astype(np.float64)
     weights = np.sqrt(counts.sum() / np.maximum(counts, 1))
     return (weights / (weights * counts).sum() * counts.sum()).astype(np.float32)
+
+
+def val_accuracies(history: Path) -> list[float]:
+    """The val accuracy of each epoch logged in ``history.csv`` (empty when there is none)."""
+    if not history.exists():
+        return []
+    with open(history, newline="") as handle:
+        return [float(row["val_accuracy"]) for row in csv.DictReader(handle)]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -132,25 +146,34 @@ def main(argv: list[str] | None = None) -> dict:
         metrics=["accuracy"],
     )
     args.work_dir.mkdir(parents=True, exist_ok=True)
-    best_path = args.work_dir / "best.keras"
-    averager = WeightAverage(args.average_from) if args.average_from else None
-    history = model.fit(
+    best_path, history_path = args.work_dir / "best.keras", args.work_dir / "history.csv"
+    backup = args.work_dir / "backup"  # the last finished epoch: the same command resumes from it
+    if backup.exists():
+        print(f"resuming from {backup}", flush=True)
+    else:  # a fresh run: nothing an earlier run left in this work dir counts
+        for stale in (history_path, args.work_dir / "average.npz"):
+            stale.unlink(missing_ok=True)
+    earlier = val_accuracies(history_path)
+    averager = WeightAverage(args.average_from, args.work_dir / "average.npz") if args.average_from else None
+    model.fit(
         dataset(train.x, train.y, args.batch_size, True, args.seed, args.label_smoothing, args.erasing,
                 soft, mix, zoom=args.zoom, translation=args.translation),
         validation_data=dataset(val.x, val.y, 512, False),
         epochs=args.epochs,
         class_weight=dict(enumerate(weights.tolist())),
         callbacks=[
-            keras.callbacks.ModelCheckpoint(best_path, monitor="val_accuracy", save_best_only=True),
-            keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=args.patience),
-            keras.callbacks.CSVLogger(args.work_dir / "history.csv"),
+            keras.callbacks.BackupAndRestore(backup),  # first, and the log last: a logged epoch is saved
             *([averager] if averager else []),
+            keras.callbacks.ModelCheckpoint(best_path, monitor="val_accuracy", save_best_only=True,
+                                            initial_value_threshold=max(earlier, default=None)),
+            keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=args.patience),
+            keras.callbacks.CSVLogger(history_path, append=True),
         ],
         shuffle=False,  # the dataset shuffles itself
         verbose=2,
     )
     best = keras.models.load_model(best_path, compile=False)
-    accuracies = history.history["val_accuracy"]
+    accuracies = val_accuracies(history_path)  # every epoch, those before a resume included
     averaged = None
     if averager is not None:
         best, averaged = choose_average(best, averager, train, val, max(accuracies))
