@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.adjust import adjust, fold_into_bias, target_prior
+from training.adjust import adjust, fold_into_bias, lean, target_prior
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "fer2013"
 
@@ -40,3 +40,14 @@ def test_the_votes_prior_leans_to_neutral() -> None:
     votes = target_prior(SHARED, SHARED / "ferplus_votes.npz", weight=1.0)
     np.testing.assert_allclose([labels.sum(), votes.sum()], 1.0, atol=1e-6)
     assert votes[6] > labels[6] + 0.1  # neutral: the raters' most common call
+
+
+@pytest.mark.skipif(not (SHARED / "ferplus_votes.npz").exists(), reason="needs ../shared/data/fer2013")
+def test_against_labels_undoes_only_the_lean_that_the_votes_add() -> None:
+    votes_run = {"training": {"votes": {"file": "ferplus_votes.npz", "weight": 0.5, "min_emotion_share": 0.5}}}
+    np.testing.assert_allclose(lean({"training": {}}, SHARED, "labels"), 1.0)  # a labels-only run: no change
+    relative = lean(votes_run, SHARED, "labels")
+    assert relative.argmax() == 6 and relative[6] > 1.2  # the votes' lean is towards neutral
+    np.testing.assert_allclose(lean(votes_run, SHARED, "uniform"), relative * target_prior(SHARED))
+    with pytest.raises(ValueError, match="against"):
+        lean(votes_run, SHARED, "balanced")

@@ -7,10 +7,15 @@ renormalising, removes that lean in part (``tau`` < 1) or in whole (``tau`` = 1)
 model ends in a dense layer with a softmax, the shift is exact when folded into that layer's bias,
 so the adjusted model costs nothing more to serve.
 
+Against ``uniform`` (the default) the adjustment aims at balanced answers: it divides by the whole
+prior, so it lifts rare disgust as well. Against ``labels`` it divides by the targets' prior over
+FER2013's own label prior: only the lean that the votes added (towards neutral) is undone, and a
+model trained on the labels alone is left as it is.
+
 Usage (fold it in and export, like ``training.export``)::
 
     python -m training.adjust MODEL.keras --data ../shared/data/fer2013 --tau 0.5 --out DIR
-                              [--votes ../shared/data/fer2013/ferplus_votes.npz --vote-weight 0.5]
+                              [--against uniform|labels]
 """
 
 from __future__ import annotations
@@ -51,6 +56,16 @@ def training_prior(metadata: dict[str, Any], data: Path) -> np.ndarray:
     return target_prior(data, data / votes["file"], votes["weight"], votes["min_emotion_share"])
 
 
+def lean(metadata: dict[str, Any], data: Path, against: str = "uniform") -> np.ndarray:
+    """What to divide by: the run's target prior, over FER2013's label prior when ``against="labels"``."""
+    prior = training_prior(metadata, data)
+    if against == "labels":
+        return prior / target_prior(data)
+    if against != "uniform":
+        raise ValueError(f"against must be 'uniform' or 'labels', not {against!r}")
+    return prior
+
+
 def adjust(probabilities: np.ndarray, prior: np.ndarray, tau: float) -> np.ndarray:
     """Probabilities (N, 7) divided by ``prior ** tau``, renormalised."""
     scaled = probabilities / prior ** tau
@@ -85,16 +100,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--tau", type=float, required=True)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--against", choices=("uniform", "labels"), default="uniform")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     metadata = json.loads((args.model.parent / "emotion_classifier.json").read_text())
-    prior = training_prior(metadata, args.data)
+    prior = lean(metadata, args.data, args.against)
     model = keras.models.load_model(args.model, compile=False)
     fold_into_bias(model, prior, args.tau)
     raw, val = load_split(args.data, "train"), load_split(args.data, "val")
     keep, _ = clean_training_mask(raw, val)
     train = type(raw)(raw.x[keep], raw.y[keep])
-    info = {**metadata["training"], "logit_adjustment": {"tau": args.tau, "prior": prior.round(4).tolist()}}
+    info = {**metadata["training"], "logit_adjustment": {"tau": args.tau, "against": args.against,
+                                                         "prior": prior.round(4).tolist()}}
     exported = export(model, args.out, train, val, info, seed=args.seed)
     for kind, entry in exported["models"].items():
         print(f"{kind}: val accuracy {entry['val_accuracy']:.4f}")

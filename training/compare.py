@@ -3,7 +3,8 @@
 Usage::
 
     python -m training.compare NAME=MODEL.tflite [NAME=MODEL.tflite ...] --data ../shared/data/fer2013
-                               [--photos DIR ...] [--adjust TAU ...] [--out build/compare]
+                               [--photos DIR ...] [--adjust TAU ...] [--lean TAU ...]
+                               [--out build/compare]
 
 Each model runs as the workers run it (LiteRT, ``worker.model.Classifier``). For each one, on the
 validation split (PublicTest):
@@ -19,7 +20,9 @@ validation split (PublicTest):
 - ``ms_per_face`` at batch 64 on one core.
 
 With ``--adjust TAU``, each model is also scored with its answers logit-adjusted by ``TAU``
-against the prior of its own training targets (``training.adjust``), as "NAME tau=TAU".
+against the prior of its own training targets (``training.adjust``), as "NAME tau=TAU"; with
+``--lean TAU``, against that prior over FER2013's label prior (only the votes' lean), as
+"NAME lean=TAU".
 
 Writes ``<out>/compare.json`` and prints a Markdown table. Nothing here needs TensorFlow.
 """
@@ -35,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from training import framing_eval
-from training.adjust import Adjusted, training_prior
+from training.adjust import Adjusted, lean
 from training.data import load_split
 from training.evaluate import confusion_matrix, metrics
 from training.labels import LABELS, NUM_CLASSES
@@ -134,6 +137,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--photos", type=Path, nargs="*", default=[])
     parser.add_argument("--out", type=Path, default=Path("build/compare"))
     parser.add_argument("--adjust", type=float, action="append", default=[], metavar="TAU")
+    parser.add_argument("--lean", type=float, action="append", default=[], metavar="TAU")
     args = parser.parse_args(argv)
     val = load_split(args.data, "val")
     detector = FaceDetector(MODELS_DIR)
@@ -148,9 +152,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         model = Path(path)
         classifier = Classifier(model, MODELS_DIR / "emotion_classifier.json", batch_size=64)
         variants = {name: classifier}
-        if args.adjust:
-            prior = training_prior(json.loads((model.parent / "emotion_classifier.json").read_text()), args.data)
-            variants.update({f"{name} tau={tau:g}": Adjusted(classifier, prior, tau) for tau in args.adjust})
+        metadata = json.loads((model.parent / "emotion_classifier.json").read_text())
+        for option, against, taus in (("tau", "uniform", args.adjust), ("lean", "labels", args.lean)):
+            if taus:
+                prior = lean(metadata, args.data, against)
+                variants.update({f"{name} {option}={tau:g}": Adjusted(classifier, prior, tau) for tau in taus})
         for label, variant in variants.items():
             reports[label] = compare_one(label, model, variant, args.data, photo_sets, args.out)
             print(f"{label}: {json.dumps({k: v for k, v in reports[label].items() if k != 'plurality_confusion'})}",
