@@ -235,6 +235,44 @@ def test_dataset_mixes_teacher_probabilities_into_smoothed_labels() -> None:
     np.testing.assert_allclose(mixed.numpy(), 0.75 * smoothed + 0.25 * soft, atol=1e-6)
 
 
+def square_sides(zoom: float, translation: float = 0.0, images: int = 256) -> np.ndarray:
+    """Side (as a share of 24 px) of a centred 24 px bright square after augmentation, per image."""
+    from training.augment import augmenter
+
+    x = np.zeros((images, INPUT_SIZE, INPUT_SIZE, 1), np.float32)
+    x[:, 12:36, 12:36] = 1.0
+    out = augmenter(seed=5, erasing=0.0, zoom=zoom, translation=translation)(x, training=True).numpy()[..., 0]
+    low, high = out.min(axis=(1, 2), keepdims=True), out.max(axis=(1, 2), keepdims=True)
+    bright = (out > (low + high) / 2).sum(axis=(1, 2))  # contrast and brightness jitter move both levels
+    return np.sqrt(bright) / 24
+
+
+def test_zoom_covers_the_measured_spread_of_the_pipelines_crops() -> None:
+    """``--zoom 0.3`` spans the spread (10th to 90th percentile) of the face's size in the pipeline's
+    crops relative to FER2013's own frames, as ``training.framing`` measured it (a frame ``scale``
+    times FER2013's shows the face at ``1 / scale``); the old 0.1 does not."""
+    spread = json.loads((ROOT / "models" / "face_detection.json").read_text())["calibration"]["crop_spread"]
+    smallest = min(1 / model["scale_p10_p90"][1] for model in spread.values())
+    largest = max(1 / model["scale_p10_p90"][0] for model in spread.values())
+    wide, narrow = square_sides(0.3), square_sides(0.1)
+    assert np.quantile(wide, 0.05) < smallest and np.quantile(wide, 0.95) > largest
+    assert np.quantile(narrow, 0.05) > smallest and np.quantile(narrow, 0.95) < largest
+    assert 0.9 < np.median(wide) < 1.15  # about FER2013's framing, as the measured spread is
+
+
+def test_translation_moves_the_face_by_up_to_its_share_of_the_frame() -> None:
+    from training.augment import augmenter
+
+    x = np.zeros((256, INPUT_SIZE, INPUT_SIZE, 1), np.float32)
+    x[:, 20:28, 20:28] = 1.0
+    out = augmenter(seed=5, erasing=0.0, zoom=0.0, translation=0.1)(x, training=True).numpy()[..., 0]
+    cols = np.arange(INPUT_SIZE)
+    weights = out - out.min(axis=(1, 2), keepdims=True)
+    centre_x = (weights.sum(axis=1) * cols).sum(axis=1) / weights.sum(axis=(1, 2))
+    shift = np.abs(centre_x - 23.5) / INPUT_SIZE
+    assert shift.max() <= 0.1 + 1 / INPUT_SIZE and np.quantile(shift, 0.9) > 0.05
+
+
 # --- weight averaging ----------------------------------------------------------------------------------
 
 

@@ -12,7 +12,7 @@ validation split (PublicTest):
 - ``fer2013_accuracy`` and ``macro_f1`` against FER2013's labels, ``recall`` per class;
 - ``plurality_agreement``: on the rows whose FER+ plurality is an emotion, the share predicted as
   (one of) it (``training.votes``), with a confusion matrix against the plurality (rows without a
-  tie), drawn to ``<out>/<name>_plurality.png``;
+  tie), every model's drawn side by side to ``<out>/plurality.png``;
 - ``predicted``: how often each class is predicted (the neutral drift shows here);
 - ``pipeline``: the same faces through the worker's faces pipeline, served as 320x320 JPEGs (the
   crop case) and placed in a photo (the pipeline must find and re-frame them), and, with
@@ -49,6 +49,7 @@ from worker.model import Classifier
 from worker.settings import MODELS_DIR, get_settings
 
 VOTES = "ferplus_votes.npz"
+CLASSIFIER_SIZE = (48, 48)  # px: every compared model takes FER2013's 48x48 faces
 
 
 def speed(model: Path, metadata: Path, faces: np.ndarray) -> float:
@@ -60,30 +61,37 @@ def speed(model: Path, metadata: Path, faces: np.ndarray) -> float:
     return 1000 * (time.perf_counter() - started) / len(faces)
 
 
-def plot_plurality(confusion: np.ndarray, path: Path, title: str) -> None:
+def plot_pluralities(reports: dict[str, dict[str, Any]], path: Path, columns: int = 3) -> None:
+    """Every model's confusion matrix against the raters' plurality, row-normalised, in one picture."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(7, 6), layout="constrained")
+    named = {name: np.array(r["plurality_confusion"]) for name, r in reports.items() if "plurality_confusion" in r}
+    rows = -(-len(named) // columns)
+    fig = Figure(figsize=(4.4 * columns, 4.2 * rows), layout="constrained")
     FigureCanvasAgg(fig)
-    ax = fig.subplots()
-    rows = confusion.sum(1, keepdims=True)
-    norm = np.divide(confusion, rows, out=np.zeros(confusion.shape), where=rows > 0)
-    ax.imshow(norm, cmap="Blues", vmin=0.0, vmax=1.0)
-    for i, j in np.ndindex(confusion.shape):
-        ax.text(j, i, f"{norm[i, j]:.2f}\n({confusion[i, j]})", ha="center", va="center", fontsize=8,
-                color="white" if norm[i, j] > 0.55 else "black")
-    ax.set_xticks(range(NUM_CLASSES), LABELS, rotation=45, ha="right")
-    ax.set_yticks(range(NUM_CLASSES), [f"{label} ({n})" for label, n in zip(LABELS, rows[:, 0], strict=True)])
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("raters' plurality (rows without a tie)")
-    ax.set_title(title)
+    axes = np.atleast_1d(fig.subplots(rows, columns)).ravel()
+    for ax, (name, confusion) in zip(axes, named.items(), strict=False):
+        totals = confusion.sum(1, keepdims=True)
+        norm = np.divide(confusion, totals, out=np.zeros(confusion.shape), where=totals > 0)
+        ax.imshow(norm, cmap="Blues", vmin=0.0, vmax=1.0)
+        for i, j in np.ndindex(confusion.shape):
+            ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                    color="white" if norm[i, j] > 0.55 else "black")
+        ax.set_xticks(range(NUM_CLASSES), LABELS, rotation=45, ha="right", fontsize=8)
+        ax.set_yticks(range(NUM_CLASSES), [f"{label} ({n})" for label, n in zip(LABELS, totals[:, 0], strict=True)],
+                      fontsize=8)
+        ax.set_title(f"{name}: {reports[name]['plurality_agreement']:.1%}", fontsize=9)
+    for ax in axes[len(named):]:
+        ax.set_axis_off()
+    fig.supxlabel("predicted")
+    fig.supylabel("raters' plurality (rows without a tie)")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=90)
 
 
 def compare_one(name: str, model: Path, classifier: Any, data: Path,
-                photo_sets: dict[str, list[framing_eval.Sample]], out: Path) -> dict[str, Any]:
+                photo_sets: dict[str, framing_eval.Cut]) -> dict[str, Any]:
     metadata = MODELS_DIR / "emotion_classifier.json"
     val = load_split(data, "val")
     predicted = classifier.predict(val.x).argmax(1)
@@ -101,17 +109,10 @@ def compare_one(name: str, model: Path, classifier: Any, data: Path,
         single = votes.plurality.sum(1) == 1
         truth = votes.plurality[single].argmax(1)
         confusion = confusion_matrix(truth, predicted[single])
-        plot_plurality(confusion, out / f"{name}_plurality.png",
-                       f"{name}: plurality agreement {share:.3f} ({rows} rows)")
         report["plurality_agreement"] = round(share, 4)
         report["plurality_rows"] = rows
         report["plurality_confusion"] = confusion.tolist()
-    shipped = Calibration.load(get_settings().face_detector)
-    detector = FaceDetector(MODELS_DIR)
-    report["pipeline"] = {
-        set_name: framing_eval.score(classifier, detector, {"detect": shipped}, samples)
-        for set_name, samples in photo_sets.items()
-    }
+    report["pipeline"] = {set_name: framing_eval.classify(classifier, done) for set_name, done in photo_sets.items()}
     report["ms_per_face"] = round(speed(model, metadata, val.x[:1024]), 3)
     return report
 
@@ -146,6 +147,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.photos:
         photo_sets["labelled_photos"] = framing_eval.labelled_photos(args.photos)
         photo_sets["labelled_photos_small_faces"] = framing_eval.small_faces(detector, photo_sets["labelled_photos"])
+    shipped = {"detect": Calibration.load(get_settings().face_detector)}
+    cuts = {name: framing_eval.cut(detector, shipped, samples, CLASSIFIER_SIZE) for name, samples in photo_sets.items()}
     reports = {}
     for item in args.models:
         name, _, path = item.partition("=")
@@ -158,11 +161,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 prior = lean(metadata, args.data, against)
                 variants.update({f"{name} {option}={tau:g}": Adjusted(classifier, prior, tau) for tau in taus})
         for label, variant in variants.items():
-            reports[label] = compare_one(label, model, variant, args.data, photo_sets, args.out)
+            reports[label] = compare_one(label, model, variant, args.data, cuts)
             print(f"{label}: {json.dumps({k: v for k, v in reports[label].items() if k != 'plurality_confusion'})}",
                   flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "compare.json").write_text(json.dumps(reports, indent=2) + "\n")
+    plot_pluralities(reports, args.out / "plurality.png")
     print(markdown(reports))
     return reports
 

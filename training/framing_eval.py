@@ -114,11 +114,19 @@ def variants(framings: dict[bool, dict[str, Framing]], whole_ious: tuple[float, 
     return found
 
 
-def score(classifier: Classifier, detector: FaceDetector, calibrations: dict[str, Calibration],
-          samples: list[Sample]) -> dict[str, Any]:
-    """Accuracy of ``whole`` and of every variant on ``samples`` (detection shared by all variants)."""
-    size = classifier.size
-    labels = np.array([label for _, label in samples])
+@dataclasses.dataclass
+class Cut:
+    """A sample set searched and cut once, to be classified by any number of models."""
+
+    labels: np.ndarray
+    wholes: list[np.ndarray]  # each file decoded whole
+    crops: dict[str, list[np.ndarray | None]]  # per calibration: the largest face's crop, or None
+    found: int  # samples where a face was found
+
+
+def cut(detector: FaceDetector, calibrations: dict[str, Calibration], samples: list[Sample],
+        size: tuple[int, int]) -> Cut:
+    """Search every sample once and cut its largest face by each calibration (``size`` px crops)."""
     finders = {name: FaceFinder(detector, calibration, size) for name, calibration in calibrations.items()}
     wholes = [decode(data, size) for data, _ in samples]
     chosen: dict[str, list[np.ndarray | None]] = {name: [] for name in finders}
@@ -130,10 +138,21 @@ def score(classifier: Classifier, detector: FaceDetector, calibrations: dict[str
         for name, finder in finders.items():
             crops = finder.crops(photo, faces, lambda whole=whole: whole)
             chosen[name].append(crops[0].pixels if crops else None)
-    report: dict[str, Any] = {"samples": len(samples), "with_a_face": found,
-                              "whole": accuracy(classifier, list(wholes), labels)}
-    report.update({name: accuracy(classifier, crops, labels) for name, crops in chosen.items()})
+    return Cut(np.array([label for _, label in samples]), wholes, chosen, found)
+
+
+def classify(classifier: Classifier, done: Cut) -> dict[str, Any]:
+    """Accuracy of ``whole`` and of every calibration's crops."""
+    report: dict[str, Any] = {"samples": len(done.labels), "with_a_face": done.found,
+                              "whole": accuracy(classifier, list(done.wholes), done.labels)}
+    report.update({name: accuracy(classifier, crops, done.labels) for name, crops in done.crops.items()})
     return report
+
+
+def score(classifier: Classifier, detector: FaceDetector, calibrations: dict[str, Calibration],
+          samples: list[Sample]) -> dict[str, Any]:
+    """Accuracy of ``whole`` and of every variant on ``samples`` (detection shared by all variants)."""
+    return classify(classifier, cut(detector, calibrations, samples, classifier.size))
 
 
 def accuracy(classifier: Classifier, crops: list[np.ndarray | None], labels: np.ndarray) -> float:
