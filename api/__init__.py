@@ -16,7 +16,7 @@ import logging
 import re
 from typing import TYPE_CHECKING, Any
 
-from api.errors import ApiError, PayloadTooLarge, ServiceUnavailable
+from api.errors import ApiError, InsufficientStorage, PayloadTooLarge, ServiceUnavailable
 
 if TYPE_CHECKING:
     from flask import Flask, Response
@@ -33,6 +33,7 @@ def to_api_error(exc: Exception) -> ApiError:
     """Any exception raised while handling a request, as the ApiError to answer."""
     from kombu.exceptions import OperationalError
     from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import OutOfMemoryError
     from redis.exceptions import TimeoutError as RedisTimeoutError
     from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
@@ -44,6 +45,9 @@ def to_api_error(exc: Exception) -> ApiError:
         status = exc.code or 500
         code = HTTP_CODES.get(status) or re.sub(r"\W+", "_", (exc.name or "http_error").lower()).strip("_")
         return ApiError(status, code, exc.description or exc.name or "HTTP error")
+    if isinstance(exc, OutOfMemoryError):
+        return InsufficientStorage("the job store is full (Redis reached its maxmemory); retry when "
+                                   "jobs have expired or results have been fetched and deleted")
     if isinstance(exc, RedisConnectionError | RedisTimeoutError | OperationalError):
         return ServiceUnavailable(f"Redis is unavailable: {exc}", code="redis_unavailable")
     log.exception("unexpected error on %s", _request_line(), exc_info=exc)

@@ -9,6 +9,7 @@ people, and extra keyword arguments are added to the error object (e.g. ``parame
     ├── PayloadTooLarge      413   too_many_urls, body_too_large
     ├── UnsupportedMediaType 415   unsupported_media_type
     ├── UnprocessableUrl     422   the URL's own error code (/predict): invalid_url, http_error, ...
+    ├── InsufficientStorage  507   storage_full (Redis reached maxmemory: no new job until it frees)
     ├── ServiceUnavailable   503   redis_unavailable, no_worker
     └── Timeout              504   timeout
 
@@ -74,6 +75,11 @@ class UnprocessableUrl(_FixedStatus):
 
     STATUS = 422
     CODE = "invalid_url"
+
+
+class InsufficientStorage(_FixedStatus):
+    STATUS = 507
+    CODE = "storage_full"
 
 
 class ServiceUnavailable(_FixedStatus):

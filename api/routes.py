@@ -7,6 +7,7 @@ task name only, so nothing here imports the worker's fetching or inference code.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import re
@@ -101,7 +102,9 @@ def submit(entries: list[Any], faces: FacesMode = FacesMode.DETECT) -> Job:
             for start, stop in chunks:
                 celery.send_task(PROCESS_CHUNK, args=[job.id, start, stop], producer=producer)
     except Exception:
-        store.cancel(job.id)  # a job with lost chunks would stay queued forever
+        # A job with lost chunks would stay queued forever, and its id was never answered: drop it.
+        with contextlib.suppress(redis.RedisError):
+            store.discard(job.id)
         raise
     return job
 

@@ -397,3 +397,50 @@ def test_predict_timeout_cancels_the_job(make_app: Callable[..., Flask], setting
     error = assert_error(idle.test_client().post("/predict", json={"url": "http://a.example/1.jpg"}), 504, "timeout")
     assert 0.5 <= time.monotonic() - started < 3
     assert idle.extensions["fer.store"].status(error["job_id"]) == "cancelled"
+
+
+def test_a_full_redis_refuses_new_jobs_with_storage_full_and_recovers(
+    make_app: Callable[..., Flask], settings: Settings
+) -> None:
+    """Redis at ``maxmemory`` with ``noeviction``: 507 ``storage_full``, nothing half-written; then it recovers."""
+    import redis
+
+    with redis_server() as url:
+        client = make_app(settings, redis_url=url).test_client()
+        before = client.post("/jobs", json={"urls": ["http://127.0.0.1:9/a.jpg"]})
+        assert before.status_code == 202
+        admin = redis.Redis.from_url(url)
+        try:
+            admin.mset({f"filler:{i}": b"x" * 1024 for i in range(2048)})  # 2 MiB
+            admin.config_set("maxmemory-policy", "noeviction")
+            admin.config_set("maxmemory", int(admin.info("memory")["used_memory"]) - 1024 * 1024)
+            with pytest.raises(redis.exceptions.OutOfMemoryError):
+                admin.set("one:more", b"x")
+            keys = set(admin.keys("*"))
+            full = client.post("/jobs", json={"urls": ["http://127.0.0.1:9/b.jpg"]})
+            assert full.status_code == 507 and full.is_json
+            assert full.get_json()["error"]["code"] == "storage_full"
+            assert set(admin.keys("*")) == keys  # no job half-written, no task queued
+            assert client.get(before.get_json()["links"]["self"]).status_code == 200  # reads still answer
+            admin.delete(*[key for key in keys if key.startswith(b"filler:")])
+            assert client.post("/jobs", json={"urls": ["http://127.0.0.1:9/c.jpg"]}).status_code == 202
+        finally:
+            admin.close()
+
+
+def test_a_job_whose_chunks_cannot_be_queued_is_dropped_not_left_queued(
+    make_app: Callable[..., Flask], settings: Settings
+) -> None:
+    """The job store answers but the broker does not: 503, and no job is left behind without its tasks."""
+    import redis
+
+    with redis_server() as url:
+        app = make_app(settings, redis_url=url)
+        app.extensions["fer.celery"].conf.broker_url = f"redis://127.0.0.1:{free_port()}/0"  # nobody listens
+        answer = app.test_client().post("/jobs", json={"urls": ["http://127.0.0.1:9/a.jpg"]})
+        assert answer.status_code == 503 and answer.get_json()["error"]["code"] == "redis_unavailable"
+        admin = redis.Redis.from_url(url)
+        try:
+            assert admin.keys("*") == []
+        finally:
+            admin.close()

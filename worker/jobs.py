@@ -227,6 +227,11 @@ class JobStore:
         status = self._cancel(keys=[job_key, done_key], args=[now()])
         return JobStatus(status) if status else None
 
+    def discard(self, job_id: str) -> None:
+        """Delete a job that was never handed out (its creation failed half-way). DEL frees memory,
+        so Redis allows it even at ``maxmemory``; a worker given one of its chunks finds no job."""
+        self.redis.delete(*self._keys(job_id))
+
     def status(self, job_id: str) -> JobStatus | None:
         status = self.redis.hget(self._keys(job_id)[0], "status")
         return JobStatus(status) if status else None
