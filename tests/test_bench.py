@@ -62,3 +62,13 @@ def test_quick_benchmark_runs_every_method_and_writes_its_report(tmp_path: Path)
     except ImportError:
         return
     assert report_path.with_suffix(".png").stat().st_size > 10_000
+
+
+def test_storage_measures_what_a_url_costs_in_redis_queued_and_done() -> None:
+    from bench.storage import measure
+
+    result = measure(5000)  # enough that the per-job overhead is a small share
+    # Queued: the URL itself plus list overhead and its share of a task message; done: plus its outcome.
+    assert result["url_chars"] < result["queued_bytes_per_url"] < 4 * result["url_chars"]
+    assert result["queued_bytes_per_url"] + result["outcome_json_bytes"] / 2 < result["done_bytes_per_url"]
+    assert result["done_bytes_per_url"] < 3 * (result["url_chars"] + result["outcome_json_bytes"])
