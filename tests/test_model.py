@@ -27,19 +27,22 @@ FLOAT, INT8 = MODELS / "emotion_classifier.tflite", MODELS / "emotion_classifier
 METADATA = MODELS / "emotion_classifier.json"
 SHARED_VAL = ROOT.parent / "shared" / "data" / "fer2013" / "val.npz"
 PHOTOS = ROOT / "tests" / "data" / "photos"
-# Photos whose expression is a broad, unmistakable smile (see tests/data/photos/photos.csv).
-# Two are whole photos that the shipped model, resized as-is to 48x48, gets wrong (a known limit,
-# models/README.md): abhirup_test_image_happy (1080x720, a laughing child with a red box and the word
-# HAPPY drawn on it) it calls sad (0.68), the bearded smile of deepface_img25 neutral (0.65).
-# strict: once a model gets one right, this test says so and the mark must go.
+# Photos whose expression is a broad, unmistakable smile (see tests/data/photos/photos.csv), each
+# resized whole to 48x48 (the "whole" faces mode, not the detector). abhirup_test_image_happy
+# (1080x720, a laughing child with a red box and the word HAPPY drawn on it) the shipped model still
+# gets wrong (a known limit, models/README.md); the bearded smile of deepface_img25, which the model
+# before it called neutral, it calls happy. strict: once a model gets one right, the mark must go.
 WHOLE_PHOTO = pytest.mark.xfail(strict=True, reason="whole photo, not a face crop")
 CLEARLY_HAPPY = (
     pytest.param("abhirup_test_image_happy.jpeg", marks=WHOLE_PHOTO),
-    pytest.param("deepface_img25.jpg", marks=WHOLE_PHOTO),
+    "deepface_img25.jpg",
     "deepface_img50.jpg",
 )
 ORIGINAL_PUBLIC_TEST_ACCURACY = 0.634
-SHIPPED_FLOOR = 0.66  # issue 3's floor; the shipped model has 66.09%
+# Issue 14's floors, checked from outside on PrivateTest; here on PublicTest (models/README.md):
+LABEL_FLOOR = 0.64  # accuracy against FER2013's labels
+PLURALITY_FLOOR = 0.75  # agreement with the FER+ raters' plurality
+SHARED_VOTES = SHARED_VAL.parent / "ferplus_votes.npz"
 
 
 @pytest.fixture(scope="module")
@@ -70,9 +73,9 @@ def test_metadata_is_complete_and_models_meet_their_floors(metadata: dict) -> No
     assert metadata["input"] == {**metadata["input"], "shape": [48, 48, 1], "color_mode": "L", "offset": 0.0}
     assert metadata["input"]["scale"] == pytest.approx(1 / 255)
     float_entry, int8_entry = metadata["models"]["float32"], metadata["models"]["int8"]
-    # Floors: ahead of the original capstone model (63.4% on PublicTest) and issue 3's 66% for the
+    # Floors: ahead of the original capstone model (63.4% on PublicTest) and issue 14's 64% for the
     # float model (models/README.md "Against the targets").
-    assert float_entry["val_accuracy"] >= max(ORIGINAL_PUBLIC_TEST_ACCURACY, SHIPPED_FLOOR)
+    assert float_entry["val_accuracy"] >= max(ORIGINAL_PUBLIC_TEST_ACCURACY, LABEL_FLOOR)
     assert int8_entry["val_accuracy"] >= float_entry["val_accuracy"] - 0.01
     assert int8_entry["input_dtype"] == "int8" and int8_entry["input_quantization"]["scale"] > 0
     for entry in (float_entry, int8_entry):
@@ -100,6 +103,19 @@ def test_recorded_val_accuracy_is_what_the_model_scores(metadata: dict, kind: st
     entry = metadata["models"][kind]
     probs = Classifier(MODELS / entry["file"], METADATA).predict(x)
     assert float((probs.argmax(1) == y).mean()) == pytest.approx(entry["val_accuracy"], abs=1e-4)
+
+
+@pytest.mark.skipif(not SHARED_VOTES.exists(), reason="needs ../shared/data/fer2013/ferplus_votes.npz")
+def test_both_models_agree_with_the_raters_plurality(metadata: dict) -> None:
+    from training.votes import load_votes, plurality_agreement
+
+    with np.load(SHARED_VAL) as d:
+        x = d["x"]
+    votes = load_votes(SHARED_VOTES, "val", len(x))
+    shares = {kind: plurality_agreement(Classifier(MODELS / entry["file"], METADATA).predict(x).argmax(1), votes)[0]
+              for kind, entry in metadata["models"].items()}
+    assert shares["float32"] >= PLURALITY_FLOOR, shares
+    assert shares["int8"] >= shares["float32"] - 0.01, shares
 
 
 def test_keras_and_float_tflite_agree_on_64_val_images(val_faces: tuple[np.ndarray, np.ndarray]) -> None:
