@@ -90,7 +90,7 @@ def plot_pluralities(reports: dict[str, dict[str, Any]], path: Path, columns: in
     fig.savefig(path, dpi=90)
 
 
-def compare_one(name: str, model: Path, classifier: Any, data: Path,
+def compare_one(model: Path, classifier: Any, data: Path,
                 photo_sets: dict[str, framing_eval.Cut]) -> dict[str, Any]:
     metadata = MODELS_DIR / "emotion_classifier.json"
     val = load_split(data, "val")
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 prior = lean(metadata, args.data, against)
                 variants.update({f"{name} {option}={tau:g}": Adjusted(classifier, prior, tau) for tau in taus})
         for label, variant in variants.items():
-            reports[label] = compare_one(label, model, variant, args.data, cuts)
+            reports[label] = compare_one(model, variant, args.data, cuts)
             print(f"{label}: {json.dumps({k: v for k, v in reports[label].items() if k != 'plurality_confusion'})}",
                   flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
