@@ -36,7 +36,7 @@ lint: $(VENV)/.serve-installed
 FER  := ../shared/data/fer2013
 RUNS := build/train
 train: $(RUNS)/votes/emotion_classifier.json | $(VENV)/.all-installed  ## the shipped model, from scratch; writes models/
-	$(BIN)/python -m training.adjust $(<D)/emotion_classifier.keras --data $(FER) --tau 0.25 --against uniform --out models/
+	$(BIN)/python -m training.adjust $(<D)/emotion_classifier.keras --data $(FER) --tau 0.1 --against uniform --out models/
 
 $(RUNS)/base/emotion_classifier.json: | $(VENV)/.all-installed
 	$(BIN)/python -m training.train --data $(FER) --out $(@D) --work-dir $(@D)-work \
