@@ -39,10 +39,10 @@ import numpy as np
 
 from training import framing_eval
 from training.adjust import Adjusted, lean
-from training.data import load_split
+from training.data import Split, load_split
 from training.evaluate import confusion_matrix, metrics
 from training.labels import LABELS, NUM_CLASSES
-from training.votes import load_votes, plurality_agreement
+from training.votes import Votes, load_votes, plurality_agreement
 from worker.detect import FaceDetector
 from worker.framing import Calibration
 from worker.model import Classifier
@@ -90,21 +90,18 @@ def plot_pluralities(reports: dict[str, dict[str, Any]], path: Path, columns: in
     fig.savefig(path, dpi=90)
 
 
-def compare_one(model: Path, classifier: Any, data: Path,
+def compare_one(classifier: Any, val: Split, votes: Votes | None,
                 photo_sets: dict[str, framing_eval.Cut]) -> dict[str, Any]:
-    metadata = MODELS_DIR / "emotion_classifier.json"
-    val = load_split(data, "val")
+    """Every truth for one classifier (``ms_per_face`` is the caller's: one timing per model file)."""
     predicted = classifier.predict(val.x).argmax(1)
     fer = metrics(val.y, predicted)
     report: dict[str, Any] = {
-        "model": str(model),
         "fer2013_accuracy": round(fer["accuracy"], 4),
         "macro_f1": round(fer["macro_f1"], 4),
         "recall": {label: round(fer["per_class"][label]["recall"], 3) for label in LABELS},
         "predicted": {label: round(float((predicted == i).mean()), 3) for i, label in enumerate(LABELS)},
     }
-    if (data / VOTES).is_file():
-        votes = load_votes(data / VOTES, "val", len(val))
+    if votes is not None:
         share, rows = plurality_agreement(predicted, votes)
         single = votes.plurality.sum(1) == 1
         truth = votes.plurality[single].argmax(1)
@@ -113,7 +110,6 @@ def compare_one(model: Path, classifier: Any, data: Path,
         report["plurality_rows"] = rows
         report["plurality_confusion"] = confusion.tolist()
     report["pipeline"] = {set_name: framing_eval.classify(classifier, done) for set_name, done in photo_sets.items()}
-    report["ms_per_face"] = round(speed(model, metadata, val.x[:1024]), 3)
     return report
 
 
@@ -141,6 +137,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--lean", type=float, action="append", default=[], metavar="TAU")
     args = parser.parse_args(argv)
     val = load_split(args.data, "val")
+    votes = load_votes(args.data / VOTES, "val", len(val)) if (args.data / VOTES).is_file() else None
     detector = FaceDetector(MODELS_DIR)
     photo_sets = {"val_served_320px": framing_eval.served_faces(val.x, val.y),
                   "val_in_a_photo": framing_eval.in_photos(val.x, val.y)}
@@ -152,16 +149,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     reports = {}
     for item in args.models:
         name, _, path = item.partition("=")
-        model = Path(path)
-        classifier = Classifier(model, MODELS_DIR / "emotion_classifier.json", batch_size=64)
+        model, metadata_path = Path(path), Path(path).parent / "emotion_classifier.json"
+        classifier = Classifier(model, metadata_path, batch_size=64)
         variants = {name: classifier}
-        metadata = json.loads((model.parent / "emotion_classifier.json").read_text())
+        metadata = json.loads(metadata_path.read_text())
+        ms_per_face = round(speed(model, metadata_path, val.x[:1024]), 3)
         for option, against, taus in (("tau", "uniform", args.adjust), ("lean", "labels", args.lean)):
             if taus:
                 prior = lean(metadata, args.data, against)
                 variants.update({f"{name} {option}={tau:g}": Adjusted(classifier, prior, tau) for tau in taus})
         for label, variant in variants.items():
-            reports[label] = compare_one(model, variant, args.data, cuts)
+            reports[label] = {"model": str(model), **compare_one(variant, val, votes, cuts), "ms_per_face": ms_per_face}
             print(f"{label}: {json.dumps({k: v for k, v in reports[label].items() if k != 'plurality_confusion'})}",
                   flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
