@@ -20,7 +20,7 @@ from flask import Blueprint, Response, current_app, request, stream_with_context
 
 from api.errors import BadRequest, NotFound, ServiceUnavailable, Timeout, UnprocessableUrl
 from api.inputs import faces_mode, job_request, read_json
-from worker import PROCESS_CHUNK
+from worker import send_chunks
 from worker.errors import InvalidUrl
 from worker.jobs import FacesMode, Job, JobStore
 from worker.outcomes import CSV_HEADER, FACES_CSV_HEADER, csv_row, error, face_rows, lambda_dict
@@ -80,7 +80,7 @@ def _get_job(job_id: str) -> Job:
 
 
 def submit(entries: list[Any], faces: FacesMode = FacesMode.DETECT) -> Job:
-    """Store a job for the entries and enqueue one task per chunk that still has work to do."""
+    """Store a job for the entries and queue its first chunks; each finished chunk queues the next."""
     settings, store = _settings(), _store()
     urls: list[str] = []
     answered: dict[int, dict[str, Any]] = {}
@@ -91,18 +91,10 @@ def submit(entries: list[Any], faces: FacesMode = FacesMode.DETECT) -> Job:
             urls.append(entry if isinstance(entry, str) else str(entry))
             answered[index] = error(exc)
     job = store.create(urls, settings.chunk_size, outcomes=answered, faces=faces)
-    chunks = [
-        (start, min(start + settings.chunk_size, len(urls)))
-        for start in range(0, len(urls), settings.chunk_size)
-        if any(index not in answered for index in range(start, min(start + settings.chunk_size, len(urls))))
-    ]
-    celery = _celery()
     try:
-        with celery.producer_or_acquire() as producer:
-            for start, stop in chunks:
-                celery.send_task(PROCESS_CHUNK, args=[job.id, start, stop], producer=producer)
+        send_chunks(_celery(), job.id, store.claim(job.id, settings.job_window))
     except Exception:
-        # A job with lost chunks would stay queued forever, and its id was never answered: drop it.
+        # A job with lost chunks would wait for the sweeper, and its id was never answered: drop it.
         with contextlib.suppress(redis.RedisError):
             store.discard(job.id)
         raise

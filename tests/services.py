@@ -43,31 +43,57 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.05) -> 
     raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-@contextlib.contextmanager
-def redis_server(port: int | None = None) -> Iterator[str]:
-    """Start a throw-away redis-server on 127.0.0.1; yields its URL."""
-    port = port or free_port()
-    proc = subprocess.Popen(
-        [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
+class RedisServer:
+    """A throw-away redis-server on 127.0.0.1 that can be stopped and started again on its port.
 
-    def answers() -> bool:
+    Without ``data_dir`` nothing is persisted. With it, the server keeps an append-only file there
+    (``appendfsync everysec``, Redis's usual durable setting), so a restart on the same port and
+    directory reloads what was written up to about a second before the stop.
+    """
+
+    def __init__(self, port: int | None = None, data_dir: Path | None = None) -> None:
+        self.port = port or free_port()
+        self.data_dir = data_dir
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def argv(self) -> list[str]:
+        argv = [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        if self.data_dir is None:
+            return [*argv, "--appendonly", "no"]
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return [*argv, "--dir", str(self.data_dir), "--appendonly", "yes", "--appendfsync", "everysec"]
+
+    def answers(self) -> bool:
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=1, socket_timeout=1)
         try:
             return bool(client.ping())
-        except redis.ConnectionError:
+        except redis.RedisError:  # refused, or still loading its append-only file
             return False
+        finally:
+            client.close()
 
+    def start(self) -> RedisServer:
+        self.proc = subprocess.Popen(self.argv(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(self.answers, 20, "redis-server")
+        return self
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
+        """SIGTERM lets Redis flush its append-only file and exit; SIGKILL is a crash."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(10)
+        self.proc = None
+
+
+@contextlib.contextmanager
+def redis_server(port: int | None = None, data_dir: Path | None = None) -> Iterator[str]:
+    """Start a throw-away redis-server on 127.0.0.1 (see RedisServer); yields its URL."""
+    server = RedisServer(port, data_dir)
     try:
-        wait_until(answers, 10, "redis-server")
-        yield url
+        yield server.start().url
     finally:
-        client.close()
-        proc.terminate()
-        proc.wait(10)
+        server.stop()
 
 
 class Process:

@@ -1,10 +1,13 @@
 """The Celery app: ``celery -A worker worker`` finds ``app`` here.
 
-The API imports this module only to send tasks by name (``PROCESS_CHUNK``); the task code in
-``worker.tasks`` (fetching, decoding, LiteRT) is imported by worker processes alone.
+The API imports this module only to send tasks by name (``send_chunks``); the task code in
+``worker.tasks`` (fetching, decoding, LiteRT) is imported by worker processes alone. Every worker
+also runs the sweeper (``worker.sweeper``) that sends chunks lost with the broker's state again.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from celery import Celery
 
@@ -15,8 +18,11 @@ QUEUE = "fer"
 
 
 def create_celery(settings: Settings | None = None) -> Celery:
+    from worker.sweeper import SweepStep
+
     settings = settings or get_settings()
     celery = Celery("fer_batch", broker=settings.redis_url, include=["worker.tasks"])
+    celery.steps["worker"].add(SweepStep)
     celery.conf.update(
         task_default_queue=QUEUE,
         task_serializer="json",
@@ -35,10 +41,21 @@ def create_celery(settings: Settings | None = None) -> Celery:
             "unacked_restore_throttle": 1,
         },
         broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,  # ride out a Redis restart of any length; never exit
         worker_send_task_events=True,
         task_send_sent_event=True,
     )
     return celery
+
+
+def send_chunks(celery: Celery, job_id: str, ranges: Iterable[tuple[int, int]]) -> None:
+    """Queue one task per chunk range [start, stop) of a job, over one broker connection."""
+    ranges = list(ranges)
+    if not ranges:
+        return
+    with celery.producer_or_acquire() as producer:
+        for start, stop in ranges:
+            celery.send_task(PROCESS_CHUNK, args=[job_id, start, stop], producer=producer)
 
 
 app = create_celery()

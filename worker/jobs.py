@@ -1,17 +1,25 @@
 """The job store: the only module that knows fer-batch's Redis keys.
 
-One job is three keys sharing a Redis Cluster hash tag, all expiring together after
+One job is four keys sharing a Redis Cluster hash tag, all expiring together after
 ``FER_RESULT_TTL``::
 
     fer:job:{<id>}           hash: status, total, succeeded, failed, chunk_size, faces,
-                             created_at, updated_at, finished_at
+                             created_at, updated_at, finished_at, dispatched, resent_at, resends
     fer:job:{<id>}:urls      list: the submitted URLs, in input order
     fer:job:{<id>}:results   hash: index -> outcome JSON ({"status": "ok"|"error", ...})
     fer:job:{<id>}:done      list: one entry pushed when the job ends (wakes /predict waiters)
+    fer:jobs:active          set: ids of jobs that may still need work (the sweeper prunes it)
+    fer:sweeper              string: which worker sweeps this round (expires by itself)
 
-Outcomes are written with HSETNX inside one Lua script, and the counters move only when a
-write was the first for its index: a chunk delivered twice cannot count twice. The same script
-moves the job from queued to running to done, so the counters and the status never disagree.
+Outcomes are written with HSETNX inside one Lua script (``worker.lua``), and the counters move
+only when a write was the first for its index: a chunk delivered twice cannot count twice. The
+same script moves the job from queued to running to done, so the counters and the status never
+disagree.
+
+The store, not the broker, is the record of what is left to do. Chunks are handed to the queue a
+few at a time (``claim`` moves the job's ``dispatched`` cursor), so any index below the cursor
+without an outcome belongs to a chunk that is queued, running, or lost with the broker's state;
+``worker.sweeper`` sends such ranges again when a job stops moving.
 """
 
 from __future__ import annotations
@@ -26,9 +34,15 @@ from typing import Any
 
 import orjson
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from worker import lua
 
 PAGE = 1000  # indexes read per round trip when streaming a whole job
 WAIT_SLICE = 5.0  # seconds per BLPOP in wait_finished, below connect()'s socket_timeout
+ACTIVE = "fer:jobs:active"
+SWEEPER = "fer:sweeper"
 
 
 class JobStatus(StrEnum):
@@ -65,6 +79,8 @@ class Job:
     created_at: str
     updated_at: str
     finished_at: str | None
+    dispatched: int = 0  # indexes below it were handed to the queue
+    resent_at: str | None = None  # when the sweeper last sent this job's lost chunks again
 
     @property
     def processed(self) -> int:
@@ -75,58 +91,27 @@ class Job:
         return self.status in (JobStatus.DONE, JobStatus.CANCELLED)
 
 
-_RECORD = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-local status = redis.call('HGET', KEYS[1], 'status')
-if status == 'cancelled' or status == 'done' then return 0 end
-local ttl = redis.call('PTTL', KEYS[1])
-local added = 0
-for i = 2, #ARGV, 3 do
-  if redis.call('HSETNX', KEYS[2], ARGV[i], ARGV[i + 2]) == 1 then
-    added = added + 1
-    redis.call('HINCRBY', KEYS[1], ARGV[i + 1] == 'ok' and 'succeeded' or 'failed', 1)
-  end
-end
-if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
-if added > 0 then
-  local job = redis.call('HMGET', KEYS[1], 'succeeded', 'failed', 'total')
-  local processed = tonumber(job[1] or 0) + tonumber(job[2] or 0)
-  if processed >= tonumber(job[3]) then
-    redis.call('HSET', KEYS[1], 'status', 'done', 'updated_at', ARGV[1], 'finished_at', ARGV[1])
-    redis.call('RPUSH', KEYS[3], 'done')
-    if ttl > 0 then redis.call('PEXPIRE', KEYS[3], ttl) end
-  else
-    redis.call('HSET', KEYS[1], 'status', 'running', 'updated_at', ARGV[1])
-  end
-end
-return added
-"""
-
-_CANCEL = """
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status then return nil end
-if status == 'queued' or status == 'running' then
-  redis.call('HSET', KEYS[1], 'status', 'cancelled', 'updated_at', ARGV[1], 'finished_at', ARGV[1])
-  redis.call('RPUSH', KEYS[2], 'cancelled')
-  local ttl = redis.call('PTTL', KEYS[1])
-  if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
-  return 'cancelled'
-end
-return status
-"""
-
-
-def now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def now(epoch: float | None = None) -> str:
+    """The time (default: the current time) as the store writes it: ISO 8601 UTC, milliseconds."""
+    moment = dt.datetime.now(dt.UTC) if epoch is None else dt.datetime.fromtimestamp(epoch, dt.UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def new_job_id() -> str:
     return secrets.token_hex(16)  # 128 random bits
 
 
-def connect(url: str) -> redis.Redis:
+def connect(url: str, retries: int = 1) -> redis.Redis:
+    """A client that retries a command ``retries`` times on a lost connection, with backoff doubling
+    from 0.2 s to at most 2 s between tries (1: one more try after 0.2 s; 35: about a minute).
+
+    Every command the store sends is safe to repeat: reads, HSETNX-based recording, a MULTI/EXEC
+    create that resets what it writes. Only ``claim`` is not, and a range it skips is found again
+    by the sweeper.
+    """
     return redis.Redis.from_url(
-        url, decode_responses=True, socket_connect_timeout=2, socket_timeout=10, health_check_interval=30
+        url, decode_responses=True, socket_connect_timeout=2, socket_timeout=10, health_check_interval=30,
+        retry=Retry(ExponentialBackoff(cap=2.0, base=0.1), retries),
     )
 
 
@@ -134,8 +119,9 @@ class JobStore:
     def __init__(self, client: redis.Redis, ttl: int) -> None:
         self.redis = client
         self.ttl = ttl
-        self._record = client.register_script(_RECORD)
-        self._cancel = client.register_script(_CANCEL)
+        self._record = client.register_script(lua.RECORD)
+        self._claim = client.register_script(lua.CLAIM)
+        self._cancel = client.register_script(lua.CANCEL)
 
     @staticmethod
     def _keys(job_id: str) -> tuple[str, str, str, str]:
@@ -149,14 +135,21 @@ class JobStore:
         job_key, urls_key, _, _ = self._keys(job_id)
         stamp = now()
         fields = {"status": JobStatus.QUEUED.value, "total": len(urls), "succeeded": 0, "failed": 0,
-                  "chunk_size": chunk_size, "faces": faces.value, "created_at": stamp, "updated_at": stamp}
-        with self.redis.pipeline() as pipe:
+                  "chunk_size": chunk_size, "faces": faces.value, "created_at": stamp, "updated_at": stamp,
+                  "dispatched": 0}
+        with self.redis.pipeline() as pipe:  # MULTI/EXEC: all or nothing, and the same if replayed
             pipe.hset(job_key, mapping=fields)
+            pipe.delete(urls_key)
             for start in range(0, len(urls), PAGE):
                 pipe.rpush(urls_key, *urls[start : start + PAGE])
             pipe.expire(job_key, self.ttl)
             pipe.expire(urls_key, self.ttl)
             pipe.execute()
+        try:
+            self.redis.sadd(ACTIVE, job_id)
+        except redis.RedisError:
+            self.discard(job_id)  # a job that the sweeper cannot see is not created at all
+            raise
         if outcomes and self.record(job_id, outcomes) > 0 and self.status(job_id) is JobStatus.RUNNING:
             # Answers known at creation (invalid URLs) do not mean a worker started: still queued.
             # No task is enqueued yet, so nothing else writes this job meanwhile.
@@ -180,6 +173,8 @@ class JobStore:
             created_at=data["created_at"],
             updated_at=data["updated_at"],
             finished_at=data.get("finished_at"),
+            dispatched=int(data.get("dispatched", data["total"])),  # jobs stored before chained chunks
+            resent_at=data.get("resent_at"),
         )
 
     def urls(self, job_id: str, start: int, stop: int) -> list[str]:
@@ -221,6 +216,43 @@ class JobStore:
             args += [index, outcome["status"], orjson.dumps(outcome)]
         return int(self._record(keys=[job_key, results_key, done_key], args=args))
 
+    def claim(self, job_id: str, count: int) -> list[tuple[int, int]]:
+        """Hand out up to ``count`` more chunk ranges [start, stop) that still have work to do.
+
+        Each range is handed out once; none once the job is finished or fully handed out.
+        """
+        job_key, _, results_key, _ = self._keys(job_id)
+        flat = self._claim(keys=[job_key, results_key], args=[count])
+        return [(int(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 2)]
+
+    def unanswered_ranges(self, job: Job) -> list[tuple[int, int]]:
+        """The handed-out chunk ranges (below ``dispatched``) that have an index with no outcome."""
+        answered = {int(index) for index in self.redis.hkeys(self._keys(job.id)[2])}
+        ranges = []
+        for start in range(0, job.dispatched, job.chunk_size):
+            stop = min(start + job.chunk_size, job.total)
+            if any(index not in answered for index in range(start, stop)):
+                ranges.append((start, stop))
+        return ranges
+
+    def mark_resent(self, job_id: str, epoch: float) -> None:
+        with self.redis.pipeline() as pipe:
+            pipe.hset(self._keys(job_id)[0], "resent_at", now(epoch))
+            pipe.hincrby(self._keys(job_id)[0], "resends", 1)
+            pipe.execute()
+
+    def active_jobs(self) -> list[str]:
+        """Ids of jobs that were not seen finished yet (some may be finished or expired by now)."""
+        return sorted(self.redis.smembers(ACTIVE))
+
+    def forget(self, job_id: str) -> None:
+        """Drop a finished or expired job from the active set."""
+        self.redis.srem(ACTIVE, job_id)
+
+    def take_sweep_turn(self, owner: str, seconds: float) -> bool:
+        """True for one caller per ``seconds`` across every worker: whose turn it is to sweep."""
+        return bool(self.redis.set(SWEEPER, owner, nx=True, px=max(1, int(seconds * 1000))))
+
     def cancel(self, job_id: str) -> JobStatus | None:
         """Cancel a queued or running job; returns the status after the call, None if unknown."""
         job_key, _, _, done_key = self._keys(job_id)
@@ -231,6 +263,7 @@ class JobStore:
         """Delete a job that was never handed out (its creation failed half-way). DEL frees memory,
         so Redis allows it even at ``maxmemory``; a worker given one of its chunks finds no job."""
         self.redis.delete(*self._keys(job_id))
+        self.redis.srem(ACTIVE, job_id)
 
     def status(self, job_id: str) -> JobStatus | None:
         status = self.redis.hget(self._keys(job_id)[0], "status")

@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     max_url_length: int = Field(2048, ge=16)
     chunk_size: int = Field(64, ge=1)
+    job_window: int = Field(8, ge=1)  # chunks of one job in the queue at once
+    stall_timeout: float = Field(120.0, gt=0)  # seconds without progress before lost chunks are resent
+    sweep_interval: float = Field(10.0, gt=0)
     batch_size: int = Field(16, ge=1)
     result_ttl: int = Field(24 * 3600, ge=60)
     predict_timeout: float = Field(30.0, gt=0)

@@ -8,7 +8,7 @@ from functools import cache
 from celery.signals import worker_process_init
 from redis.exceptions import RedisError
 
-from worker import PROCESS_CHUNK, app
+from worker import PROCESS_CHUNK, app, send_chunks
 from worker.jobs import JobStatus, JobStore, connect
 from worker.model import load_classifier
 from worker.pipeline import Pipeline, Result
@@ -17,10 +17,14 @@ from worker.settings import get_settings
 log = logging.getLogger(__name__)
 
 
+# A worker holds its chunk through a Redis restart of up to about a minute, retrying each command.
+STORE_RETRIES = 35
+
+
 @cache
 def store() -> JobStore:
     settings = get_settings()
-    return JobStore(connect(settings.redis_url), settings.result_ttl)
+    return JobStore(connect(settings.redis_url, retries=STORE_RETRIES), settings.result_ttl)
 
 
 @cache
@@ -60,6 +64,10 @@ def process_chunk(jobs: JobStore, pipe: Pipeline, job_id: str, start: int, stop:
 
 @app.task(name=PROCESS_CHUNK, autoretry_for=(RedisError,), retry_backoff=True, max_retries=5)
 def process_chunk_task(job_id: str, start: int, stop: int) -> int:
-    added = process_chunk(store(), pipeline(), job_id, start, stop)
+    jobs = store()
+    added = process_chunk(jobs, pipeline(), job_id, start, stop)
     log.info("job %s [%d, %d): %d new results", job_id, start, stop, added)
+    # Chained chunks: each finished chunk queues the job's next one, so a job keeps
+    # FER_JOB_WINDOW chunks in the queue and jobs submitted later take turns with it.
+    send_chunks(app, job_id, jobs.claim(job_id, 1))
     return added
