@@ -76,6 +76,15 @@ def floors(results: Sequence[dict[str, Any]], api: dict[str, Any],
     if gets:
         check("GET /jobs/<id> per second", gets[0]["requests_per_s"], 500, True,
               f"{gets[0]['concurrency']} connections, {gets[0]['requests']} requests, p99 {gets[0]['p99_ms']} ms")
+    load = api.get("load")
+    if load:
+        get = load["requests"]["GET /jobs/<id>"]
+        spec = load["load"]
+        detail = (f"{spec['pollers']} pollers and {spec['submitters']} submitters of {spec['job_urls']:,}-URL jobs "
+                  f"for {spec['duration']:g} s: {get['requests']} GETs, {load['jobs_submitted']} jobs")
+        check("load test: errors", load["errors"], 0, False, detail)
+        check("load test: jobs not finished", load["jobs_submitted"] - load["jobs_finished"], 0, False, detail)
+        check("load test: GET /jobs/<id> p99 (ms)", get.get("p99_ms"), 100, False, detail)
     return checks
 
 
@@ -130,6 +139,20 @@ def detection_lines(detection: dict[str, Any]) -> list[str]:
     return lines
 
 
+def load_lines(load: dict[str, Any]) -> list[str]:
+    """The load test's requests, latencies and jobs as a table."""
+    spec = load["load"]
+    lines = [f"Load test: {spec['pollers']} pollers (one request per {spec['poll_interval']:g} s each) and "
+             f"{spec['submitters']} submitters of {spec['job_urls']:,}-URL jobs for {spec['duration']:g} s "
+             f"({load['seconds']} s with the last jobs): {load['jobs_finished']}/{load['jobs_submitted']} jobs "
+             f"done, {load['errors']} errors.", "",
+             "| request | count | p50 (ms) | p95 (ms) | p99 (ms) | max (ms) |", "|---|---:|---:|---:|---:|---:|"]
+    for kind, row in load["requests"].items():
+        lines.append(f"| {kind} | {row['requests']} | {_cell(row.get('p50_ms'), 1)} | {_cell(row.get('p95_ms'), 1)} "
+                     f"| {_cell(row.get('p99_ms'), 1)} | {_cell(row.get('max_ms'), 1)} |")
+    return lines
+
+
 def markdown(report: dict[str, Any]) -> str:
     """The results table, detection cost, floors, API numbers and tuning rows as Markdown."""
     lines = results_table(report["results"])
@@ -155,6 +178,8 @@ def markdown(report: dict[str, Any]) -> str:
         for row in api.get("get", []):
             lines.append(f"GET {row['path']}: {row['requests_per_s']:,.0f} requests/s ({row['concurrency']} "
                          f"connections, p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms, {row['errors']} errors).")
+        if api.get("load"):
+            lines += ["", *load_lines(api["load"])]
     tuning = report.get("tuning") or {}
     if tuning.get("sweeps"):
         lines += ["", "| method | knob = value | latency | images/s | faces/s | vs default |",

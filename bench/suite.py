@@ -23,6 +23,7 @@ from bench.answers import agreement
 from bench.apiload import get_load, post_big_jobs
 from bench.detection import run_detection
 from bench.limit import run_limit
+from bench.loadtest import Load, run_load
 from bench.local import run_child
 from bench.measure import stack_case, summarize
 from bench.procs import busy_processes, load_average
@@ -49,12 +50,13 @@ class Plan:
     get_concurrency: int = 16
     photo_repeats: int = 5  # timings of find() per bundled photo; the median is reported
     tune: bool = True
+    load: Load = Load()  # bench.loadtest: 200 pollers and 20 submitters of 1,000-URL jobs for 60 s
 
 
 FULL = Plan(False, 2000, 3, 200, ((1, (0, 100)), (2, (0, 100)), (4, (0, 100)), (8, (100,))),
             whole_stack=((2, (0,)), (8, (100,))))
 QUICK = Plan(True, 100, 1, 10, ((2, (0, 100)),), whole_stack=((2, (0,)),), post_repeats=1, get_requests=300,
-             photo_repeats=3, tune=False)
+             photo_repeats=3, tune=False, load=Load(duration=10, job_urls=100))
 
 
 def bench_env() -> dict[str, str]:
@@ -146,6 +148,12 @@ def run(plan: Plan, log: Log) -> dict[str, Any]:
                           for query in ("", "?limit=1")]
             for row in api["get"]:
                 log(f"GET {row['path']}: {row['requests_per_s']} requests/s")
+            stack.flush()
+            with stack.workers(2, 2, server.url(names[0], 0)):  # the defaults: one worker, 2 processes
+                api["load"] = run_load(stack.api_url, server.urls(names, 0), plan.load)
+            load = api["load"]
+            log(f"load test: {load['errors']} errors, {load['jobs_finished']}/{load['jobs_submitted']} jobs done, "
+                f"GET /jobs/<id> p99 {load['requests']['GET /jobs/<id>'].get('p99_ms')} ms")
             if plan.tune:
                 tuning["api"] = api_variants(stack, last_job, plan)
                 stack.start_api()
