@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import sys
 import time
@@ -138,23 +137,6 @@ def run_load(api_url: str, urls: Sequence[str], load: Load) -> dict[str, Any]:
     return asyncio.run(_LoadRun(api_url, urls, load).main())
 
 
-def run_stack_load(load: Load, images: int = 200, processes: int = 2) -> dict[str, Any]:
-    """The load against a fresh stack: redis-server, gunicorn as shipped, one worker of ``processes``
-    pool processes (the defaults), and the benchmark's image server at 0 ms with ``images`` photos."""
-    from bench import imageset
-    from bench.server import ImageServerProcess
-    from bench.stack import Stack
-
-    photos = imageset.build(images)
-    env = {**os.environ, "FER_ALLOWED_NETWORKS": "127.0.0.1/32"}
-    with ImageServerProcess(photos.directory) as server, Stack(env) as stack:
-        names = list(photos.names)
-        with stack.workers(processes, processes, server.url(names[0], 0)) as workers:
-            result = run_load(stack.api_url, server.urls(names, 0), load)
-            result["worker_peak_rss_mb"] = workers.peak_rss()
-    return result
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.loadtest", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -162,7 +144,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, value in asdict(defaults).items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
     args = vars(parser.parse_args(argv))
-    result = run_stack_load(Load(**args))
+    from bench.stack import fresh_stack
+
+    with fresh_stack() as (stack, urls):
+        result = run_load(stack.api_url, urls, Load(**args))
     print(json.dumps(result, indent=2))
     return 0 if result["errors"] == 0 and result["jobs_finished"] == result["jobs_submitted"] else 1
 

@@ -76,6 +76,13 @@ def floors(results: Sequence[dict[str, Any]], api: dict[str, Any],
     if gets:
         check("GET /jobs/<id> per second", gets[0]["requests_per_s"], 500, True,
               f"{gets[0]['concurrency']} connections, {gets[0]['requests']} requests, p99 {gets[0]['p99_ms']} ms")
+    fair = api.get("fairness")
+    if fair:
+        detail = (f"{fair['rounds']} jobs of {fair['small_urls']} URLs, one after the other, behind a running "
+                  f"{fair['big_urls']:,}-URL job: {fair['small_job_s']} s; the big job "
+                  f"{fair['big_rate_before']} -> {fair['big_rate_while_sharing']} URLs/s while they shared")
+        check("fairness: small job done behind a big one (s)", fair["small_job_max_s"], 2, False, detail)
+        check("fairness: the big job's slowdown while sharing", fair["big_slowdown"], 0.10, False, detail)
     load = api.get("load")
     if load:
         get = load["requests"]["GET /jobs/<id>"]

@@ -215,6 +215,23 @@ class Workers:
         return {"pool_process_mb": max(pool, default=0.0), "main_process_mb": max(main, default=0.0)}
 
 
+@contextlib.contextmanager
+def fresh_stack(images: int = 200, processes: int = 2,
+                extra_env: Mapping[str, str] | None = None) -> Iterator[tuple[Stack, list[str]]]:
+    """A whole stack for one measurement: the benchmark's image server with ``images`` photos,
+    redis-server, gunicorn as shipped and one worker of ``processes`` pool processes (the
+    defaults). Yields the stack and the photos' URLs at 0 ms."""
+    from bench import imageset
+    from bench.server import ImageServerProcess
+
+    photos = imageset.build(images)
+    env = {**os.environ, "FER_ALLOWED_NETWORKS": "127.0.0.1/32", **(extra_env or {})}
+    with ImageServerProcess(photos.directory) as server, Stack(env) as stack:
+        urls = server.urls(list(photos.names), 0)
+        with stack.workers(processes, processes, urls[0]):
+            yield stack, urls
+
+
 def cpu_snapshot(components: Mapping[str, Sequence[int]]) -> dict[str, float]:
     """CPU seconds so far per named component (each a list of pids, with their direct children)."""
     return {name: sum(tree_cpu_seconds(pid) for pid in pids) for name, pids in components.items()}

@@ -1,7 +1,8 @@
 """``python -m bench.storage [--urls N]``: what one URL costs in Redis, queued and answered.
 
 A job of N URLs is submitted through the API's own code (``POST /jobs``: the job hash, the URL
-list, one task message per chunk) to a throw-away redis-server, and Redis's ``used_memory`` is
+list, the task messages of its first
+``FER_JOB_WINDOW`` chunks) to a throw-away redis-server, and Redis's ``used_memory`` is
 read before and after. Then every index is answered with a realistic outcome (one face with its
 box, score and seven probabilities; the shape a worker stores) and the task messages are taken off
 the queue, as the workers would: the job's footprint once done. URLs are 69 characters, about what
@@ -23,7 +24,7 @@ import redis
 
 from api import create_app
 from tests.services import redis_server
-from worker import outcomes
+from worker import QUEUE, outcomes
 from worker.jobs import JobStore
 from worker.settings import Settings
 
@@ -62,7 +63,7 @@ def measure(count: int, chunk_size: int = 64) -> dict[str, Any]:
             done = answer()
             for start in range(0, count, chunk_size):
                 store.record(job_id, {i: done for i in range(start, min(start + chunk_size, count))})
-            admin.delete("celery")  # the task messages, consumed by the workers
+            admin.delete(QUEUE)  # the task messages, consumed by the workers
             answered = used(admin) - empty
             assert store.get(job_id).finished
         finally:

@@ -22,6 +22,7 @@ from bench import ROOT, imageset
 from bench.answers import agreement
 from bench.apiload import get_load, post_big_jobs
 from bench.detection import run_detection
+from bench.fairness import run_fairness
 from bench.limit import run_limit
 from bench.loadtest import Load, run_load
 from bench.local import run_child
@@ -51,12 +52,15 @@ class Plan:
     photo_repeats: int = 5  # timings of find() per bundled photo; the median is reported
     tune: bool = True
     load: Load = Load()  # bench.loadtest: 200 pollers and 20 submitters of 1,000-URL jobs for 60 s
+    fairness_big: int = 10_000  # bench.fairness: 10-URL jobs behind a running job of this many URLs
+    fairness_head_start: float = 5.0
 
 
 FULL = Plan(False, 2000, 3, 200, ((1, (0, 100)), (2, (0, 100)), (4, (0, 100)), (8, (100,))),
             whole_stack=((2, (0,)), (8, (100,))))
 QUICK = Plan(True, 100, 1, 10, ((2, (0, 100)),), whole_stack=((2, (0,)),), post_repeats=1, get_requests=300,
-             photo_repeats=3, tune=False, load=Load(duration=10, job_urls=100))
+             photo_repeats=3, tune=False, load=Load(duration=10, job_urls=100), fairness_big=2000,
+             fairness_head_start=2.0)
 
 
 def bench_env() -> dict[str, str]:
@@ -150,7 +154,13 @@ def run(plan: Plan, log: Log) -> dict[str, Any]:
                 log(f"GET {row['path']}: {row['requests_per_s']} requests/s")
             stack.flush()
             with stack.workers(2, 2, server.url(names[0], 0)):  # the defaults: one worker, 2 processes
-                api["load"] = run_load(stack.api_url, server.urls(names, 0), plan.load)
+                urls = server.urls(names, 0)
+                big = [f"{urls[i % len(urls)]}?n={i}" for i in range(plan.fairness_big)]
+                api["fairness"] = run_fairness(stack, big, urls[:10], plan.fairness_head_start)
+                fair = api["fairness"]
+                log(f"fairness: 10-URL jobs done in {fair['small_job_s']} s behind a running {len(big):,}-URL job, "
+                    f"which slowed by {fair['big_slowdown']}")
+                api["load"] = run_load(stack.api_url, urls, plan.load)
             load = api["load"]
             log(f"load test: {load['errors']} errors, {load['jobs_finished']}/{load['jobs_submitted']} jobs done, "
                 f"GET /jobs/<id> p99 {load['requests']['GET /jobs/<id>'].get('p99_ms')} ms")

@@ -48,6 +48,8 @@ def test_quick_benchmark_runs_every_method_and_writes_its_report(tmp_path: Path)
     assert report["api"]["post"]["urls"] == 10_000
     assert {row["path"] for row in report["api"]["get"]} == {"/jobs/<id>", "/jobs/<id>?limit=1"}
     assert all(row["errors"] == 0 and row["requests"] > 0 for row in report["api"]["get"])
+    fair = report["api"]["fairness"]  # small jobs behind a running big one: all answered, timed
+    assert fair["rounds"] == len(fair["small_job_s"]) > 0 and fair["big_urls"] == 2000 and fair["big_rate_before"] > 0
     # The 10-second load test: 200 pollers and 20 submitters, no error, every job finished.
     load = report["api"]["load"]
     assert load["load"]["pollers"] == 200 and load["load"]["submitters"] == 20 and load["load"]["duration"] == 10

@@ -29,7 +29,7 @@ class Settings(BaseSettings):
     model_metadata: Path | None = None  # default: emotion_classifier.json beside the model
     face_detector: Path = MODELS_DIR / "face_detection.json"  # detector models beside it, and framing
 
-    max_urls: int = Field(10_000, ge=1)
+    max_urls: int = Field(100_000, ge=1)
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     max_url_length: int = Field(2048, ge=16)
     chunk_size: int = Field(64, ge=1)
