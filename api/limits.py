@@ -2,7 +2,8 @@
 
 - ``quota_urls``: URLs queued at once, i.e. over the key's unfinished jobs, total - processed
   (429 ``quota_exceeded``); URLs answered at submission (invalid ones) do not count;
-- ``max_jobs``: jobs queued or running at once (429 ``too_many_jobs``);
+- ``max_jobs``: jobs queued or running at once (429 ``too_many_jobs``); a job whose URLs are all
+  invalid is answered at once and always admitted;
 - ``rate_per_minute``: requests per minute, in fixed windows (429 ``rate_limited``).
 
 Every 429 carries ``Retry-After`` (and ``retry_after`` in the body): for the rate limit, the
@@ -62,7 +63,7 @@ def admit(key: ApiKey | None, count: int) -> Iterator[None]:
                               "retry in a few seconds", code="rate_limited", retry_after=5)
     try:
         load = store.owner_load(key.name)
-        if key.max_jobs is not None and load.jobs >= key.max_jobs:
+        if count and key.max_jobs is not None and load.jobs >= key.max_jobs:  # 0: answered at once
             raise TooManyRequests(
                 f"too many jobs: this API key has {load.jobs} jobs queued or running, at most "
                 f"{key.max_jobs} at once; retry when one finishes (or cancel one)",
