@@ -14,8 +14,10 @@ import re
 import secrets
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,7 @@ from api.cli import main
 from api.keys import KeysFileError, add_key, hash_key, remove_key
 from tests.services import ROOT, free_port, wait_until
 from tests.test_api import assert_error
+from worker.jobs import JobStore, OwnerLoad
 from worker.settings import Settings
 
 README = (ROOT / "README.md").read_text()
@@ -201,6 +204,32 @@ def test_quota_counts_only_unanswered_urls(keyed: FlaskClient, keys: Keys) -> No
     assert store.owner_load(keys.names["a"]).urls == 3
     job_id_of(submit(keyed, a, urls(7)))  # 3 + 7 = 10
     assert_error(submit(keyed, a, urls(1)), 429, "quota_exceeded")
+
+
+def test_simultaneous_submissions_cannot_overshoot_the_quota(make_app: Callable[..., Flask], settings: Settings,
+                                                              keys: Keys, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two API instances (as two gunicorn processes), 8 threads, 3 URLs each, quota 10: exactly 3 jobs,
+    even with 0.1 s between reading the key's load and storing the job (without the lock, all 8 pass)."""
+    read_load = JobStore.owner_load
+
+    def slow_owner_load(self: JobStore, owner: str) -> OwnerLoad:
+        load = read_load(self, owner)
+        time.sleep(0.1)
+        return load
+
+    monkeypatch.setattr(JobStore, "owner_load", slow_owner_load)
+    apps = [make_app(idle_settings(settings, keys.path)) for _ in range(2)]
+    barrier = threading.Barrier(8)
+
+    def one(number: int) -> int:
+        client = apps[number % 2].test_client()
+        barrier.wait()
+        return submit(client, keys.header("a"), urls(3)).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = sorted(pool.map(one, range(8)))
+    assert statuses == [202] * 3 + [429] * 5
+    assert read_load(apps[0].extensions["fer.store"], keys.names["a"]).urls == 9
 
 
 def test_max_jobs(keyed: FlaskClient, keys: Keys) -> None:
