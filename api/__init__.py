@@ -4,7 +4,7 @@
 name) in ``app.extensions`` and installs one error handler that answers every failure as JSON
 ``{"error": {"code", "message"}}``: the API's own errors, HTTP errors from routing or body limits
 (404, 405, 413 ...), Redis being down (503 ``redis_unavailable``) and, logged, anything unexpected
-(500 ``internal_error``).
+(500 ``internal_error``). With ``FER_API_KEYS_FILE`` set, ``api.auth`` requires an API key.
 
 Flask and the worker package are imported inside ``create_app`` so that the CLI can import
 ``api.inputs`` and ``api.client`` with the CLI's dependencies only.
@@ -40,7 +40,7 @@ def to_api_error(exc: Exception) -> ApiError:
     if isinstance(exc, ApiError):
         return exc
     if isinstance(exc, RequestEntityTooLarge):
-        return PayloadTooLarge("the request body is larger than the API accepts", code="body_too_large")
+        return _body_too_large()
     if isinstance(exc, HTTPException):
         status = exc.code or 500
         code = HTTP_CODES.get(status) or re.sub(r"\W+", "_", (exc.name or "http_error").lower()).strip("_")
@@ -52,6 +52,15 @@ def to_api_error(exc: Exception) -> ApiError:
         return ServiceUnavailable(f"Redis is unavailable: {exc}", code="redis_unavailable")
     log.exception("unexpected error on %s", _request_line(), exc_info=exc)
     return ApiError(500, "internal_error", "unexpected error on the server; it has been logged")
+
+
+def _body_too_large() -> PayloadTooLarge:
+    from flask import current_app
+
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    return PayloadTooLarge(f"the request body is too large: at most {limit:,} bytes are accepted "
+                           "(FER_MAX_BODY_BYTES); split the list into several jobs",
+                           code="body_too_large", limit=limit)
 
 
 def _request_line() -> str:
@@ -67,6 +76,7 @@ def _error_response(exc: Exception) -> Response:
     api_error = to_api_error(exc)
     response = jsonify(api_error.to_dict())
     response.status_code = api_error.status
+    response.headers.update(api_error.headers)
     if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
         response.headers["Allow"] = ", ".join(exc.valid_methods)
     return response
@@ -76,6 +86,7 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
     """Build the API for ``settings`` (default: from the environment); ``config`` updates Flask's."""
     from flask import Flask
 
+    from api import auth
     from api.jsonprovider import FastJSON
     from api.routes import bp
     from worker import create_celery
@@ -94,6 +105,7 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
     app.extensions["fer.settings"] = settings
     app.extensions["fer.store"] = JobStore(connect(settings.redis_url), settings.result_ttl)
     app.extensions["fer.celery"] = create_celery(settings)
+    auth.init_app(app, settings.api_keys_file)
     app.register_blueprint(bp)
     app.register_error_handler(Exception, _error_response)
     return app

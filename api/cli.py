@@ -5,13 +5,17 @@ Commands::
     fer-batch submit FILE [--api URL] [--faces detect|whole] [--wait] [--out results.csv|.json] [--per-face]
     fer-batch status JOB [--json]    fer-batch results JOB [--out F] [--per-face]    fer-batch cancel JOB
     fer-batch run FILE [--faces detect|whole] [--out F] [--per-face]   embedded: no Redis, no API
+    fer-batch keys add NAME --quota N [--max-jobs N] [--rate N] [--file F]   prints the new key once
+    fer-batch keys list [--file F]    fer-batch keys remove NAME [--file F]
 
 FILE is a CSV of URLs (a ``url`` column, or one URL per line) or ``-`` for standard input.
 ``--out`` picks the format by extension (.csv or .json); without it a compact table is printed.
 Results have one row per URL (its largest face); ``--per-face`` writes one row per face instead.
 ``--faces whole`` takes each image as one face crop, as fer-batch did before face detection.
-``FER_API_URL`` sets the default API. Exit codes: 0 ok, 1 other failure, 2 usage error or
-unreadable input, 3 API unreachable, 4 unknown job, 130 interrupted.
+``FER_API_URL`` sets the default API, ``FER_API_KEY`` the default ``--api-key`` (needed when the API
+has keys on), ``FER_API_KEYS_FILE`` the default keys file. Exit codes: 0 ok, 1 other failure,
+2 usage error or unreadable input, 3 API unreachable, 4 unknown job, 5 no valid API key,
+6 over a limit of the key (quota, jobs, rate: retry later), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -27,10 +31,12 @@ from typing import Any
 import click
 from tqdm import tqdm
 
-from api.client import ApiUnreachable, ClientError, FerClient, JobNotFound
+from api.client import ApiUnreachable, ClientError, FerClient, JobNotFound, NotAuthorized, OverLimit
 from api.inputs import CsvError, decode_csv, urls_from_csv
+from api.keys import KeysFileError, add_key, read_keys, remove_key
 
 EXIT_ERROR, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_NOT_FOUND, EXIT_INTERRUPTED = 1, 2, 3, 4, 130
+EXIT_UNAUTHORIZED, EXIT_LIMIT = 5, 6
 DEFAULT_API = "http://127.0.0.1:8000"
 FORMATS = (".csv", ".json")
 
@@ -52,6 +58,11 @@ def api_errors() -> Iterator[None]:
         raise Failure(f"{exc.message} (is the API running? set --api or FER_API_URL)", EXIT_UNREACHABLE) from None
     except JobNotFound as exc:
         raise Failure(exc.message, EXIT_NOT_FOUND) from None
+    except NotAuthorized as exc:
+        raise Failure(f"{exc.message} (set --api-key or FER_API_KEY)", EXIT_UNAUTHORIZED) from None
+    except OverLimit as exc:
+        raise Failure(f"the API refused: {exc.message} [{exc.code}, retry after {exc.retry_after:g} s]",
+                      EXIT_LIMIT) from None
     except ClientError as exc:
         raise Failure(f"the API answered {exc}") from None
 
@@ -139,6 +150,9 @@ def deliver(client: FerClient, job_id: str, out: Path | None, per_face: bool) ->
 
 api_option = click.option("--api", envvar="FER_API_URL", default=DEFAULT_API, show_default=True,
                           help="Base URL of the fer-batch API (env FER_API_URL).")
+api_key_option = click.option("--api-key", envvar="FER_API_KEY", default=None, metavar="KEY",
+                              help="API key, when the API has keys on (env FER_API_KEY; the env keeps it out "
+                                   "of your shell history).")
 out_option = click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
                           help="Write the results to this .csv or .json file instead of printing a table.")
 per_face_option = click.option("--per-face", is_flag=True,
@@ -150,8 +164,9 @@ faces_option = click.option("--faces", type=click.Choice(["detect", "whole"]), d
 
 EPILOG = """FILE is a CSV of URLs (a url column, or one URL per line) or - for standard input. --out picks the
 format by extension (.csv or .json): one row per URL (its largest face), or per face with --per-face.
-FER_API_URL sets the default API. Exit codes: 0 ok, 1 other failure, 2 usage error or unreadable input,
-3 API unreachable, 4 unknown job, 130 interrupted."""
+FER_API_URL sets the default API, FER_API_KEY the API key. Exit codes: 0 ok, 1 other failure, 2 usage
+error or unreadable input, 3 API unreachable, 4 unknown job, 5 no valid API key, 6 over a limit of the
+key (quota, jobs, rate: retry later), 130 interrupted."""
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EPILOG)
@@ -162,16 +177,18 @@ def main() -> None:
 @main.command()
 @click.argument("file")
 @api_option
+@api_key_option
 @faces_option
 @click.option("--wait", is_flag=True, help="Show progress until the job ends, then write the results.")
 @out_option
 @per_face_option
 @click.option("--interval", default=0.5, show_default=True, help="Seconds between polls with --wait.")
-def submit(file: str, api: str, faces: str, wait: bool, out: Path | None, per_face: bool, interval: float) -> None:
+def submit(file: str, api: str, api_key: str | None, faces: str, wait: bool, out: Path | None, per_face: bool,
+           interval: float) -> None:
     """Submit FILE (a CSV of URLs, or - for stdin) as a job; prints the job id."""
     check_out(out)
     urls = read_urls(file)
-    with FerClient(api) as client, api_errors():
+    with FerClient(api, api_key=api_key) as client, api_errors():
         job_id = client.submit_urls(urls, faces)["job_id"]
         click.echo(job_id)
         if not wait:
@@ -197,10 +214,11 @@ def submit(file: str, api: str, faces: str, wait: bool, out: Path | None, per_fa
 @main.command()
 @click.argument("job_id", metavar="JOB")
 @api_option
+@api_key_option
 @click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
-def status(job_id: str, api: str, as_json: bool) -> None:
+def status(job_id: str, api: str, api_key: str | None, as_json: bool) -> None:
     """Show a job's status and counters."""
-    with FerClient(api) as client, api_errors():
+    with FerClient(api, api_key=api_key) as client, api_errors():
         job = client.job(job_id, 0, 1)
     if as_json:
         job.pop("results", None)
@@ -214,21 +232,23 @@ def status(job_id: str, api: str, as_json: bool) -> None:
 @main.command()
 @click.argument("job_id", metavar="JOB")
 @api_option
+@api_key_option
 @out_option
 @per_face_option
-def results(job_id: str, api: str, out: Path | None, per_face: bool) -> None:
+def results(job_id: str, api: str, api_key: str | None, out: Path | None, per_face: bool) -> None:
     """Print a job's results, or write them to a .csv or .json file."""
     check_out(out)
-    with FerClient(api) as client, api_errors():
+    with FerClient(api, api_key=api_key) as client, api_errors():
         deliver(client, job_id, out, per_face)
 
 
 @main.command()
 @click.argument("job_id", metavar="JOB")
 @api_option
-def cancel(job_id: str, api: str) -> None:
+@api_key_option
+def cancel(job_id: str, api: str, api_key: str | None) -> None:
     """Cancel a job: workers stop taking its URLs; results so far stay."""
-    with FerClient(api) as client, api_errors():
+    with FerClient(api, api_key=api_key) as client, api_errors():
         click.echo(summary(client.cancel(job_id)))
 
 
@@ -273,6 +293,61 @@ def run(file: str, faces: str, out: Path | None, per_face: bool) -> None:
     else:
         write_rows(rows, out, per_face)
         click.echo(f"wrote {out}", err=True)
+
+
+keys_file_option = click.option("--file", "path", envvar="FER_API_KEYS_FILE", required=True,
+                                type=click.Path(dir_okay=False, path_type=Path),
+                                help="The API's keys file (env FER_API_KEYS_FILE).")
+
+
+@main.group()
+def keys() -> None:
+    """API keys in the file the API reads (FER_API_KEYS_FILE): it holds names, limits and hashes,
+    never a key. The API picks up changes without a restart."""
+
+
+@keys.command("add")
+@click.argument("name")
+@keys_file_option
+@click.option("--quota", "quota_urls", type=click.IntRange(min=1), required=True,
+              help="URLs the key may have queued at once (not yet answered).")
+@click.option("--max-jobs", type=click.IntRange(min=1), help="Jobs the key may have queued or running at once.")
+@click.option("--rate", "rate_per_minute", type=click.IntRange(min=1), help="Requests the key may send per minute.")
+def keys_add(name: str, path: Path, quota_urls: int, max_jobs: int | None, rate_per_minute: int | None) -> None:
+    """Add a key named NAME and print it: the only time it is shown (the file keeps its hash)."""
+    try:
+        key = add_key(path, name, quota_urls, max_jobs, rate_per_minute)
+    except KeysFileError as exc:
+        raise Failure(str(exc), EXIT_USAGE) from None
+    click.echo(key)
+    click.echo(f"added the key {name!r} to {path}; it is shown only this once: give it to its user now "
+               "(they send it as 'Authorization: Bearer <key>', or fer-batch --api-key / FER_API_KEY)", err=True)
+
+
+@keys.command("list")
+@keys_file_option
+def keys_list(path: Path) -> None:
+    """The keys' names and limits (never a key nor its hash)."""
+    try:
+        entries = read_keys(path)
+    except KeysFileError as exc:
+        raise Failure(str(exc), EXIT_USAGE) from None
+    click.echo(f"{'name':<24}  {'quota_urls':>10}  {'max_jobs':>8}  {'rate/min':>8}  created")
+    for key in entries:
+        click.echo(f"{key.name:<24}  {key.quota_urls:>10}  {key.max_jobs or '-':>8}  {key.rate_per_minute or '-':>8}  "
+                   f"{key.created_at or '-'}")
+
+
+@keys.command("remove")
+@click.argument("name")
+@keys_file_option
+def keys_remove(name: str, path: Path) -> None:
+    """Revoke the key named NAME (its jobs stay, readable by no other key, until they expire)."""
+    try:
+        remove_key(path, name)
+    except KeysFileError as exc:
+        raise Failure(str(exc), EXIT_USAGE) from None
+    click.echo(f"removed the key {name!r} from {path}", err=True)
 
 
 if __name__ == "__main__":

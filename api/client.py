@@ -4,8 +4,12 @@ Failures raise ``ClientError`` subclasses carrying the API's stable error ``code
 
     ClientError          any failure (code, message, status)
     ├── ApiUnreachable   the API could not be reached (connection refused, DNS, timeout)
-    ├── JobNotFound      404 job_not_found
+    ├── JobNotFound      404 job_not_found (an unknown job, or another API key's)
+    ├── NotAuthorized    401 unauthorized: no API key, or not a valid one
+    ├── OverLimit        429 quota_exceeded, too_many_jobs, rate_limited (``retry_after`` seconds)
     └── ApiResponseError any other error answer (status and code from the JSON body)
+
+With an API key (``FerClient(url, api_key=...)``) every request sends ``Authorization: Bearer``.
 """
 
 from __future__ import annotations
@@ -39,6 +43,18 @@ class JobNotFound(ClientError):
     pass
 
 
+class NotAuthorized(ClientError):
+    pass
+
+
+class OverLimit(ClientError):
+    """Over a limit of the API key for now; ``retry_after``: seconds to wait (the API's estimate)."""
+
+    def __init__(self, code: str, message: str, status: int | None = None, retry_after: float = 1.0) -> None:
+        super().__init__(code, message, status)
+        self.retry_after = retry_after
+
+
 class ApiResponseError(ClientError):
     pass
 
@@ -53,16 +69,23 @@ def _raise_for(response: httpx.Response) -> None:
         code, message = str(error["code"]), str(error["message"])
     except (ValueError, KeyError, TypeError):
         code, message = f"http_{response.status_code}", response.text[:200] or response.reason_phrase
-    cls = JobNotFound if code == "job_not_found" else ApiResponseError
+    if response.status_code == 429:
+        try:
+            retry_after = max(0.0, float(response.headers.get("Retry-After", 1)))
+        except ValueError:
+            retry_after = 1.0
+        raise OverLimit(code, message, 429, retry_after)
+    cls = {"job_not_found": JobNotFound, "unauthorized": NotAuthorized}.get(code, ApiResponseError)
     raise cls(code, message, response.status_code)
 
 
 class FerClient:
-    """``FerClient("http://127.0.0.1:8000")``; use as a context manager or call ``close()``."""
+    """``FerClient("http://127.0.0.1:8000", api_key=None)``; use as a context manager or call ``close()``."""
 
-    def __init__(self, base_url: str, timeout: float = 30.0) -> None:
+    def __init__(self, base_url: str, timeout: float = 30.0, api_key: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, headers=headers)
 
     def __enter__(self) -> FerClient:
         return self
@@ -122,10 +145,17 @@ class FerClient:
 
     def wait(self, job_id: str, on_progress: Callable[[dict[str, Any]], None] | None = None,
              interval: float = 0.5, timeout: float | None = None) -> dict[str, Any]:
-        """Poll until the job is done or cancelled; returns its last state (without results)."""
+        """Poll until the job is done or cancelled; returns its last state (without results).
+        Rate-limited polls wait as long as the API asks, then go on."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            job = self.job(job_id, 0, 1)
+            try:
+                job = self.job(job_id, 0, 1)
+            except OverLimit as exc:
+                if exc.code != "rate_limited":
+                    raise
+                time.sleep(exc.retry_after)
+                continue
             if on_progress is not None:
                 on_progress(job)
             if job["status"] in TERMINAL:

@@ -18,8 +18,10 @@ import redis
 from celery import Celery
 from flask import Blueprint, Response, current_app, request, stream_with_context, url_for
 
+from api.auth import current_key, current_owner, may_see
 from api.errors import BadRequest, NotFound, ServiceUnavailable, Timeout, UnprocessableUrl
 from api.inputs import faces_mode, job_request, read_json
+from api.limits import admit
 from worker import send_chunks
 from worker.errors import InvalidUrl
 from worker.jobs import FacesMode, Job, JobStore
@@ -74,7 +76,7 @@ def job_json(job: Job, results: list[dict[str, Any]] | None = None, next_url: st
 
 def _get_job(job_id: str) -> Job:
     job = _store().get(job_id)
-    if job is None:
+    if job is None or not may_see(job.owner):  # another key's job is unknown to this one
         raise NotFound(f"no job {job_id!r} (unknown, or expired after its retention time)", job_id=job_id)
     return job
 
@@ -90,7 +92,8 @@ def submit(entries: list[Any], faces: FacesMode = FacesMode.DETECT) -> Job:
         except InvalidUrl as exc:
             urls.append(entry if isinstance(entry, str) else str(entry))
             answered[index] = error(exc)
-    job = store.create(urls, settings.chunk_size, outcomes=answered, faces=faces)
+    with admit(current_key(), len(urls) - len(answered)):  # API keys on: the key's quota and job limit
+        job = store.create(urls, settings.chunk_size, outcomes=answered, faces=faces, owner=current_owner())
     try:
         send_chunks(_celery(), job.id, store.claim(job.id, settings.job_window))
     except Exception:
@@ -169,6 +172,7 @@ def faces_csv(job_id: str) -> Response:
 
 @bp.delete("/jobs/<job_id>")
 def cancel_job(job_id: str) -> dict[str, Any]:
+    _get_job(job_id)  # 404 for another key's job, before touching it
     if _store().cancel(job_id) is None:
         raise NotFound(f"no job {job_id!r} (unknown, or expired after its retention time)", job_id=job_id)
     return job_json(_get_job(job_id))

@@ -4,12 +4,20 @@ One job is four keys sharing a Redis Cluster hash tag, all expiring together aft
 ``FER_RESULT_TTL``::
 
     fer:job:{<id>}           hash: status, total, succeeded, failed, chunk_size, faces,
-                             created_at, updated_at, finished_at, dispatched, resent_at, resends
+                             created_at, updated_at, finished_at, dispatched, resent_at, resends,
+                             owner (the API key's name, when API keys are on)
     fer:job:{<id>}:urls      list: the submitted URLs, in input order
     fer:job:{<id>}:results   hash: index -> outcome JSON ({"status": "ok"|"error", ...})
     fer:job:{<id>}:done      list: one entry pushed when the job ends (wakes /predict waiters)
     fer:jobs:active          set: ids of jobs that may still need work (the sweeper prunes it)
     fer:sweeper              string: which worker sweeps this round (expires by itself)
+
+With API keys on, a key's name ``<name>`` owns its jobs and has keys of its own::
+
+    fer:owner:{<name>}:jobs       set: ids of its jobs that may be unfinished (pruned when read;
+                                  expires with its newest job)
+    fer:owner:{<name>}:lock       string: held while one of its submissions is checked and stored
+    fer:owner:{<name>}:rate:<n>   string: its requests in minute n since the epoch (expires)
 
 Outcomes are written with HSETNX inside one Lua script (``worker.lua``), and the counters move
 only when a write was the first for its index: a chunk delivered twice cannot count twice. The
@@ -35,6 +43,7 @@ from typing import Any
 import orjson
 import redis
 from redis.backoff import ExponentialBackoff
+from redis.lock import Lock
 from redis.retry import Retry
 
 from worker import lua
@@ -68,6 +77,14 @@ class ResultStatus(StrEnum):
 
 
 @dataclass(frozen=True)
+class OwnerLoad:
+    """What one owner has unfinished: jobs queued or running, and their URLs not answered yet."""
+
+    jobs: int
+    urls: int
+
+
+@dataclass(frozen=True)
 class Job:
     id: str
     status: JobStatus
@@ -81,6 +98,7 @@ class Job:
     finished_at: str | None
     dispatched: int = 0  # indexes below it were handed to the queue
     resent_at: str | None = None  # when the sweeper last sent this job's lost chunks again
+    owner: str | None = None  # the name of the API key that created it (API keys on)
 
     @property
     def processed(self) -> int:
@@ -129,16 +147,22 @@ class JobStore:
         return base, f"{base}:urls", f"{base}:results", f"{base}:done"
 
     def create(self, urls: Sequence[str], chunk_size: int, outcomes: Mapping[int, dict[str, Any]],
-               faces: FacesMode = FacesMode.DETECT) -> Job:
-        """Store a new job; ``outcomes`` answers indexes known at once (e.g. invalid URLs)."""
+               faces: FacesMode = FacesMode.DETECT, owner: str | None = None) -> Job:
+        """Store a new job; ``outcomes`` answers indexes known at once (e.g. invalid URLs);
+        ``owner`` (an API key's name) owns it and counts it in ``owner_load``."""
         job_id = new_job_id()
         job_key, urls_key, _, _ = self._keys(job_id)
         stamp = now()
         fields = {"status": JobStatus.QUEUED.value, "total": len(urls), "succeeded": 0, "failed": 0,
                   "chunk_size": chunk_size, "faces": faces.value, "created_at": stamp, "updated_at": stamp,
                   "dispatched": 0}
+        if owner is not None:
+            fields["owner"] = owner
         with self.redis.pipeline() as pipe:  # MULTI/EXEC: all or nothing, and the same if replayed
             pipe.hset(job_key, mapping=fields)
+            if owner is not None:
+                pipe.sadd(self._owner_key(owner, "jobs"), job_id)
+                pipe.expire(self._owner_key(owner, "jobs"), self.ttl)
             pipe.delete(urls_key)
             for start in range(0, len(urls), PAGE):
                 pipe.rpush(urls_key, *urls[start : start + PAGE])
@@ -175,6 +199,7 @@ class JobStore:
             finished_at=data.get("finished_at"),
             dispatched=int(data.get("dispatched", data["total"])),  # jobs stored before chained chunks
             resent_at=data.get("resent_at"),
+            owner=data.get("owner"),
         )
 
     def urls(self, job_id: str, start: int, stop: int) -> list[str]:
@@ -284,3 +309,49 @@ class JobStore:
                 self.redis.rpush(done_key, item[1])
                 return True
         return False
+
+    # -- owners (API keys) ----------------------------------------------------------------------
+
+    @staticmethod
+    def _owner_key(owner: str, suffix: str) -> str:
+        return f"fer:owner:{{{owner}}}:{suffix}"
+
+    def owner_load(self, owner: str) -> OwnerLoad:
+        """The owner's queued and running jobs and their unanswered URLs (total - processed),
+        pruning finished and expired jobs from its set. One round trip per call plus one per
+        hundred jobs: an owner has few unfinished jobs (its quota bounds them)."""
+        jobs_key = self._owner_key(owner, "jobs")
+        ids = sorted(self.redis.smembers(jobs_key))
+        with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hmget(self._keys(job_id)[0], "status", "total", "succeeded", "failed")
+            rows = pipe.execute() if ids else []
+        jobs = urls = 0
+        gone = []
+        for job_id, (status, total, succeeded, failed) in zip(ids, rows, strict=True):
+            if status not in (JobStatus.QUEUED.value, JobStatus.RUNNING.value):
+                gone.append(job_id)
+                continue
+            jobs += 1
+            urls += max(0, int(total) - int(succeeded or 0) - int(failed or 0))
+        if gone:
+            self.redis.srem(jobs_key, *gone)
+        return OwnerLoad(jobs, urls)
+
+    def owner_lock(self, owner: str, wait: float = 5.0) -> Lock:
+        """A lock (a context manager; ``redis.exceptions.LockError`` if not had within ``wait`` s)
+        that serialises an owner's submissions, so that checking its load and storing the new job
+        are one step for every API process. It expires by itself after 30 s."""
+        return self.redis.lock(self._owner_key(owner, "lock"), timeout=30, blocking_timeout=wait)
+
+    def count_request(self, owner: str, window: int = 60) -> tuple[int, int]:
+        """Count one request of the owner in the current fixed window of ``window`` seconds;
+        returns the count so far in this window and the seconds until the next one begins."""
+        moment = time.time()
+        slot = int(moment // window)
+        key = self._owner_key(owner, f"rate:{slot}")
+        with self.redis.pipeline() as pipe:
+            pipe.incr(key)
+            pipe.expire(key, window + 1)
+            count, _ = pipe.execute()
+        return int(count), max(1, (slot + 1) * window - int(moment))

@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     batch_size: int = Field(16, ge=1)
     result_ttl: int = Field(24 * 3600, ge=60)
     predict_timeout: float = Field(30.0, gt=0)
+    api_keys_file: Path | None = None  # the API's keys (api/keys.py); unset: no API keys needed
 
     fetch_concurrency: int = Field(32, ge=1)
     fetch_timeout: float = Field(10.0, gt=0)
