@@ -103,8 +103,9 @@ def submit(entries: list[Any], faces: FacesMode = FacesMode.DETECT, callback: st
         with contextlib.suppress(redis.RedisError):
             store.discard(job.id)
         raise
-    if callback is not None:
+    if callback is not None and job.finished:
         _queue_webhook(job.id)
+        job = store.get(job.id) or job
     return job
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import http.server
 import json
+import re
 import threading
 import time
 from collections import Counter
@@ -23,7 +24,7 @@ from flask.testing import FlaskClient
 from pydantic import SecretStr
 
 from api import create_app
-from tests.services import WorkerProcess, wait_until
+from tests.services import ROOT, WorkerProcess, wait_until
 from tests.test_netguard import FixedResolver
 from worker import netguard, webhooks
 from worker.jobs import JobStatus, JobStore, WebhookStatus, connect
@@ -33,6 +34,7 @@ from worker.sweeper import Sweeper
 
 SECRET = "whsec-test-5f2a"
 DB = 3  # the session redis-server's database for this module's API and worker
+QUIET_DB = 6  # ... and one where no worker (so no sweeper) runs: what is stored there stays as the test left it
 
 
 class Receiver:
@@ -165,6 +167,23 @@ def hook_store(hook_settings: Settings) -> Iterator[JobStore]:
     client.close()
 
 
+@pytest.fixture(scope="module")
+def quiet_settings(hook_settings: Settings) -> Settings:
+    return hook_settings.model_copy(update={"redis_url": hook_settings.redis_url.rsplit("/", 1)[0] + f"/{QUIET_DB}"})
+
+
+@pytest.fixture()
+def quiet_api(make_app: Callable[..., Flask], quiet_settings: Settings) -> FlaskClient:
+    return make_app(quiet_settings).test_client()
+
+
+@pytest.fixture()
+def quiet_store(quiet_settings: Settings) -> Iterator[JobStore]:
+    client = connect(quiet_settings.redis_url)
+    yield JobStore(client, quiet_settings.result_ttl)
+    client.close()
+
+
 def error_code(response: Any) -> str:
     assert response.status_code == 400, response.json
     return response.json["error"]["code"]
@@ -205,6 +224,20 @@ def test_a_bad_signature_is_refused(secret: str, header: str | None, body: bytes
         verify_signature(secret, header, body, now=now)
 
 
+def test_the_readme_snippet_verifies_as_verify_signature_does() -> None:
+    readme = (ROOT / "README.md").read_text()
+    namespace: dict[str, Any] = {}
+    exec(re.search(r"```python\n(import hashlib.*?)```", readme, re.S)[1], namespace)
+    verify = namespace["verify"]
+    body = b'{"job_id": "x", "status": "done"}'
+    header = signature_header(SECRET, body)
+    assert verify(SECRET.encode(), header, body)
+    assert not verify(b"another-secret", header, body)
+    assert not verify(SECRET.encode(), header, body + b" ")
+    assert not verify(SECRET.encode(), signature_header(SECRET, body, timestamp=int(time.time()) - 301), body)
+    assert not verify(SECRET.encode(), "garbage", body)
+
+
 def test_retries_span_about_an_hour() -> None:
     settings = Settings()
     waits, elapsed = [], 0.0
@@ -226,15 +259,16 @@ def test_retries_span_about_an_hour() -> None:
      42, ""],
 )
 def test_a_callback_to_a_private_address_or_a_bad_url_is_refused_at_submit(
-    make_app: Callable[..., Flask], hook_settings: Settings, callback: Any
+    make_app: Callable[..., Flask], quiet_settings: Settings, callback: Any
 ) -> None:
-    client = make_app(hook_settings, allowed_networks=()).test_client()
+    client = make_app(quiet_settings, allowed_networks=()).test_client()
     response = client.post("/jobs", json={"urls": ["http://a.example/1.jpg"], "callback_url": callback})
     assert error_code(response) == "invalid_callback_url"
     assert response.json["error"]["parameter"] == "callback_url"
 
 
-def test_allowed_networks_apply_to_callbacks_and_the_query_parameter_works(api: FlaskClient) -> None:
+def test_allowed_networks_apply_to_callbacks_and_the_query_parameter_works(quiet_api: FlaskClient) -> None:
+    api = quiet_api
     # The test settings allow 127.0.0.1/32 only.
     assert error_code(api.post("/jobs", json={"urls": ["x"], "callback_url": "http://10.1.2.3/"})) == \
         "invalid_callback_url"
@@ -244,10 +278,13 @@ def test_allowed_networks_apply_to_callbacks_and_the_query_parameter_works(api: 
     assert response.status_code == 202, response.json
     webhook = response.json["webhook"]
     assert list(response.json)[-1] == "webhook" and webhook["callback_url"] == "http://127.0.0.1:9/hook"
+    assert webhook["status"] == "pending" and webhook["attempts"] == 0  # done at once: queued by the API
+    assert list(webhook) == ["callback_url", "delivery_id", "status", "attempts", "delivered_at", "error"]
+    quiet_api.application.extensions["fer.store"].discard(response.json["job_id"])
 
 
-def test_without_a_secret_a_callback_is_refused(make_app: Callable[..., Flask], hook_settings: Settings) -> None:
-    client = make_app(hook_settings, webhook_secret=SecretStr("")).test_client()
+def test_without_a_secret_a_callback_is_refused(make_app: Callable[..., Flask], quiet_settings: Settings) -> None:
+    client = make_app(quiet_settings, webhook_secret=SecretStr("")).test_client()
     response = client.post("/jobs", json={"urls": ["http://a.example/1.jpg"], "callback_url": "http://127.0.0.1/"})
     assert error_code(response) == "webhooks_disabled"
     assert client.post("/jobs", json={"urls": ["bad"]}).status_code == 202  # jobs without a callback still work
@@ -277,8 +314,9 @@ def test_a_callback_whose_host_resolves_to_a_private_address_at_send_time_is_ref
 
 
 def test_deliver_refuses_a_private_callback_and_gives_up_at_once(
-    hook: Receiver, hook_settings: Settings, hook_store: JobStore
+    hook: Receiver, quiet_settings: Settings, quiet_store: JobStore
 ) -> None:
+    hook_store, hook_settings = quiet_store, quiet_settings
     job = hook_store.create(["bad"], 8, {0: {"status": "error", "error": {"code": "invalid_url", "message": "x"}}},
                             callback_url=hook.url())
     assert hook_store.get(job.id).status is JobStatus.DONE
@@ -296,10 +334,16 @@ def test_deliver_refuses_a_private_callback_and_gives_up_at_once(
 # -- the store and the sweeper: one attempt queued at a time ----------------------------------
 
 
-def test_webhook_due_answers_true_once_per_attempt(store: JobStore) -> None:
+def test_webhook_due_answers_true_once_per_attempt(quiet_store: JobStore) -> None:
+    store = quiet_store
     job = store.create(["http://a.example/1.jpg"], 8, {}, callback_url="http://127.0.0.1:9/")
-    sent: list[str] = []
-    sweeper = Sweeper(store, lambda job_id, ranges: None, stall_timeout=1e9, window=8, send_webhook=sent.append,
+    sent: list[str] = []  # this job's ids only: other tests' jobs may be active in this database
+
+    def send_webhook(job_id: str) -> None:
+        if job_id == job.id:
+            sent.append(job_id)
+
+    sweeper = Sweeper(store, lambda job_id, ranges: None, stall_timeout=1e9, window=8, send_webhook=send_webhook,
                       webhook_hold=30)
     t0 = time.time()
     assert not store.webhook_due(job.id, t0)  # not ended yet
@@ -320,13 +364,14 @@ def test_webhook_due_answers_true_once_per_attempt(store: JobStore) -> None:
     store.discard(job.id)
 
 
-def test_jobs_without_a_callback_are_forgotten_when_they_end(store: JobStore) -> None:
+def test_jobs_without_a_callback_are_forgotten_when_they_end(quiet_store: JobStore) -> None:
+    store = quiet_store
     job = store.create(["http://a.example/1.jpg"], 8, {})
     store.cancel(job.id)
     assert not store.webhook_due(job.id, time.time())
     sent: list[str] = []
     Sweeper(store, lambda job_id, ranges: None, 1e9, 8, send_webhook=sent.append).sweep()
-    assert sent == [] and job.id not in store.active_jobs()
+    assert job.id not in sent and job.id not in store.active_jobs()
     store.discard(job.id)
 
 
