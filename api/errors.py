@@ -6,6 +6,7 @@ people, and extra keyword arguments are added to the error object (e.g. ``parame
 
     ApiError                       any error answer (status, code, message)
     ├── BadRequest           400   invalid_json, invalid_body, invalid_csv, invalid_parameter, no_urls
+    │                              invalid_callback_url, webhooks_disabled
     ├── Unauthorized         401   unauthorized (API keys on: no key, or not a known one)
     ├── NotFound             404   job_not_found (also another key's job)
     ├── PayloadTooLarge      413   too_many_urls, body_too_large

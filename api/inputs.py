@@ -9,7 +9,8 @@ Accepted bodies for ``POST /jobs``:
 - ``multipart/form-data`` with a ``file`` field holding the CSV.
 
 The job's faces mode (``detect``, the default, or ``whole``) comes from the JSON body's ``faces``
-key, else from the ``?faces=`` query parameter (the way to set it for a CSV body).
+key, else from the ``?faces=`` query parameter (the way to set it for a CSV body). An optional
+``callback_url`` (a webhook when the job ends) comes the same way; :func:`callback_url` checks it.
 
 CSV: a header row with a ``url`` column (any case, surrounding blanks ok, other columns ignored),
 or, with no header, one URL per line (the first column). Blank lines are skipped; a UTF-8 BOM and
@@ -33,16 +34,20 @@ if TYPE_CHECKING:
     from flask import Request
 
     from worker.jobs import FacesMode
+    from worker.settings import Settings
 
 CSV_TYPES = ("text/csv", "application/csv")
+CALLBACK_DNS_TIMEOUT = 2.0  # seconds to resolve a callback host at submit
 
 
 @dataclass(frozen=True)
 class JobRequest:
-    """What a ``POST /jobs`` body asks for: URL entries in input order, and the faces mode."""
+    """What a ``POST /jobs`` body asks for: URL entries in input order, the faces mode, and the
+    callback URL as given (None: no webhook), not checked yet."""
 
     entries: list[Any]
     faces: FacesMode
+    callback_url: Any = None
 
 
 class CsvError(ValueError):
@@ -133,9 +138,11 @@ def job_request(request: Request, max_urls: int) -> JobRequest:
     """
     mimetype = request.mimetype
     faces = request.args.get("faces")
+    callback = request.args.get("callback_url")
     if request.is_json:
         body = _json_body(request.get_data(cache=True))
         entries, faces = body["urls"], body.get("faces", faces)
+        callback = body.get("callback_url", callback)
     elif mimetype in CSV_TYPES:
         entries = _csv_entries(request.get_data(cache=True), request.mimetype_params.get("charset"))
     elif mimetype == "multipart/form-data":
@@ -150,4 +157,28 @@ def job_request(request: Request, max_urls: int) -> JobRequest:
     if len(entries) > max_urls:
         raise PayloadTooLarge(f"{len(entries)} URLs, at most {max_urls} per job", code="too_many_urls",
                               limit=max_urls)
-    return JobRequest(entries, faces_mode(faces))
+    return JobRequest(entries, faces_mode(faces), callback)
+
+
+def callback_url(value: Any, settings: Settings) -> str:
+    """A callback URL fit to receive webhooks, or 400: ``webhooks_disabled`` without
+    ``FER_WEBHOOK_SECRET``; ``invalid_callback_url`` unless it is an absolute http(s) URL whose host
+    is, or resolves (within ``CALLBACK_DNS_TIMEOUT``) only to, addresses the SSRF guard allows."""
+    from urllib.parse import urlsplit
+
+    from worker.addresses import AddressGuard, check_host
+    from worker.errors import UrlError
+    from worker.urls import validate_url
+
+    if not settings.webhook_secret.get_secret_value():
+        raise BadRequest("this server sends no webhooks: FER_WEBHOOK_SECRET is not set", code="webhooks_disabled",
+                         parameter="callback_url")
+    try:
+        url = validate_url(value, settings.max_url_length)
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
+        check_host(parts.hostname or "", port, AddressGuard.from_settings(settings), CALLBACK_DNS_TIMEOUT)
+    except UrlError as exc:
+        raise BadRequest(f"callback_url: {exc.message}", code="invalid_callback_url",
+                         parameter="callback_url") from None
+    return url

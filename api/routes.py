@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import logging
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -20,16 +22,26 @@ from flask import Blueprint, Response, current_app, request, stream_with_context
 
 from api.auth import current_key, current_owner, may_see
 from api.errors import BadRequest, NotFound, ServiceUnavailable, Timeout, UnprocessableUrl
-from api.inputs import faces_mode, job_request, read_json
+from api.inputs import callback_url, faces_mode, job_request, read_json
 from api.limits import admit
-from worker import send_chunks
+from worker import send_chunks, send_webhook
 from worker.errors import InvalidUrl
 from worker.jobs import FacesMode, Job, JobStore
-from worker.outcomes import CSV_HEADER, FACES_CSV_HEADER, csv_row, error, face_rows, lambda_dict
+from worker.outcomes import (
+    CSV_HEADER,
+    FACES_CSV_HEADER,
+    csv_row,
+    error,
+    face_rows,
+    job_summary,
+    lambda_dict,
+    webhook_state,
+)
 from worker.settings import Settings
 from worker.urls import validate_url
 
 bp = Blueprint("fer", __name__)
+log = logging.getLogger(__name__)
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -50,24 +62,14 @@ def _celery() -> Celery:
 
 
 def job_json(job: Job, results: list[dict[str, Any]] | None = None, next_url: str | None = None) -> dict[str, Any]:
-    """The one JSON shape of a job; ``results`` and ``next`` are added for a page of results."""
-    body: dict[str, Any] = {
-        "job_id": job.id,
-        "status": job.status.value,
-        "total": job.total,
-        "processed": job.processed,
-        "succeeded": job.succeeded,
-        "failed": job.failed,
-        "created_at": job.created_at,
-        "updated_at": job.updated_at,
-        "finished_at": job.finished_at,
-        "faces": job.faces.value,
-        "links": {
-            "self": url_for("fer.get_job", job_id=job.id),
-            "results_csv": url_for("fer.results_csv", job_id=job.id),
-            "faces_csv": url_for("fer.faces_csv", job_id=job.id),
-        },
-    }
+    """The one JSON shape of a job (``worker.outcomes.job_summary``), then ``webhook`` for a job with
+    a callback_url; ``results`` and ``next`` are added for a page of results."""
+    links = {"self": url_for("fer.get_job", job_id=job.id),
+             "results_csv": url_for("fer.results_csv", job_id=job.id),
+             "faces_csv": url_for("fer.faces_csv", job_id=job.id)}
+    body = job_summary(job, links)
+    if job.callback_url is not None:
+        body["webhook"] = webhook_state(job)
     if results is not None:
         body["results"] = results
         body["next"] = next_url
@@ -81,8 +83,11 @@ def _get_job(job_id: str) -> Job:
     return job
 
 
-def submit(entries: list[Any], faces: FacesMode = FacesMode.DETECT) -> Job:
-    """Store a job for the entries and queue its first chunks; each finished chunk queues the next."""
+def submit(entries: list[Any], faces: FacesMode = FacesMode.DETECT, callback: str | None = None) -> Job:
+    """Store a job for the entries and queue its first chunks; each finished chunk queues the next.
+
+    ``callback`` is a checked callback URL: the job's webhook (queued here if the job is done at
+    once, every URL being invalid)."""
     settings, store = _settings(), _store()
     urls: list[str] = []
     answered: dict[int, dict[str, Any]] = {}
@@ -93,7 +98,8 @@ def submit(entries: list[Any], faces: FacesMode = FacesMode.DETECT) -> Job:
             urls.append(entry if isinstance(entry, str) else str(entry))
             answered[index] = error(exc)
     with admit(current_key(), len(urls) - len(answered)):  # API keys on: the key's quota and job limit
-        job = store.create(urls, settings.chunk_size, outcomes=answered, faces=faces, owner=current_owner())
+        job = store.create(urls, settings.chunk_size, outcomes=answered, faces=faces, owner=current_owner(),
+                           callback_url=callback)
     try:
         send_chunks(_celery(), job.id, store.claim(job.id, settings.job_window))
     except Exception:
@@ -101,13 +107,27 @@ def submit(entries: list[Any], faces: FacesMode = FacesMode.DETECT) -> Job:
         with contextlib.suppress(redis.RedisError):
             store.discard(job.id)
         raise
+    if callback is not None and job.finished:
+        _queue_webhook(job.id)
+        job = store.get(job.id) or job
     return job
+
+
+def _queue_webhook(job_id: str) -> None:
+    """Queue the webhook of a job this request ended. If the broker fails, the job's webhook is
+    due again after ``WEBHOOK_HOLD`` and the sweeper queues it: the answer does not fail for it."""
+    try:
+        if _store().webhook_due(job_id, time.time()):
+            send_webhook(_celery(), job_id)
+    except Exception as exc:  # kombu's or Redis's errors
+        log.warning("job %s: webhook not queued now (the sweeper will): %s", job_id, exc)
 
 
 @bp.post("/jobs")
 def create_job() -> tuple[dict[str, Any], int, dict[str, str]]:
     asked = job_request(request, _settings().max_urls)
-    job = submit(asked.entries, asked.faces)
+    callback = None if asked.callback_url is None else callback_url(asked.callback_url, _settings())
+    job = submit(asked.entries, asked.faces, callback)
     body = job_json(job)
     return body, 202, {"Location": body["links"]["self"]}
 
@@ -175,7 +195,11 @@ def cancel_job(job_id: str) -> dict[str, Any]:
     _get_job(job_id)  # 404 for another key's job, before touching it
     if _store().cancel(job_id) is None:
         raise NotFound(f"no job {job_id!r} (unknown, or expired after its retention time)", job_id=job_id)
-    return job_json(_get_job(job_id))
+    job = _get_job(job_id)
+    if job.callback_url is not None:
+        _queue_webhook(job_id)
+        job = _get_job(job_id)
+    return job_json(job)
 
 
 @bp.post("/predict")

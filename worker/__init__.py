@@ -1,6 +1,6 @@
 """The Celery app: ``celery -A worker worker`` finds ``app`` here.
 
-The API imports this module only to send tasks by name (``send_chunks``); the task code in
+The API imports this module only to send tasks by name (``send_chunks``, ``send_webhook``); the task code in
 ``worker.tasks`` (fetching, decoding, LiteRT) is imported by worker processes alone. Every worker
 also runs the sweeper (``worker.sweeper``) that sends chunks lost with the broker's state again.
 """
@@ -14,6 +14,7 @@ from celery import Celery
 from worker.settings import Settings, get_settings
 
 PROCESS_CHUNK = "fer.process_chunk"
+DELIVER_WEBHOOK = "fer.deliver_webhook"
 QUEUE = "fer"
 
 
@@ -56,6 +57,11 @@ def send_chunks(celery: Celery, job_id: str, ranges: Iterable[tuple[int, int]]) 
     with celery.producer_or_acquire() as producer:
         for start, stop in ranges:
             celery.send_task(PROCESS_CHUNK, args=[job_id, start, stop], producer=producer)
+
+
+def send_webhook(celery: Celery, job_id: str) -> None:
+    """Queue one delivery attempt of a job's webhook (``worker.webhooks``)."""
+    celery.send_task(DELIVER_WEBHOOK, args=[job_id])
 
 
 app = create_celery()

@@ -5,10 +5,13 @@ One job is four keys sharing a Redis Cluster hash tag, all expiring together aft
 
     fer:job:{<id>}           hash: status, total, succeeded, failed, chunk_size, faces,
                              created_at, updated_at, finished_at, dispatched, resent_at, resends,
-                             owner (the API key's name, when API keys are on)
+                             owner (the API key's name, when API keys are on),
+                             callback_url and webhook_* (id, status, attempts, first_at, next_at,
+                             delivered_at, error) for a job with a webhook
     fer:job:{<id>}:urls      list: the submitted URLs, in input order
     fer:job:{<id>}:results   hash: index -> outcome JSON ({"status": "ok"|"error", ...})
     fer:job:{<id>}:done      list: one entry pushed when the job ends (wakes /predict waiters)
+    fer:job:{<id>}:webhook   string: who is sending the job's webhook now (a lease, expires by itself)
     fer:jobs:active          set: ids of jobs that may still need work (the sweeper prunes it)
     fer:sweeper              string: which worker sweeps this round (expires by itself)
 
@@ -28,6 +31,10 @@ The store, not the broker, is the record of what is left to do. Chunks are hande
 few at a time (``claim`` moves the job's ``dispatched`` cursor), so any index below the cursor
 without an outcome belongs to a chunk that is queued, running, or lost with the broker's state;
 ``worker.sweeper`` sends such ranges again when a job stops moving.
+
+A job with a ``callback_url`` stays in ``fer:jobs:active`` after it ends, until its webhook is
+delivered or given up: ``webhook_due`` (Lua) lets exactly one caller queue each delivery attempt
+(the worker or API call that ended the job, then the sweeper for retries and lost tasks).
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 import time
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -51,6 +59,7 @@ from worker import lua
 PAGE = 1000  # indexes read per round trip when streaming a whole job
 WAIT_SLICE = 5.0  # seconds per BLPOP in wait_finished, below connect()'s socket_timeout
 ACTIVE = "fer:jobs:active"
+WEBHOOK_HOLD = 60.0  # seconds a queued webhook attempt may take before it is due again (a lost task)
 SWEEPER = "fer:sweeper"
 
 
@@ -67,6 +76,16 @@ class FacesMode(StrEnum):
 
     DETECT = "detect"
     WHOLE = "whole"
+
+
+class WebhookStatus(StrEnum):
+    """Where a job's webhook stands: ``waiting`` for the job to end (never stored), ``pending``
+    (queued, being sent or waiting to retry), ``delivered`` (a 2xx answer) or ``failed`` (given up)."""
+
+    WAITING = "waiting"
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
 
 
 class ResultStatus(StrEnum):
@@ -99,10 +118,23 @@ class Job:
     dispatched: int = 0  # indexes below it were handed to the queue
     resent_at: str | None = None  # when the sweeper last sent this job's lost chunks again
     owner: str | None = None  # the name of the API key that created it (API keys on)
+    callback_url: str | None = None
+    webhook_id: str | None = None  # the delivery id, the same for every attempt
+    webhook_status: WebhookStatus = WebhookStatus.WAITING
+    webhook_attempts: int = 0
+    webhook_first_at: float | None = None  # epoch seconds of the first attempt
+    webhook_delivered_at: str | None = None
+    webhook_error: str | None = None  # why the last attempt failed
 
     @property
     def processed(self) -> int:
         return self.succeeded + self.failed
+
+    @property
+    def webhook_open(self) -> bool:
+        """True while the job has a webhook that is neither delivered nor given up."""
+        return self.callback_url is not None and self.webhook_status in (WebhookStatus.WAITING,
+                                                                          WebhookStatus.PENDING)
 
     @property
     def finished(self) -> bool:
@@ -140,6 +172,8 @@ class JobStore:
         self._record = client.register_script(lua.RECORD)
         self._claim = client.register_script(lua.CLAIM)
         self._cancel = client.register_script(lua.CANCEL)
+        self._webhook_due = client.register_script(lua.WEBHOOK_DUE)
+        self._webhook_end = client.register_script(lua.WEBHOOK_END)
 
     @staticmethod
     def _keys(job_id: str) -> tuple[str, str, str, str]:
@@ -147,9 +181,12 @@ class JobStore:
         return base, f"{base}:urls", f"{base}:results", f"{base}:done"
 
     def create(self, urls: Sequence[str], chunk_size: int, outcomes: Mapping[int, dict[str, Any]],
-               faces: FacesMode = FacesMode.DETECT, owner: str | None = None) -> Job:
+               faces: FacesMode = FacesMode.DETECT, owner: str | None = None,
+               callback_url: str | None = None) -> Job:
         """Store a new job; ``outcomes`` answers indexes known at once (e.g. invalid URLs);
-        ``owner`` (an API key's name) owns it and counts it in ``owner_load``."""
+        ``owner`` (an API key's name) owns it and counts it in ``owner_load``; a job with a
+        ``callback_url`` gets a webhook when it ends (``webhook_due``).
+        """
         job_id = new_job_id()
         job_key, urls_key, _, _ = self._keys(job_id)
         stamp = now()
@@ -158,6 +195,8 @@ class JobStore:
                   "dispatched": 0}
         if owner is not None:
             fields["owner"] = owner
+        if callback_url is not None:
+            fields["callback_url"] = callback_url
         with self.redis.pipeline() as pipe:  # MULTI/EXEC: all or nothing, and the same if replayed
             pipe.hset(job_key, mapping=fields)
             if owner is not None:
@@ -200,6 +239,13 @@ class JobStore:
             dispatched=int(data.get("dispatched", data["total"])),  # jobs stored before chained chunks
             resent_at=data.get("resent_at"),
             owner=data.get("owner"),
+            callback_url=data.get("callback_url"),
+            webhook_id=data.get("webhook_id"),
+            webhook_status=WebhookStatus(data.get("webhook_status", WebhookStatus.WAITING.value)),
+            webhook_attempts=int(data.get("webhook_attempts", 0)),
+            webhook_first_at=float(data["webhook_first_at"]) if "webhook_first_at" in data else None,
+            webhook_delivered_at=data.get("webhook_delivered_at"),
+            webhook_error=data.get("webhook_error") or None,
         )
 
     def urls(self, job_id: str, start: int, stop: int) -> list[str]:
@@ -283,6 +329,36 @@ class JobStore:
         job_key, _, _, done_key = self._keys(job_id)
         status = self._cancel(keys=[job_key, done_key], args=[now()])
         return JobStatus(status) if status else None
+
+    def webhook_due(self, job_id: str, epoch: float, hold: float = WEBHOOK_HOLD) -> bool:
+        """True for the one caller that should queue the job's next webhook attempt now.
+
+        That is when the job has ended, has a callback_url, its webhook is neither delivered nor
+        failed, and no attempt is planned for later than ``epoch``. The attempt is then held for
+        ``hold`` seconds: if no result is recorded by then (the task was lost), it is due again.
+        """
+        job_key = self._keys(job_id)[0]
+        return bool(self._webhook_due(keys=[job_key], args=[epoch, epoch + hold, str(uuid.uuid4())]))
+
+    def take_webhook_lease(self, job_id: str, owner: str, seconds: float) -> bool:
+        """True if ``owner`` may send the job's webhook now: nobody else is, for ``seconds``."""
+        key = self._keys(job_id)[0] + ":webhook"
+        return bool(self.redis.set(key, owner, nx=True, px=max(1, int(seconds * 1000))))
+
+    def release_webhook_lease(self, job_id: str, owner: str) -> None:
+        key = self._keys(job_id)[0] + ":webhook"
+        if self.redis.get(key) == owner:
+            self.redis.delete(key)
+
+    def webhook_attempted(self, job_id: str, epoch: float, status: WebhookStatus, *, next_at: float | None = None,
+                          error: str | None = None) -> bool:
+        """Record one delivery attempt's result; False if the job is gone or already delivered."""
+        fields: list[Any] = ["webhook_error", error or ""]
+        if status is WebhookStatus.DELIVERED:
+            fields += ["webhook_delivered_at", now(epoch)]
+        if next_at is not None:
+            fields += ["webhook_next_at", next_at]
+        return bool(self._webhook_end(keys=[self._keys(job_id)[0]], args=[epoch, status.value, *fields]))
 
     def discard(self, job_id: str) -> None:
         """Delete a job that was never handed out (its creation failed half-way). DEL frees memory,

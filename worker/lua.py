@@ -8,6 +8,14 @@ CLAIM    KEYS job, results; ARGV count. Hands out up to ``count`` more chunk ran
          job's ``dispatched`` cursor, skipping ranges whose every index is answered already, and
          moves the cursor past them. Returns a flat list start1, stop1, start2, stop2 ...
 CANCEL   KEYS job, done; ARGV stamp. Cancels a queued or running job; returns the status after.
+WEBHOOK_DUE  KEYS job; ARGV now, next, delivery id (epoch seconds, id for a first delivery).
+         For an ended job with a callback_url whose webhook is neither delivered nor failed and
+         due (no ``webhook_next_at`` yet, or it has passed): marks it pending, keeps the delivery
+         id of its first call, holds it until ``next`` and returns 1, telling the caller to queue
+         the delivery task. Otherwise 0: exactly one caller queues each attempt.
+WEBHOOK_END  KEYS job; ARGV now, webhook status, then field/value pairs to set. Records one
+         delivery attempt (attempts + 1, the first attempt's time) unless the job is gone or the
+         webhook is already delivered (then 0).
 """
 
 from __future__ import annotations
@@ -71,4 +79,23 @@ if status == 'queued' or status == 'running' then
   return 'cancelled'
 end
 return status
+"""
+
+WEBHOOK_DUE = """
+local job = redis.call('HMGET', KEYS[1], 'status', 'callback_url', 'webhook_status', 'webhook_next_at')
+if not job[2] or (job[1] ~= 'done' and job[1] ~= 'cancelled') then return 0 end
+if job[3] == 'delivered' or job[3] == 'failed' then return 0 end
+if job[4] and tonumber(job[4]) > tonumber(ARGV[1]) then return 0 end
+redis.call('HSETNX', KEYS[1], 'webhook_id', ARGV[3])
+redis.call('HSET', KEYS[1], 'webhook_status', 'pending', 'webhook_next_at', ARGV[2])
+return 1
+"""
+
+WEBHOOK_END = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('HGET', KEYS[1], 'webhook_status') == 'delivered' then return 0 end
+redis.call('HINCRBY', KEYS[1], 'webhook_attempts', 1)
+redis.call('HSETNX', KEYS[1], 'webhook_first_at', ARGV[1])
+redis.call('HSET', KEYS[1], 'webhook_status', ARGV[2], unpack(ARGV, 3))
+return 1
 """

@@ -13,10 +13,13 @@ first; boxes are x, y, width, height in pixels of the image as displayed (EXIF r
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from worker.errors import UrlError
+
+if TYPE_CHECKING:
+    from worker.jobs import Job
 
 # FER2013 id order; keys as in the fer and deepface libraries.
 EMOTIONS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -91,3 +94,33 @@ def lambda_dict(outcome: dict[str, Any]) -> dict[str, float]:
     """The flat dict the original Lambda endpoint answered (the largest face), correctly mapped."""
     return {LAMBDA_KEYS[name]: value for name, value in sorted(outcome["emotions"].items(),
                                                                key=lambda kv: LAMBDA_KEYS[kv[0]])}
+
+
+def job_links(job_id: str) -> dict[str, str]:
+    """A job's links, relative to the API's root (the API builds the same with ``url_for``)."""
+    return {"self": f"/jobs/{job_id}", "results_csv": f"/jobs/{job_id}/results.csv",
+            "faces_csv": f"/jobs/{job_id}/faces.csv"}
+
+
+def job_summary(job: Job, links: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The one JSON shape of a job, without results: ``GET /jobs/<id>``'s keys, in its order, and
+    a webhook's payload. A job with a callback adds ``webhook`` (the API shows it, a payload not)."""
+    return {
+        "job_id": job.id,
+        "status": job.status.value,
+        "total": job.total,
+        "processed": job.processed,
+        "succeeded": job.succeeded,
+        "failed": job.failed,
+        "created_at": job.created_at,
+        "updated_at": job.updated_at,
+        "finished_at": job.finished_at,
+        "faces": job.faces.value,
+        "links": dict(links) if links is not None else job_links(job.id),
+    }
+
+
+def webhook_state(job: Job) -> dict[str, Any]:
+    """The ``webhook`` object of a job with a callback_url: where its delivery stands."""
+    return {"callback_url": job.callback_url, "delivery_id": job.webhook_id, "status": job.webhook_status.value,
+            "attempts": job.webhook_attempts, "delivered_at": job.webhook_delivered_at, "error": job.webhook_error}

@@ -12,7 +12,7 @@ from functools import cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     max_redirects: int = Field(5, ge=0)
     max_pixels: int = Field(50_000_000, ge=1)
     allowed_networks: Annotated[tuple[Network, ...], NoDecode] = ()
+
+    # Webhooks (worker/webhooks.py): without a secret, a job with a callback_url is refused (400).
+    webhook_secret: SecretStr = SecretStr("")
+    webhook_retry_delay: float = Field(10.0, gt=0)  # first retry; doubles up to 10 minutes
+    webhook_max_age: float = Field(3600.0, gt=0)  # seconds after the first attempt before giving up
 
     @field_validator("allowed_networks", mode="before")
     @classmethod

@@ -11,6 +11,10 @@ indexes are sent again (or, when none is left, its next ranges are handed out). 
 twice is harmless: a chunk redoes only the indexes without an outcome, and the store ignores
 repeats. The timeout only bounds how long a job waits for lost chunks; it must exceed the longest
 quiet spell of a healthy job (a chunk of slow URLs, or its turn in a long queue).
+
+Webhooks ride on the same pass: an ended job whose webhook is neither delivered nor given up
+stays active, and each round its next attempt is queued once it is due (``JobStore.webhook_due``:
+a retry whose backoff has passed, or an attempt whose task was lost); see ``worker.webhooks``.
 """
 
 from __future__ import annotations
@@ -24,11 +28,12 @@ from celery import bootsteps
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
-from worker.jobs import Job, JobStore
+from worker.jobs import WEBHOOK_HOLD, Job, JobStore
 
 log = logging.getLogger(__name__)
 
 SendChunks = Callable[[str, Iterable[tuple[int, int]]], None]
+SendWebhook = Callable[[str], None]
 
 
 def _epoch(stamp: str) -> float:
@@ -41,11 +46,14 @@ def last_moved(job: Job) -> float:
 
 
 class Sweeper:
-    def __init__(self, store: JobStore, send: SendChunks, stall_timeout: float, window: int) -> None:
+    def __init__(self, store: JobStore, send: SendChunks, stall_timeout: float, window: int,
+                 send_webhook: SendWebhook | None = None, webhook_hold: float = WEBHOOK_HOLD) -> None:
         self.store = store
         self.send = send
         self.stall_timeout = stall_timeout
         self.window = window
+        self.send_webhook = send_webhook
+        self.webhook_hold = webhook_hold
 
     def sweep(self, now: float | None = None) -> dict[str, list[tuple[int, int]]]:
         """One pass over the active jobs; returns the ranges sent again, by job id."""
@@ -53,8 +61,12 @@ class Sweeper:
         resent = {}
         for job_id in self.store.active_jobs():
             job = self.store.get(job_id)
-            if job is None or job.finished:
+            if job is None or (job.finished and not job.webhook_open):
                 self.store.forget(job_id)
+            elif job.finished:
+                if self.send_webhook is not None and self.store.webhook_due(job_id, now, self.webhook_hold):
+                    self.send_webhook(job_id)
+                    log.info("job %s: webhook attempt %d queued", job_id, job.webhook_attempts + 1)
             elif now - last_moved(job) >= self.stall_timeout:
                 ranges = self.store.unanswered_ranges(job) or self.store.claim(job_id, self.window)
                 if ranges:
@@ -77,7 +89,7 @@ class SweepStep(bootsteps.StartStopStep):
         self.owner = f"{socket.gethostname()}:{id(self)}"
 
     def start(self, worker: object) -> None:
-        from worker import send_chunks
+        from worker import send_chunks, send_webhook
         from worker.jobs import connect
         from worker.settings import get_settings
 
@@ -87,7 +99,8 @@ class SweepStep(bootsteps.StartStopStep):
         store = JobStore(connect(settings.redis_url, retries=0), settings.result_ttl)
         self.interval = settings.sweep_interval
         self.sweeper = Sweeper(store, lambda job_id, ranges: send_chunks(app, job_id, ranges),
-                               settings.stall_timeout, settings.job_window)
+                               settings.stall_timeout, settings.job_window,
+                               send_webhook=lambda job_id: send_webhook(app, job_id))
         self.timer_ref = worker.timer.call_repeatedly(self.interval, self.tick)  # type: ignore[attr-defined]
 
     def tick(self) -> None:

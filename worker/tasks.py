@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import time
 from functools import cache
 
 from celery.signals import worker_process_init
 from redis.exceptions import RedisError
 
-from worker import PROCESS_CHUNK, app, send_chunks
+from worker import DELIVER_WEBHOOK, PROCESS_CHUNK, app, send_chunks, send_webhook, webhooks
 from worker.jobs import JobStatus, JobStore, connect
 from worker.model import load_classifier
 from worker.pipeline import Pipeline, Result
@@ -70,4 +71,14 @@ def process_chunk_task(job_id: str, start: int, stop: int) -> int:
     # Chained chunks: each finished chunk queues the job's next one, so a job keeps
     # FER_JOB_WINDOW chunks in the queue and jobs submitted later take turns with it.
     send_chunks(app, job_id, jobs.claim(job_id, 1))
+    # The chunk that ended the job (or the first to see it ended) queues the job's webhook.
+    if jobs.webhook_due(job_id, time.time()):
+        send_webhook(app, job_id)
     return added
+
+
+@app.task(name=DELIVER_WEBHOOK, autoretry_for=(RedisError,), retry_backoff=True, max_retries=5)
+def deliver_webhook_task(job_id: str) -> str | None:
+    """One attempt; the next one, if any, is queued by the sweeper when it is due."""
+    status = webhooks.deliver(store(), get_settings(), job_id)
+    return status.value if status is not None else None
