@@ -1,48 +1,21 @@
-"""The job store: the only module that knows fer-batch's Redis keys.
+"""The job store: a job's state in Redis (keys in ``worker.keys``, Lua scripts in ``worker.lua``).
 
-One job is four keys sharing a Redis Cluster hash tag, all expiring together after
-``FER_RESULT_TTL``::
+``JobStore`` creates jobs, reads them and their results, records outcomes and cancels; it includes
+the parts that hand chunks to the queue (``worker.dispatch``), keep webhook deliveries
+(``worker.deliveries``) and serve owners and the recent-jobs list (``worker.owners``).
 
-    fer:job:{<id>}           hash: status, total, succeeded, failed, chunk_size, faces,
-                             created_at, updated_at, finished_at, dispatched, resent_at, resends,
-                             owner (the API key's name, when API keys are on),
-                             callback_url and webhook_* (id, status, attempts, first_at, next_at,
-                             delivered_at, error) for a job with a webhook
-    fer:job:{<id>}:urls      list: the submitted URLs, in input order
-    fer:job:{<id>}:results   hash: index -> outcome JSON ({"status": "ok"|"error", ...})
-    fer:job:{<id>}:done      list: one entry pushed when the job ends (wakes /predict waiters)
-    fer:job:{<id>}:webhook   string: who is sending the job's webhook now (a lease, expires by itself)
-    fer:jobs:active          set: ids of jobs that may still need work (the sweeper prunes it)
-    fer:sweeper              string: which worker sweeps this round (expires by itself)
+Outcomes are written with HSETNX inside one Lua script, and the counters move only when a write
+was the first for its index: a chunk delivered twice cannot count twice. The same script moves
+the job from queued to running to done, so the counters and the status never disagree.
 
-With API keys on, a key's name ``<name>`` owns its jobs and has keys of its own::
-
-    fer:owner:{<name>}:jobs       set: ids of its jobs that may be unfinished (pruned when read;
-                                  expires with its newest job)
-    fer:owner:{<name>}:lock       string: held while one of its submissions is checked and stored
-    fer:owner:{<name>}:rate:<n>   string: its requests in minute n since the epoch (expires)
-
-Outcomes are written with HSETNX inside one Lua script (``worker.lua``), and the counters move
-only when a write was the first for its index: a chunk delivered twice cannot count twice. The
-same script moves the job from queued to running to done, so the counters and the status never
-disagree.
-
-The store, not the broker, is the record of what is left to do. Chunks are handed to the queue a
-few at a time (``claim`` moves the job's ``dispatched`` cursor), so any index below the cursor
-without an outcome belongs to a chunk that is queued, running, or lost with the broker's state;
-``worker.sweeper`` sends such ranges again when a job stops moving.
-
-A job with a ``callback_url`` stays in ``fer:jobs:active`` after it ends, until its webhook is
-delivered or given up: ``webhook_due`` (Lua) lets exactly one caller queue each delivery attempt
-(the worker or API call that ended the job, then the sweeper for retries and lost tasks).
+The store, not the broker, is the record of what is left to do: chunks are handed to the queue a
+few at a time, and ``worker.sweeper`` sends again those that the broker lost.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import secrets
 import time
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -51,16 +24,18 @@ from typing import Any
 import orjson
 import redis
 from redis.backoff import ExponentialBackoff
-from redis.lock import Lock
 from redis.retry import Retry
 
 from worker import lua
+from worker.deliveries import WEBHOOK_HOLD, Deliveries, WebhookStatus
+from worker.dispatch import Dispatch
+from worker.keys import ACTIVE, job_keys, now, owner_key, recent_key
+from worker.owners import OwnerLoad, Owners
 
 PAGE = 1000  # indexes read per round trip when streaming a whole job
 WAIT_SLICE = 5.0  # seconds per BLPOP in wait_finished, below connect()'s socket_timeout
-ACTIVE = "fer:jobs:active"
-WEBHOOK_HOLD = 60.0  # seconds a queued webhook attempt may take before it is due again (a lost task)
-SWEEPER = "fer:sweeper"
+__all__ = ["WEBHOOK_HOLD", "FacesMode", "Job", "JobStatus", "JobStore", "OwnerLoad", "ResultStatus", "WebhookStatus",
+           "connect", "now"]
 
 
 class JobStatus(StrEnum):
@@ -78,29 +53,11 @@ class FacesMode(StrEnum):
     WHOLE = "whole"
 
 
-class WebhookStatus(StrEnum):
-    """Where a job's webhook stands: ``waiting`` for the job to end (never stored), ``pending``
-    (queued, being sent or waiting to retry), ``delivered`` (a 2xx answer) or ``failed`` (given up)."""
-
-    WAITING = "waiting"
-    PENDING = "pending"
-    DELIVERED = "delivered"
-    FAILED = "failed"
-
-
 class ResultStatus(StrEnum):
     PENDING = "pending"
     OK = "ok"
     ERROR = "error"
     CANCELLED = "cancelled"
-
-
-@dataclass(frozen=True)
-class OwnerLoad:
-    """What one owner has unfinished: jobs queued or running, and their URLs not answered yet."""
-
-    jobs: int
-    urls: int
 
 
 @dataclass(frozen=True)
@@ -141,12 +98,6 @@ class Job:
         return self.status in (JobStatus.DONE, JobStatus.CANCELLED)
 
 
-def now(epoch: float | None = None) -> str:
-    """The time (default: the current time) as the store writes it: ISO 8601 UTC, milliseconds."""
-    moment = dt.datetime.now(dt.UTC) if epoch is None else dt.datetime.fromtimestamp(epoch, dt.UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def new_job_id() -> str:
     return secrets.token_hex(16)  # 128 random bits
 
@@ -165,7 +116,7 @@ def connect(url: str, retries: int = 1) -> redis.Redis:
     )
 
 
-class JobStore:
+class JobStore(Dispatch, Deliveries, Owners):
     def __init__(self, client: redis.Redis, ttl: int) -> None:
         self.redis = client
         self.ttl = ttl
@@ -175,11 +126,6 @@ class JobStore:
         self._webhook_due = client.register_script(lua.WEBHOOK_DUE)
         self._webhook_end = client.register_script(lua.WEBHOOK_END)
 
-    @staticmethod
-    def _keys(job_id: str) -> tuple[str, str, str, str]:
-        base = f"fer:job:{{{job_id}}}"
-        return base, f"{base}:urls", f"{base}:results", f"{base}:done"
-
     def create(self, urls: Sequence[str], chunk_size: int, outcomes: Mapping[int, dict[str, Any]],
                faces: FacesMode = FacesMode.DETECT, owner: str | None = None,
                callback_url: str | None = None) -> Job:
@@ -188,7 +134,7 @@ class JobStore:
         ``callback_url`` gets a webhook when it ends (``webhook_due``).
         """
         job_id = new_job_id()
-        job_key, urls_key, _, _ = self._keys(job_id)
+        job_key, urls_key = job_keys(job_id)[:2]
         stamp = now()
         fields = {"status": JobStatus.QUEUED.value, "total": len(urls), "succeeded": 0, "failed": 0,
                   "chunk_size": chunk_size, "faces": faces.value, "created_at": stamp, "updated_at": stamp,
@@ -200,8 +146,9 @@ class JobStore:
         with self.redis.pipeline() as pipe:  # MULTI/EXEC: all or nothing, and the same if replayed
             pipe.hset(job_key, mapping=fields)
             if owner is not None:
-                pipe.sadd(self._owner_key(owner, "jobs"), job_id)
-                pipe.expire(self._owner_key(owner, "jobs"), self.ttl)
+                pipe.sadd(owner_key(owner, "jobs"), job_id)
+                pipe.expire(owner_key(owner, "jobs"), self.ttl)
+            self._index_recent(pipe, job_id, owner, time.time())
             pipe.delete(urls_key)
             for start in range(0, len(urls), PAGE):
                 pipe.rpush(urls_key, *urls[start : start + PAGE])
@@ -222,7 +169,7 @@ class JobStore:
         return job
 
     def get(self, job_id: str) -> Job | None:
-        data = self.redis.hgetall(self._keys(job_id)[0])
+        data = self.redis.hgetall(job_keys(job_id).job)
         if not data:
             return None
         return Job(
@@ -252,13 +199,13 @@ class JobStore:
         """URLs for indexes [start, stop)."""
         if stop <= start:
             return []
-        return self.redis.lrange(self._keys(job_id)[1], start, stop - 1)
+        return self.redis.lrange(job_keys(job_id).urls, start, stop - 1)
 
     def outcomes(self, job_id: str, indexes: Sequence[int]) -> list[dict[str, Any] | None]:
         """Stored outcome per index, None where none is stored yet."""
         if not indexes:
             return []
-        raw = self.redis.hmget(self._keys(job_id)[2], [str(i) for i in indexes])
+        raw = self.redis.hmget(job_keys(job_id).results, [str(i) for i in indexes])
         return [orjson.loads(item) if item is not None else None for item in raw]
 
     def results(self, job: Job, start: int, stop: int) -> list[dict[str, Any]]:
@@ -281,93 +228,29 @@ class JobStore:
 
         Returns -1 for an unknown or expired job; 0 once the job is cancelled or done.
         """
-        job_key, _, results_key, done_key = self._keys(job_id)
+        keys = job_keys(job_id)
         args: list[Any] = [now()]
         for index, outcome in outcomes.items():
             args += [index, outcome["status"], orjson.dumps(outcome)]
-        return int(self._record(keys=[job_key, results_key, done_key], args=args))
-
-    def claim(self, job_id: str, count: int) -> list[tuple[int, int]]:
-        """Hand out up to ``count`` more chunk ranges [start, stop) that still have work to do.
-
-        Each range is handed out once; none once the job is finished or fully handed out.
-        """
-        job_key, _, results_key, _ = self._keys(job_id)
-        flat = self._claim(keys=[job_key, results_key], args=[count])
-        return [(int(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 2)]
-
-    def unanswered_ranges(self, job: Job) -> list[tuple[int, int]]:
-        """The handed-out chunk ranges (below ``dispatched``) that have an index with no outcome."""
-        answered = {int(index) for index in self.redis.hkeys(self._keys(job.id)[2])}
-        ranges = []
-        for start in range(0, job.dispatched, job.chunk_size):
-            stop = min(start + job.chunk_size, job.total)
-            if any(index not in answered for index in range(start, stop)):
-                ranges.append((start, stop))
-        return ranges
-
-    def mark_resent(self, job_id: str, epoch: float) -> None:
-        with self.redis.pipeline() as pipe:
-            pipe.hset(self._keys(job_id)[0], "resent_at", now(epoch))
-            pipe.hincrby(self._keys(job_id)[0], "resends", 1)
-            pipe.execute()
-
-    def active_jobs(self) -> list[str]:
-        """Ids of jobs that were not seen finished yet (some may be finished or expired by now)."""
-        return sorted(self.redis.smembers(ACTIVE))
-
-    def forget(self, job_id: str) -> None:
-        """Drop a finished or expired job from the active set."""
-        self.redis.srem(ACTIVE, job_id)
-
-    def take_sweep_turn(self, owner: str, seconds: float) -> bool:
-        """True for one caller per ``seconds`` across every worker: whose turn it is to sweep."""
-        return bool(self.redis.set(SWEEPER, owner, nx=True, px=max(1, int(seconds * 1000))))
+        return int(self._record(keys=[keys.job, keys.results, keys.done], args=args))
 
     def cancel(self, job_id: str) -> JobStatus | None:
         """Cancel a queued or running job; returns the status after the call, None if unknown."""
-        job_key, _, _, done_key = self._keys(job_id)
-        status = self._cancel(keys=[job_key, done_key], args=[now()])
+        keys = job_keys(job_id)
+        status = self._cancel(keys=[keys.job, keys.done], args=[now()])
         return JobStatus(status) if status else None
-
-    def webhook_due(self, job_id: str, epoch: float, hold: float = WEBHOOK_HOLD) -> bool:
-        """True for the one caller that should queue the job's next webhook attempt now.
-
-        That is when the job has ended, has a callback_url, its webhook is neither delivered nor
-        failed, and no attempt is planned for later than ``epoch``. The attempt is then held for
-        ``hold`` seconds: if no result is recorded by then (the task was lost), it is due again.
-        """
-        job_key = self._keys(job_id)[0]
-        return bool(self._webhook_due(keys=[job_key], args=[epoch, epoch + hold, str(uuid.uuid4())]))
-
-    def take_webhook_lease(self, job_id: str, owner: str, seconds: float) -> bool:
-        """True if ``owner`` may send the job's webhook now: nobody else is, for ``seconds``."""
-        key = self._keys(job_id)[0] + ":webhook"
-        return bool(self.redis.set(key, owner, nx=True, px=max(1, int(seconds * 1000))))
-
-    def release_webhook_lease(self, job_id: str, owner: str) -> None:
-        key = self._keys(job_id)[0] + ":webhook"
-        if self.redis.get(key) == owner:
-            self.redis.delete(key)
-
-    def webhook_attempted(self, job_id: str, epoch: float, status: WebhookStatus, *, next_at: float | None = None,
-                          error: str | None = None) -> bool:
-        """Record one delivery attempt's result; False if the job is gone or already delivered."""
-        fields: list[Any] = ["webhook_error", error or ""]
-        if status is WebhookStatus.DELIVERED:
-            fields += ["webhook_delivered_at", now(epoch)]
-        if next_at is not None:
-            fields += ["webhook_next_at", next_at]
-        return bool(self._webhook_end(keys=[self._keys(job_id)[0]], args=[epoch, status.value, *fields]))
 
     def discard(self, job_id: str) -> None:
         """Delete a job that was never handed out (its creation failed half-way). DEL frees memory,
         so Redis allows it even at ``maxmemory``; a worker given one of its chunks finds no job."""
-        self.redis.delete(*self._keys(job_id))
-        self.redis.srem(ACTIVE, job_id)
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.delete(*job_keys(job_id))
+            pipe.srem(ACTIVE, job_id)
+            pipe.zrem(recent_key(None), job_id)  # an owner's list prunes it when read
+            pipe.execute()
 
     def status(self, job_id: str) -> JobStatus | None:
-        status = self.redis.hget(self._keys(job_id)[0], "status")
+        status = self.redis.hget(job_keys(job_id).job, "status")
         return JobStatus(status) if status else None
 
     def wait_finished(self, job_id: str, timeout: float) -> bool:
@@ -375,7 +258,7 @@ class JobStore:
         job = self.get(job_id)
         if job is None or job.finished:
             return job is not None
-        done_key = self._keys(job_id)[3]
+        done_key = job_keys(job_id).done
         deadline = time.monotonic() + timeout
         while (remaining := deadline - time.monotonic()) > 0:
             # BLPOP then RPUSH back, so that every waiter on the same job wakes up. Waits are sliced
@@ -385,49 +268,3 @@ class JobStore:
                 self.redis.rpush(done_key, item[1])
                 return True
         return False
-
-    # -- owners (API keys) ----------------------------------------------------------------------
-
-    @staticmethod
-    def _owner_key(owner: str, suffix: str) -> str:
-        return f"fer:owner:{{{owner}}}:{suffix}"
-
-    def owner_load(self, owner: str) -> OwnerLoad:
-        """The owner's queued and running jobs and their unanswered URLs (total - processed),
-        pruning finished and expired jobs from its set. One round trip per call plus one per
-        hundred jobs: an owner has few unfinished jobs (its quota bounds them)."""
-        jobs_key = self._owner_key(owner, "jobs")
-        ids = sorted(self.redis.smembers(jobs_key))
-        with self.redis.pipeline(transaction=False) as pipe:
-            for job_id in ids:
-                pipe.hmget(self._keys(job_id)[0], "status", "total", "succeeded", "failed")
-            rows = pipe.execute() if ids else []
-        jobs = urls = 0
-        gone = []
-        for job_id, (status, total, succeeded, failed) in zip(ids, rows, strict=True):
-            if status not in (JobStatus.QUEUED.value, JobStatus.RUNNING.value):
-                gone.append(job_id)
-                continue
-            jobs += 1
-            urls += max(0, int(total) - int(succeeded or 0) - int(failed or 0))
-        if gone:
-            self.redis.srem(jobs_key, *gone)
-        return OwnerLoad(jobs, urls)
-
-    def owner_lock(self, owner: str, wait: float = 5.0) -> Lock:
-        """A lock (a context manager; ``redis.exceptions.LockError`` if not had within ``wait`` s)
-        that serialises an owner's submissions, so that checking its load and storing the new job
-        are one step for every API process. It expires by itself after 30 s."""
-        return self.redis.lock(self._owner_key(owner, "lock"), timeout=30, blocking_timeout=wait)
-
-    def count_request(self, owner: str, window: int = 60) -> tuple[int, int]:
-        """Count one request of the owner in the current fixed window of ``window`` seconds;
-        returns the count so far in this window and the seconds until the next one begins."""
-        moment = time.time()
-        slot = int(moment // window)
-        key = self._owner_key(owner, f"rate:{slot}")
-        with self.redis.pipeline() as pipe:
-            pipe.incr(key)
-            pipe.expire(key, window + 1)
-            count, _ = pipe.execute()
-        return int(count), max(1, (slot + 1) * window - int(moment))
