@@ -32,8 +32,8 @@ import click
 from tqdm import tqdm
 
 from api.client import ApiUnreachable, ClientError, FerClient, JobNotFound, NotAuthorized, OverLimit
-from api.inputs import CsvError, decode_csv, urls_from_csv
 from api.keys import KeysFileError, add_key, read_keys, remove_key
+from api.urllists import CsvError, decode_text, urls_from_csv
 
 EXIT_ERROR, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_NOT_FOUND, EXIT_INTERRUPTED = 1, 2, 3, 4, 130
 EXIT_UNAUTHORIZED, EXIT_LIMIT = 5, 6
@@ -74,7 +74,7 @@ def read_urls(file: str) -> list[str]:
     except OSError as exc:
         raise Failure(f"cannot read {file}: {exc.strerror or exc}", EXIT_USAGE) from None
     try:
-        urls = urls_from_csv(decode_csv(data))
+        urls = urls_from_csv(decode_text(data))
     except CsvError as exc:
         raise Failure(f"{file}: {exc}", EXIT_USAGE) from None
     if not urls:
@@ -227,6 +227,25 @@ def status(job_id: str, api: str, api_key: str | None, as_json: bool) -> None:
         return
     click.echo(summary(job))
     click.echo(f"  created {job['created_at']}, updated {job['updated_at']}, finished {job['finished_at'] or '-'}")
+
+
+@main.command()
+@api_option
+@api_key_option
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 100), help="Jobs to list.")
+@click.option("--offset", default=0, type=click.IntRange(min=0), help="Skip this many of the newest jobs.")
+@click.option("--json", "as_json", is_flag=True, help="Print the API's answer as JSON.")
+def jobs(api: str, api_key: str | None, limit: int, offset: int, as_json: bool) -> None:
+    """List recent jobs, newest first (with API keys on, your key's jobs)."""
+    with FerClient(api, api_key=api_key) as client, api_errors():
+        page = client.jobs(offset, limit)
+    if as_json:
+        click.echo(json.dumps(page, indent=2))
+        return
+    for job in page["jobs"]:
+        click.echo(f"{job['created_at']}  {summary(job)}")
+    shown = offset + len(page["jobs"])
+    click.echo(f"{shown} of {page['total']} jobs" + (f"; next: --offset {shown}" if page["next"] else ""))
 
 
 @main.command()

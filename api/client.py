@@ -117,6 +117,10 @@ class FerClient:
         return self._request("POST", "/jobs", content=content, params={"faces": faces},
                              headers={"Content-Type": "text/csv"})
 
+    def jobs(self, offset: int = 0, limit: int = 20) -> dict[str, Any]:
+        """Recent jobs, newest first: ``{"jobs": [...], "total": N, "next": link or None}``."""
+        return self._request("GET", "/jobs", params={"offset": offset, "limit": limit})
+
     def job(self, job_id: str, offset: int = 0, limit: int = 100) -> dict[str, Any]:
         return self._request("GET", f"/jobs/{job_id}", params={"offset": offset, "limit": limit})
 

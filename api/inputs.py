@@ -6,29 +6,28 @@ Accepted bodies for ``POST /jobs``:
   (a non-string entry becomes an ``invalid_url`` result on its own index, so indexes always match
   input rows);
 - ``text/csv`` (or ``application/csv``): the raw CSV;
-- ``multipart/form-data`` with a ``file`` field holding the CSV.
+- ``text/plain``: one URL per line;
+- ``multipart/form-data`` with a ``file`` field holding the CSV (or a plain list: the CSV rules
+  read one URL per line too).
 
 The job's faces mode (``detect``, the default, or ``whole``) comes from the JSON body's ``faces``
 key, else from the ``?faces=`` query parameter (the way to set it for a CSV body). An optional
 ``callback_url`` (a webhook when the job ends) comes the same way; :func:`callback_url` checks it.
 
-CSV: a header row with a ``url`` column (any case, surrounding blanks ok, other columns ignored),
-or, with no header, one URL per line (the first column). Blank lines are skipped; a UTF-8 BOM and
-CRLF line ends are fine.
+CSV and text files are read by ``api.urllists``: encoding from the BOM (Excel's UTF-16 "Unicode
+text" included), delimiter sniffed (comma, semicolon, tab), a ``url`` column or the first one.
 
-Neither Flask nor the worker package (which loads Celery) is imported at module level here: the
-CLI imports ``urls_from_csv`` without the API's dependencies.
+Neither Flask nor the worker package (which loads Celery) is imported at module level here.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from api.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from api.urllists import CsvError, decode_text, urls_from_csv, urls_from_lines
 
 if TYPE_CHECKING:
     from flask import Request
@@ -50,38 +49,10 @@ class JobRequest:
     callback_url: Any = None
 
 
-class CsvError(ValueError):
-    """The text is not a CSV file that these rules can read."""
-
-
-def urls_from_csv(text: str) -> list[str]:
-    """The URL column of a CSV text (see the module docstring), one entry per non-blank row."""
-    text = text.removeprefix("\ufeff")
+def _csv_entries(data: bytes, charset: str | None = None, plain: bool = False) -> list[str]:
     try:
-        rows = [row for row in csv.reader(io.StringIO(text, newline="")) if any(cell.strip() for cell in row)]
-    except csv.Error as exc:
-        raise CsvError(f"cannot parse the CSV: {exc}") from None
-    if not rows:
-        return []
-    header = [cell.strip().lower() for cell in rows[0]]
-    if "url" in header:
-        column, rows = header.index("url"), rows[1:]
-    else:
-        column = 0
-    return [row[column].strip() if column < len(row) else "" for row in rows]
-
-
-def decode_csv(data: bytes, charset: str | None = None) -> str:
-    """CSV bytes to text: the declared charset, else UTF-8 (a BOM is dropped later)."""
-    try:
-        return data.decode(charset or "utf-8")
-    except (UnicodeDecodeError, LookupError) as exc:
-        raise CsvError(f"the CSV is not valid {charset or 'UTF-8'} text: {exc}") from None
-
-
-def _csv_entries(data: bytes, charset: str | None = None) -> list[str]:
-    try:
-        return urls_from_csv(decode_csv(data, charset))
+        text = decode_text(data, charset)
+        return urls_from_lines(text) if plain else urls_from_csv(text)
     except CsvError as exc:
         raise BadRequest(str(exc), code="invalid_csv") from None
 
@@ -143,14 +114,16 @@ def job_request(request: Request, max_urls: int) -> JobRequest:
         body = _json_body(request.get_data(cache=True))
         entries, faces = body["urls"], body.get("faces", faces)
         callback = body.get("callback_url", callback)
-    elif mimetype in CSV_TYPES:
-        entries = _csv_entries(request.get_data(cache=True), request.mimetype_params.get("charset"))
+    elif mimetype in CSV_TYPES or mimetype == "text/plain":
+        entries = _csv_entries(request.get_data(cache=True), request.mimetype_params.get("charset"),
+                               plain=mimetype == "text/plain")
     elif mimetype == "multipart/form-data":
         entries = _multipart_entries(request)
     else:
         raise UnsupportedMediaType(
             f"unsupported Content-Type {mimetype or '(none)'}: send application/json "
-            '{"urls": [...]}, text/csv, or multipart/form-data with a `file` field'
+            '{"urls": [...]}, text/csv, text/plain (one URL per line), or multipart/form-data with a '
+            "`file` field"
         )
     if not entries:
         raise BadRequest("no URLs in the request", code="no_urls")

@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
+DEFAULT_JOBS = 20  # jobs per page of GET /jobs
+MAX_JOBS = 100
 CSV_FLUSH_ROWS = 500
 READY_TIMEOUT = 1.0  # seconds a worker has to answer the readiness ping
 
@@ -140,6 +142,20 @@ def _int_arg(name: str, default: int) -> int:
         raise BadRequest(f"{name} must be a non-negative integer, got {raw!r}", code="invalid_parameter",
                          parameter=name)
     return int(raw)
+
+
+@bp.get("/jobs")
+def list_jobs() -> dict[str, Any]:
+    """Recent jobs, newest first, in pages (with API keys on, the caller's own jobs only)."""
+    offset = _int_arg("offset", 0)
+    limit = min(_int_arg("limit", DEFAULT_JOBS), MAX_JOBS)
+    if limit == 0:
+        raise BadRequest("limit must be at least 1", code="invalid_parameter", parameter="limit")
+    store = _store()
+    ids, total = store.recent(current_owner(), offset, limit)
+    jobs = [job_json(job) for job in map(store.get, ids) if job is not None]
+    next_url = url_for("fer.list_jobs", offset=offset + limit, limit=limit) if offset + limit < total else None
+    return {"jobs": jobs, "total": total, "next": next_url}
 
 
 @bp.get("/jobs/<job_id>")

@@ -126,8 +126,12 @@ def urls_of(client: FlaskClient, job_id: str) -> list[str]:
          "multipart/form-data"),
         ({"file": (io.BytesIO(b"http://a.example/1.jpg\r\nhttp://b.example/2.jpg"), "u.csv", "text/csv")},
          "multipart/form-data"),
+        ("http://a.example/1.jpg\n\nhttp://b.example/2.jpg\n", "text/plain"),
+        ("name\tURL\r\nx\thttp://a.example/1.jpg\r\ny\thttp://b.example/2.jpg\r\n".encode("utf-16"), "text/csv"),
+        ("Bild;url\neins;http://a.example/1.jpg\nzwei;http://b.example/2.jpg\n", "text/csv"),
     ],
-    ids=["csv-header", "csv-headerless-bom", "multipart-header", "multipart-headerless"],
+    ids=["csv-header", "csv-headerless-bom", "multipart-header", "multipart-headerless", "plain-text",
+         "excel-unicode-text", "semicolons"],
 )
 def test_submit_csv_and_multipart(idle: FlaskClient, data: Any, content_type: str) -> None:
     response = idle.post("/jobs", data=data, content_type=content_type)
@@ -163,7 +167,7 @@ def test_a_job_of_invalid_urls_only_is_done_at_once(idle: FlaskClient) -> None:
         ({"data": "url\n", "content_type": "text/csv"}, 400, "no_urls"),
         ({"data": b"url\n\xff\xfe\n", "content_type": "text/csv"}, 400, "invalid_csv"),
         ({"data": {"nofile": "x"}, "content_type": "multipart/form-data"}, 400, "invalid_body"),
-        ({"data": "http://a.example/1.jpg", "content_type": "text/plain"}, 415, "unsupported_media_type"),
+        ({"data": "http://a.example/1.jpg", "content_type": "application/xml"}, 415, "unsupported_media_type"),
         ({"data": {"urls": "http://a.example/1.jpg"}}, 415, "unsupported_media_type"),
         ({"data": "http://a.example/1.jpg"}, 415, "unsupported_media_type"),
     ],
@@ -229,6 +233,19 @@ def test_pagination_and_next(idle: FlaskClient) -> None:
     assert tail["next"] == f"/jobs/{job_id}?offset=23&limit=3"
     past = idle.get(f"/jobs/{job_id}?offset=99").json
     assert past["results"] == [] and past["next"] is None
+
+
+def test_recent_jobs_newest_first_in_pages(idle: FlaskClient) -> None:
+    ids = [submit(idle, [f"http://a.example/{n}.jpg"])["job_id"] for n in range(3)]
+    page = idle.get("/jobs?limit=2").json
+    assert [job["job_id"] for job in page["jobs"]] == ids[::-1][:2]  # the newest first
+    assert list(page["jobs"][0]) == JOB_KEYS and page["total"] >= 3
+    assert page["next"] == "/jobs?offset=2&limit=2"
+    following = idle.get(page["next"]).json
+    assert following["jobs"][0]["job_id"] == ids[0]
+    assert len(idle.get("/jobs").json["jobs"]) == min(20, page["total"])  # 20 by default
+    assert_error(idle.get("/jobs?limit=0"), 400, "invalid_parameter")
+    assert_error(idle.get("/jobs?offset=-1"), 400, "invalid_parameter")
 
 
 def test_limit_is_clamped_to_1000(idle: FlaskClient) -> None:

@@ -160,6 +160,10 @@ def test_another_keys_job_is_not_found_on_every_endpoint(keyed: FlaskClient, key
             assert theirs.get_data(as_text=True).replace(job_id, UNKNOWN_JOB) == unknown.get_data(as_text=True)
             assert dict(theirs.headers) == dict(unknown.headers)
             assert not any(url in theirs.get_data(as_text=True) for url in secret_urls)
+    listed_by_b = keyed.get("/jobs?limit=100", headers=b).json
+    assert not {batch, predicted["job_id"]} & {job["job_id"] for job in listed_by_b["jobs"]}  # nor listed
+    listed_by_a = keyed.get("/jobs?limit=2", headers=a).json
+    assert [job["job_id"] for job in listed_by_a["jobs"]] == [predicted["job_id"], batch]  # its own, newest first
     assert keyed.get(f"/jobs/{batch}", headers=a).json["status"] == "queued"  # B's DELETE changed nothing
     assert keyed.delete(f"/jobs/{batch}", headers=a).json["status"] == "cancelled"
     rows = keyed.get(f"/jobs/{batch}/results.csv", headers=a).get_data(as_text=True).splitlines()[1:]

@@ -166,6 +166,13 @@ def test_submit_stdin_then_status_results_cancel(api_url: str, worker: object, u
     cancel = fer_batch("cancel", job_id, "--api", api_url)
     assert cancel.returncode == 0 and f"job {job_id}: done" in cancel.stdout
 
+    listed = fer_batch("jobs", "--api", api_url, "--limit", "1")
+    assert listed.returncode == 0, listed.stderr
+    assert f"job {job_id}: done, 5/5 processed" in listed.stdout.splitlines()[0]  # the newest job
+    assert "; next: --offset 1" in listed.stdout or "1 of 1 jobs" in listed.stdout
+    page = json.loads(fer_batch("jobs", "--api", api_url, "--json").stdout)
+    assert page["jobs"][0]["job_id"] == job_id and page["total"] >= 1
+
 
 def test_submit_without_wait_and_cancel(api_url: str, tmp_path: Path) -> None:
     path = tmp_path / "urls.csv"

@@ -11,7 +11,8 @@ from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
 from api.errors import ApiError
-from api.inputs import CsvError, JobRequest, decode_csv, job_request, read_json, urls_from_csv
+from api.inputs import JobRequest, job_request, read_json
+from api.urllists import CsvError, decode_text, urls_from_csv
 from worker.jobs import FacesMode
 
 A, B, C = "http://a.example/1.jpg", "https://b.example/2.png", "http://c.example/3"
@@ -57,6 +58,10 @@ def error_of(req: Request, max_urls: int = 100) -> ApiError:
         f"{A}\n{B}\n\n{C}\n",  # no header: one URL per line
         f"{A},happy\n{B},sad\n{C},x\n",  # no header: the first column
         f'"url"\n"{A}"\n  {B}  \n{C}\n',  # quoted cells, surrounding blanks
+        f"name;URL;size\nx;{A};1\ny;{B};2\nz;{C};3\n",  # semicolons, as European spreadsheets save
+        f"name\turl\nx\t{A}\ny\t{B}\nz\t{C}\n",  # tabs, as Excel's "Unicode text"
+        f"{A};happy;1\n{B};sad;2\n{C};x;3\n",  # no header, semicolons: sniffed
+        f"{A}\thappy\n{B}\tsad\n{C}\tx\n",  # no header, tabs: sniffed
     ],
 )
 def test_csv_rules(text: str) -> None:
@@ -77,10 +82,31 @@ def test_csv_errors() -> None:
     with pytest.raises(CsvError):
         urls_from_csv("url\n" + "x" * 200_000)  # over the csv module's field limit
     with pytest.raises(CsvError):
-        decode_csv(b"url\n\xff\xfe\xfa")
-    assert urls_from_csv(decode_csv("url\nhttp://é.example/ü.jpg\n".encode("latin-1"), "latin-1")) == [
+        decode_text(b"url\n\xff\xfe\xfa")
+    assert urls_from_csv(decode_text("url\nhttp://é.example/ü.jpg\n".encode("latin-1"), "latin-1")) == [
         "http://é.example/ü.jpg"
     ]
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be"])
+def test_the_bom_decides_the_encoding_over_a_declared_charset(encoding: str) -> None:
+    data = f"\ufeffname\turl\nx\t{A}\ny\thttp://é.example/ü.jpg\n".encode(encoding)  # BOM first
+    assert urls_from_csv(decode_text(data, "latin-1")) == [A, "http://é.example/ü.jpg"]
+
+
+def test_an_excel_unicode_text_file_and_a_semicolon_csv_make_jobs() -> None:
+    excel = f"name\turl\r\nx\t{A}\r\ny\t{B}\r\n".encode("utf-16")  # UTF-16 LE with a BOM
+    assert entries(request(data=excel, content_type="text/csv")) == [A, B]
+    assert entries(request(data={"file": (io.BytesIO(excel), "urls.txt", "text/plain")})) == [A, B]
+    semicolons = f"Bild;URL\r\neins;{A}\r\nzwei;{B}\r\n".encode("cp1252")
+    assert entries(request(data=semicolons, content_type="text/csv; charset=windows-1252")) == [A, B]
+
+
+def test_plain_text_is_one_url_per_line() -> None:
+    text = f"\ufeff{A}\r\n\r\n  {B}\n{C},with,commas\n"
+    assert entries(request(data=text.encode(), content_type="text/plain")) == [A, B, f"{C},with,commas"]
+    assert entries(request(data=text.encode("utf-16"), content_type="text/plain; charset=utf-8")) == \
+        [A, B, f"{C},with,commas"]
 
 
 def test_json_body_entries_are_kept_as_given() -> None:
@@ -133,7 +159,7 @@ def test_bad_faces_mode(value: object) -> None:
         ({"data": "url\n\n", "content_type": "text/csv"}, 400, "no_urls"),
         ({"data": b"url\n\xff\n", "content_type": "text/csv"}, 400, "invalid_csv"),
         ({"data": {"other": (io.BytesIO(b"url\n"), "a.csv")}}, 400, "invalid_body"),
-        ({"data": A, "content_type": "text/plain"}, 415, "unsupported_media_type"),
+        ({"data": "\n \n", "content_type": "text/plain"}, 400, "no_urls"),
         ({"data": {"urls": A}, "content_type": "application/x-www-form-urlencoded"}, 415, "unsupported_media_type"),
         ({"data": A}, 415, "unsupported_media_type"),
     ],
