@@ -61,10 +61,11 @@ def summarize(raw: Mapping[str, Any], **labels: Any) -> dict[str, Any]:
 
 
 def stack_case(stack: Stack, server: ImageServerProcess, names: Sequence[str], processes: int, latencies: Sequence[int],
-               runs: int, per_worker: int | None = None, extra_env: Mapping[str, str] | None = None,
+               runs: int, prefork: bool = False, extra_env: Mapping[str, str] | None = None,
                extra_args: tuple[str, ...] = (), faces: str = "detect",
                **labels: Any) -> tuple[list[dict[str, Any]], dict[int, list[str]]]:
-    """Start ``processes`` Celery pool processes and time ``runs`` jobs of ``names`` at each latency.
+    """Start ``processes`` Celery worker processes (``Stack.workers``) and time ``runs`` jobs of
+    ``names`` at each latency.
 
     Jobs are posted in the ``faces`` mode. Each job's results are read and counted after its CPU
     time is taken (reading them is the driver's work, not the service's). Returns one summary row
@@ -72,7 +73,7 @@ def stack_case(stack: Stack, server: ImageServerProcess, names: Sequence[str], p
     """
     rows = []
     labels_by_latency: dict[int, list[str]] = {}
-    with stack.workers(processes, per_worker or processes, server.url(names[0], 0), extra_env, extra_args) as workers:
+    with stack.workers(processes, server.url(names[0], 0), extra_env, extra_args, prefork) as workers:
         components = {"image_server": [server.pid], "api": [stack.api_pid], "redis": [stack.redis_pid],
                       "workers": workers.main_pids()}
         for latency in latencies:
@@ -95,7 +96,7 @@ def stack_case(stack: Stack, server: ImageServerProcess, names: Sequence[str], p
             raw = {"runs": records, "cold_start": workers.cold_start, "peak_rss_mb": rss["pool_process_mb"],
                    "main_process_rss_mb": round(rss["main_process_mb"], 1), "cpu_seconds": cpu[median_run]}
             row = summarize(raw, method="stack", faces_mode=faces, latency_ms=latency, processes=processes,
-                            workers=max(1, processes // (per_worker or processes)), **labels)
+                            workers=1 if prefork else processes, **labels)
             row["post_seconds"] = round(statistics.median(r["post_seconds"] for r in records), 4)
             row["last_job_id"] = records[-1]["job_id"]
             rows.append(row)

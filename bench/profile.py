@@ -82,7 +82,7 @@ def main() -> None:
     out_dir = BUILD / "profile"
     out_dir.mkdir(parents=True, exist_ok=True)
     with ImageServerProcess(images.directory) as server, Stack(bench_env()) as stack:
-        with stack.workers(args.processes, args.processes, server.url(names[0], 0)) as workers:
+        with stack.workers(args.processes, server.url(names[0], 0)) as workers:
             files = {"workers": out_dir / f"workers-{args.latency}ms.txt", "image server": out_dir / "server.txt"}
             spies = [spy(args.py_spy, workers.main_pids()[0], files["workers"], True),
                      spy(args.py_spy, server.pid, files["image server"], False)]

@@ -166,25 +166,30 @@ class Stack:
     # -- workers ---------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def workers(self, processes: int, per_worker: int, cold_url: str, extra_env: Mapping[str, str] | None = None,
-                extra_args: tuple[str, ...] = ()) -> Iterator[Workers]:
-        """Start ``processes`` pool processes as ``processes // per_worker`` ``celery worker``s.
+    def workers(self, processes: int, cold_url: str, extra_env: Mapping[str, str] | None = None,
+                extra_args: tuple[str, ...] = (), prefork: bool = False) -> Iterator[Workers]:
+        """Start ``processes`` worker processes as shipped: one ``celery worker`` each (the threads
+        pool, ``FER_WORKER_CHUNKS`` chunks at once). With ``prefork``, one ``celery worker`` with
+        ``processes`` prefork children instead, one chunk each (the design before threads).
 
         A 1-URL job is submitted as they are launched: its answer time is their cold start. The
-        workers are ready (every pool process has its model) when the block starts.
+        workers are ready (every process has its model) when the block starts.
         """
         env = {**self.env, **(extra_env or {})}
-        count = max(1, processes // per_worker)
         launched = time.monotonic()
-        procs = [WorkerProcess(env, f"bench-{processes}p-{i}-{os.getpid()}", concurrency=per_worker,
-                               log_dir=self.log_dir, extra_args=extra_args) for i in range(count)]
+        if prefork:
+            procs = [WorkerProcess(env, f"bench-prefork-{os.getpid()}", concurrency=processes, pool="prefork",
+                                   log_dir=self.log_dir, extra_args=extra_args)]
+        else:
+            procs = [WorkerProcess(env, f"bench-{processes}p-{i}-{os.getpid()}", log_dir=self.log_dir,
+                                   extra_args=extra_args) for i in range(processes)]
         try:
             job_id, _, _ = self.submit([cold_url])
             _, answered = self.wait_job(job_id, timeout=120)
             for proc in procs:
                 proc.wait_ready(60)
             group = Workers(procs, cold_start=answered - launched)
-            wait_until(lambda: len(group.pool_pids()) >= processes, 30, "every pool process")
+            wait_until(lambda: len(group.pool_pids()) >= processes, 30, "every worker process")
             yield group
         finally:
             for proc in procs:
@@ -193,7 +198,7 @@ class Stack:
 
 @dataclass
 class Workers:
-    """Running Celery workers: their main processes and their pool children."""
+    """Running Celery workers: their main processes and, with prefork, their pool children."""
 
     procs: list[WorkerProcess]
     cold_start: float
@@ -203,13 +208,15 @@ class Workers:
         return [proc.proc.pid for proc in self.procs]
 
     def pool_pids(self) -> list[int]:
-        return [child for pid in self.main_pids() for child in children(pid)]
+        """The processes that run tasks: prefork's children, else the workers themselves."""
+        forked = [child for pid in self.main_pids() for child in children(pid)]
+        return forked or self.main_pids()
 
     def cpu_seconds(self) -> float:
         return sum(tree_cpu_seconds(pid) for pid in self.main_pids())
 
     def peak_rss(self) -> dict[str, float]:
-        """Peak RSS (VmHWM, MB) of the busiest pool process and of the busiest main process."""
+        """Peak RSS (VmHWM, MB) of the busiest process running tasks and of the busiest main process."""
         pool = [vmhwm_mb(pid) or 0.0 for pid in self.pool_pids()]
         main = [vmhwm_mb(pid) or 0.0 for pid in self.main_pids()]
         return {"pool_process_mb": max(pool, default=0.0), "main_process_mb": max(main, default=0.0)}
@@ -219,8 +226,8 @@ class Workers:
 def fresh_stack(images: int = 200, processes: int = 2,
                 extra_env: Mapping[str, str] | None = None) -> Iterator[tuple[Stack, list[str]]]:
     """A whole stack for one measurement: the benchmark's image server with ``images`` photos,
-    redis-server, gunicorn as shipped and one worker of ``processes`` pool processes (the
-    defaults). Yields the stack and the photos' URLs at 0 ms."""
+    redis-server, gunicorn as shipped and ``processes`` worker processes as shipped (one per
+    core). Yields the stack and the photos' URLs at 0 ms."""
     from bench import imageset
     from bench.server import ImageServerProcess
 
@@ -228,7 +235,7 @@ def fresh_stack(images: int = 200, processes: int = 2,
     env = {**os.environ, "FER_ALLOWED_NETWORKS": "127.0.0.1/32", **(extra_env or {})}
     with ImageServerProcess(photos.directory) as server, Stack(env) as stack:
         urls = server.urls(list(photos.names), 0)
-        with stack.workers(processes, processes, urls[0]):
+        with stack.workers(processes, urls[0]):
             yield stack, urls
 
 

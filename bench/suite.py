@@ -56,9 +56,9 @@ class Plan:
     fairness_head_start: float = 5.0
 
 
-FULL = Plan(False, 2000, 3, 200, ((1, (0, 100)), (2, (0, 100)), (4, (0, 100)), (8, (100,))),
-            whole_stack=((2, (0,)), (8, (100,))))
-QUICK = Plan(True, 100, 1, 10, ((2, (0, 100)),), whole_stack=((2, (0,)),), post_repeats=1, get_requests=300,
+FULL = Plan(False, 2000, 3, 200, ((1, (0, 100)), (2, (0, 100, 1000)), (3, (0, 100))),
+            whole_stack=((2, (0, 100)),))
+QUICK = Plan(True, 100, 1, 10, ((2, (0, 100, 1000)),), whole_stack=((2, (0,)),), post_repeats=1, get_requests=300,
              photo_repeats=3, tune=False, load=Load(duration=10, job_urls=100), fairness_big=2000,
              fairness_head_start=2.0)
 
@@ -153,7 +153,7 @@ def run(plan: Plan, log: Log) -> dict[str, Any]:
             for row in api["get"]:
                 log(f"GET {row['path']}: {row['requests_per_s']} requests/s")
             stack.flush()
-            with stack.workers(2, 2, server.url(names[0], 0)):  # the defaults: one worker, 2 processes
+            with stack.workers(2, server.url(names[0], 0)):  # as shipped: one worker process per core
                 urls = server.urls(names, 0)
                 big = [f"{urls[i % len(urls)]}?n={i}" for i in range(plan.fairness_big)]
                 api["fairness"] = run_fairness(stack, big, urls[:10], plan.fairness_head_start)
@@ -193,7 +193,8 @@ def run(plan: Plan, log: Log) -> dict[str, Any]:
                     "load_average_at_end": round(load_average(), 2), "busy_processes_at_start": busy_before,
                     "busy_processes_at_end": busy_processes()},
         "model": model_facts(),
-        "settings": {key: getattr(settings, key) for key in ("chunk_size", "batch_size", "fetch_concurrency")},
+        "settings": {key: getattr(settings, key) for key in ("chunk_size", "worker_chunks", "batch_size",
+                                                              "fetch_concurrency", "job_window")},
         "images": images.describe(),
         "detection": detection,
         "results": [{k: v for k, v in row.items() if k not in ("_key", "last_job_id")} for row in results],

@@ -86,21 +86,22 @@ class StackVariant:
     env: Mapping[str, str] = field(default_factory=dict)
     api_env: Mapping[str, str] = field(default_factory=dict)
     args: tuple[str, ...] = ()
-    per_worker: int | None = None
+    prefork: bool = False  # one prefork worker of 2 children instead of 2 threads-pool workers
     faces: str = "detect"  # the jobs' faces mode
 
 
 STACK_VARIANTS: tuple[StackVariant, ...] = (
+    # The design before threads: prefork children running one chunk each, 32 downloads each.
+    StackVariant("pool", "prefork, 1 chunk x 32 downloads per process", (0, 100, 1000), prefork=True,
+                 env={"FER_FETCH_CONCURRENCY": "32"}),
+    StackVariant("worker_chunks", "2", (0, 100, 1000), env={"FER_WORKER_CHUNKS": "2"}),
+    StackVariant("worker_chunks", "8", (0, 100, 1000), env={"FER_WORKER_CHUNKS": "8"}),
+    StackVariant("fetch_concurrency", "32", (100, 1000), env={"FER_FETCH_CONCURRENCY": "32"}),
+    StackVariant("fetch_concurrency", "256", (1000,), env={"FER_FETCH_CONCURRENCY": "256"}),
     StackVariant("chunk_size", "16", (0, 100), api_env={"FER_CHUNK_SIZE": "16"}),
     StackVariant("chunk_size", "256", (0, 100), api_env={"FER_CHUNK_SIZE": "256"}),
-    StackVariant("fetch_concurrency", "8", (0, 100), env={"FER_FETCH_CONCURRENCY": "8"}),
-    StackVariant("fetch_concurrency", "64", (100,), env={"FER_FETCH_CONCURRENCY": "64"}),
-    StackVariant("fetch_concurrency+chunk", "128+128", (100,), env={"FER_FETCH_CONCURRENCY": "128"},
-                 api_env={"FER_CHUNK_SIZE": "128"}),
     StackVariant("batch_size", "64", (0,), env={"FER_BATCH_SIZE": "64"}),
-    StackVariant("batch_size", "256", (0,), env={"FER_BATCH_SIZE": "256"}),
     StackVariant("prefetch_multiplier", "4", (0, 100), args=("--prefetch-multiplier", "4")),
-    StackVariant("processes_per_worker", "1 (2 workers)", (0, 100), per_worker=1),
     StackVariant("model", "int8", (0,), env={"FER_MODEL_PATH": str(MODELS_DIR / "emotion_classifier_int8.tflite")}),
     StackVariant("faces", "whole", (0,), faces="whole"),
 )
@@ -122,13 +123,13 @@ def embedded_sweeps(urls: Sequence[str], runs: int, env: Mapping[str, str]) -> l
 
 def stack_sweeps(stack: Stack, server: ImageServerProcess, names: Sequence[str], runs: int,
                  variants: Sequence[StackVariant] = STACK_VARIANTS) -> list[dict[str, Any]]:
-    """The full stack with 2 pool processes, one knob changed at a time."""
+    """The full stack with 2 worker processes, one knob changed at a time."""
     rows = []
     for variant in variants:
         if variant.api_env:
             stack.start_api(variant.api_env)
         try:
-            found, _ = stack_case(stack, server, names, 2, variant.latencies, runs, per_worker=variant.per_worker,
+            found, _ = stack_case(stack, server, names, 2, variant.latencies, runs, prefork=variant.prefork,
                                   extra_env=variant.env, extra_args=variant.args, faces=variant.faces,
                                   knob=variant.knob, value=variant.value)
             rows += found

@@ -90,7 +90,7 @@ def main() -> int:
         api = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "api:create_app()", "--bind", f"127.0.0.1:{port}",
              "--log-level", "warning"], cwd=ROOT, env=env)
-        worker = WorkerProcess(env, "demo-worker", concurrency=2, log_dir=OUT)
+        worker = WorkerProcess(env, "demo-worker", log_dir=OUT)
         try:
             worker.wait_ready()
             wait_until(lambda: api_ready(api_url), 30, "the API to be ready")

@@ -50,8 +50,8 @@ def store(settings: Settings) -> Iterator[JobStore]:
 
 @pytest.fixture(scope="session")
 def worker(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
-    """One real ``celery -A worker worker`` (2 pool processes) for the whole session."""
-    proc = WorkerProcess(env, "session-worker", concurrency=2, log_dir=tmp_path_factory.mktemp("workers"))
+    """One real ``celery -A worker worker`` (as shipped: one process, threads) for the whole session."""
+    proc = WorkerProcess(env, "session-worker", log_dir=tmp_path_factory.mktemp("workers"))
     try:
         yield proc.wait_ready()
     finally:

@@ -145,13 +145,17 @@ class Process:
 
 
 class WorkerProcess(Process):
-    """``celery -A worker worker`` as a subprocess."""
+    """``celery -A worker worker`` as a subprocess, as shipped: one process running
+    ``FER_WORKER_CHUNKS`` chunks at once on Celery's threads pool. ``concurrency`` and ``pool``
+    override Celery's ``--concurrency`` and ``--pool`` (e.g. ``pool="prefork"``)."""
 
-    def __init__(self, env: Mapping[str, str], name: str, concurrency: int = 1, log_dir: Path | None = None,
-                 extra_args: tuple[str, ...] = ()) -> None:
-        cmd = [sys.executable, "-m", "celery", "-A", "worker", "worker", "--loglevel=INFO", "-P", "prefork",
-               f"--concurrency={concurrency}", "-n", f"{name}@%h", "--without-gossip", "--without-mingle",
-               *extra_args]
+    def __init__(self, env: Mapping[str, str], name: str, concurrency: int | None = None,
+                 log_dir: Path | None = None, extra_args: tuple[str, ...] = (), pool: str | None = None) -> None:
+        cmd = [sys.executable, "-m", "celery", "-A", "worker", "worker", "--loglevel=INFO", "-n", f"{name}@%h",
+               "--without-gossip", "--without-mingle"]
+        cmd += [f"--pool={pool}"] if pool else []
+        cmd += [f"--concurrency={concurrency}"] if concurrency else []
+        cmd += extra_args
         super().__init__(name, cmd, env, log_dir)
 
     def wait_ready(self, timeout: float = 60) -> WorkerProcess:

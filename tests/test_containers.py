@@ -501,13 +501,13 @@ def test_declared_commands_serve_a_job_across_three_workers(tmp_path: Path, mode
             return env
 
         # Three workers: the Dockerfile.worker CMD; CELERY_WORKER_HOSTNAME names each node as a
-        # container's hostname would, and CELERY_WORKER_CONCURRENCY keeps the pools small.
+        # container's hostname would, and FER_WORKER_CHUNKS keeps the thread pools small.
         worker_cmd = dockerfile_cmd(DOCKERFILES["worker"])
         workers = {}
         for i in range(3):
             host = f"fer-test-{i}-{secrets.token_hex(3)}"
             env = {**service_env("worker"), "CELERY_WORKER_HOSTNAME": f"celery@{host}",
-                   "CELERY_WORKER_CONCURRENCY": "1", "HOSTNAME": host}
+                   "FER_WORKER_CHUNKS": "1", "HOSTNAME": host}
             workers[host] = (Process(f"worker-{i}", worker_cmd, env, logs, inherit_env=False), env)
             stack.callback(workers[host][0].stop)
 
@@ -527,7 +527,7 @@ def test_declared_commands_serve_a_job_across_three_workers(tmp_path: Path, mode
         for host, (proc, _) in workers.items():
             wait_until(lambda p=proc: p.alive() and re.search(r"\S+@\S+ ready\.", p.log()), 60, f"worker {host}")
             assert f"celery@{host} ready." in proc.log(), "the node must be celery@<hostname>, as the probe expects"
-            assert "concurrency: 1 (prefork)" in proc.log(), "CELERY_WORKER_CONCURRENCY must set the pool size"
+            assert "concurrency: 1 (thread)" in proc.log(), "FER_WORKER_CHUNKS must set the threads pool's size"
         # Each worker's HEALTHCHECK pings its own node, named after $HOSTNAME.
         for host, (_, env) in workers.items():
             probe = run_shell_check(dockerfile_healthcheck(DOCKERFILES["worker"]), env, timeout=60)

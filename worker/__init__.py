@@ -34,6 +34,10 @@ def create_celery(settings: Settings | None = None) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
+        # One process per core, each running FER_WORKER_CHUNKS chunks at once on threads that share
+        # the process's model and downloads (worker.pipeline); the command line may override both.
+        worker_pool="threads",
+        worker_concurrency=settings.worker_chunks,
         broker_transport_options={
             "visibility_timeout": settings.visibility_timeout,
             # kombu sweeps for abandoned chunks every interval x throttle seconds (100 s by

@@ -1,29 +1,32 @@
-"""Fetch, decode, find faces, batch and classify a list of URLs: the work of one chunk, or of `fer-batch run`.
+"""Fetch, decode, find faces, batch and classify lists of URLs: a process's engine for its chunks.
 
 ``Pipeline.run(items, on_results, faces)`` takes (index, url) pairs and calls ``on_results`` with
 ``Result``s as they are ready: a batch of classified faces at a time, together with the errors
 met meanwhile. Returning False from ``on_results`` stops it from taking further URLs (a
-cancelled job); what is in flight is finished and reported.
+cancelled job); what is in flight is finished and reported. ``run`` blocks until its list is
+done, and may be called from several threads at once: a worker process runs several chunks
+together (Celery's threads pool), so that while one chunk waits for its last slow downloads the
+others keep the fetches and the CPU busy.
 
-Inside, up to ``fetch_concurrency`` coroutines pull URLs from one iterator over a shared aiohttp
-session. Decoding and face detection (``FacesMode.DETECT``: ``worker.faces``) run in a small
-thread pool (Pillow and LiteRT release the GIL), so the event loop keeps fetching meanwhile; the
-process's one face detector serves one of those threads at a time; inference runs on one
-dedicated thread. Faces from many images share
-classifier batches of ``batch_size`` faces; an image whose faces are not all classified yet is
-not reported.
+Inside, one event loop runs in the Pipeline's own thread with one aiohttp session. Each ``run``
+gets coroutines that pull its URLs from one iterator; all of them share the process's
+``fetch_concurrency`` download slots. Decoding and face detection (``FacesMode.DETECT``:
+``worker.faces``) run in a small thread pool (Pillow and LiteRT release the GIL), so the event
+loop keeps fetching meanwhile; the process's one face detector serves one of those threads at a
+time; inference runs on one dedicated thread; ``on_results`` (Redis writes) runs in a thread of
+its own, off the loop. Faces from many images share classifier batches of ``batch_size`` faces;
+an image whose faces are not all classified yet is not reported.
 
-The event loop and the aiohttp session live as long as the Pipeline, not one ``run`` call: a
-worker process keeps its keep-alive connections from one chunk to the next instead of opening
-``fetch_concurrency`` new ones (and a new loop) per chunk of 64 URLs. Use a Pipeline from one
-thread at a time, and ``close()`` it when done.
+The loop, its thread and the session live as long as the Pipeline: a worker keeps its keep-alive
+connections from one chunk to the next. ``close()`` it when done.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -71,8 +74,12 @@ class Pipeline:
         self.finder = FaceFinder.load(settings.face_detector, classifier.size)  # shared by the decode threads
         self._decode_pool = ThreadPoolExecutor(decode_threads, thread_name_prefix="fer-decode")
         self._infer_pool = ThreadPoolExecutor(1, thread_name_prefix="fer-infer")
+        self._report_pool = ThreadPoolExecutor(1, thread_name_prefix="fer-report")
         self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="fer-loop", daemon=True)
+        self._thread.start()
         self._session: aiohttp.ClientSession | None = None
+        self._fetch_slots: asyncio.Semaphore | None = None
 
     def prepare(self, index: int, url: str, data: bytes, faces: FacesMode) -> Pending:
         """Image bytes to what the classifier needs: the whole image, or each face found in it."""
@@ -86,10 +93,13 @@ class Pipeline:
 
     def close(self) -> None:
         if not self._loop.is_closed():
-            self._loop.run_until_complete(self._shutdown())
+            if self._thread.is_alive():
+                asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result()
+                self._loop.call_soon_threadsafe(self._loop.stop)
+                self._thread.join()
             self._loop.close()
-        self._decode_pool.shutdown()
-        self._infer_pool.shutdown()
+        for pool in (self._decode_pool, self._infer_pool, self._report_pool):
+            pool.shutdown()
 
     async def _shutdown(self) -> None:
         """Cancel what an interrupted run left behind, then close the session and its connections."""
@@ -103,12 +113,20 @@ class Pipeline:
 
     def run(self, items: Iterable[tuple[int, str]], on_results: OnResults,
             faces: FacesMode = FacesMode.DETECT) -> None:
-        self._loop.run_until_complete(self._run(iter(items), on_results, faces))
+        """Process ``items`` to the end (see the module docstring); safe to call from many threads."""
+        future = asyncio.run_coroutine_threadsafe(self._run(iter(items), on_results, faces), self._loop)
+        try:
+            future.result()
+        except BaseException:
+            future.cancel()  # e.g. KeyboardInterrupt in the caller: stop this run's coroutines
+            raise
 
-    async def _run(self, items: Iterable[tuple[int, str]], on_results: OnResults, faces: FacesMode) -> None:
+    async def _run(self, items: Iterator[tuple[int, str]], on_results: OnResults, faces: FacesMode) -> None:
         if self._session is None or self._session.closed:
             self._session = make_session(self.settings)  # inside the loop: the session binds to it
-        await _Run(self, on_results, faces).main(self._session, items)
+            self._fetch_slots = asyncio.Semaphore(self.settings.fetch_concurrency)
+        assert self._fetch_slots is not None
+        await _Run(self, on_results, faces).main(self._session, self._fetch_slots, items)
 
 
 class _Run:
@@ -124,9 +142,10 @@ class _Run:
         self.stopped = False
         self.lock = asyncio.Lock()
 
-    async def main(self, session: aiohttp.ClientSession, items: Iterable[tuple[int, str]]) -> None:
-        count = self.p.settings.fetch_concurrency
-        workers = [asyncio.ensure_future(self.consume(session, items)) for _ in range(count)]
+    async def main(self, session: aiohttp.ClientSession, slots: asyncio.Semaphore,
+                   items: Iterator[tuple[int, str]]) -> None:
+        count = self.p.settings.fetch_concurrency  # per run; the slots bound the process
+        workers = [asyncio.ensure_future(self.consume(session, slots, items)) for _ in range(count)]
         try:
             await asyncio.gather(*workers)
         finally:  # on an error (e.g. on_results failing), leave no coroutine behind in the shared loop
@@ -136,15 +155,18 @@ class _Run:
         while (self.pending or self.errors) and not self.stopped:
             await self.flush()
 
-    async def consume(self, session: Any, items: Iterable[tuple[int, str]]) -> None:
+    async def consume(self, session: Any, slots: asyncio.Semaphore, items: Iterator[tuple[int, str]]) -> None:
         loop = asyncio.get_running_loop()
         settings = self.p.settings
         for index, url in items:  # one shared iterator: each URL goes to exactly one coroutine
             if self.stopped:
                 return
             try:
-                data = await fetch(session, validate_url(url, settings.max_url_length), settings)
-                item = await loop.run_in_executor(self.p._decode_pool, self.p.prepare, index, url, data, self.mode)
+                # The process's slots, shared by every run, bound downloads and undecoded bodies both.
+                async with slots:
+                    data = await fetch(session, validate_url(url, settings.max_url_length), settings)
+                    item = await loop.run_in_executor(self.p._decode_pool, self.p.prepare, index, url, data,
+                                                      self.mode)
             except UrlError as exc:
                 self.errors.append(Result(index, url, outcomes.error(exc)))
             except Exception as exc:  # a bug must cost one URL, not the chunk
@@ -168,8 +190,10 @@ class _Run:
             self.face_count -= faces
             errors, self.errors = self.errors, []
             results = errors + await self.classify(batch)
-            if results and self.on_results(results) is False:
-                self.stopped = True
+            if results:
+                loop = asyncio.get_running_loop()
+                if await loop.run_in_executor(self.p._report_pool, self.on_results, results) is False:
+                    self.stopped = True
 
     async def classify(self, batch: list[Pending]) -> list[Result]:
         if not batch:

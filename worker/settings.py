@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     max_url_length: int = Field(2048, ge=16)
     chunk_size: int = Field(64, ge=1)
+    worker_chunks: int = Field(4, ge=1)  # chunks one worker process runs at once (Celery's threads pool)
     job_window: int = Field(8, ge=1)  # chunks of one job in the queue at once
     stall_timeout: float = Field(120.0, gt=0)  # seconds without progress before lost chunks are resent
     sweep_interval: float = Field(10.0, gt=0)
@@ -41,7 +42,7 @@ class Settings(BaseSettings):
     predict_timeout: float = Field(30.0, gt=0)
     api_keys_file: Path | None = None  # the API's keys (api/keys.py); unset: no API keys needed
 
-    fetch_concurrency: int = Field(32, ge=1)
+    fetch_concurrency: int = Field(128, ge=1)  # downloads in flight per worker process
     fetch_timeout: float = Field(10.0, gt=0)
     max_image_bytes: int = Field(10_000_000, ge=1)
     max_redirects: int = Field(5, ge=0)
@@ -71,10 +72,11 @@ class Settings(BaseSettings):
     def visibility_timeout(self) -> int:
         """Seconds before the broker hands an unacknowledged chunk to another worker.
 
-        A chunk's worst case is every URL using its whole fetch budget, in waves of
-        ``fetch_concurrency``; doubled, plus a margin for decoding and inference.
+        A chunk's worst case is every URL using its whole fetch budget, behind the URLs of the
+        other chunks its process runs, in waves of ``fetch_concurrency``; doubled, plus a margin
+        for decoding and inference.
         """
-        waves = math.ceil(self.chunk_size / self.fetch_concurrency)
+        waves = math.ceil(self.worker_chunks * self.chunk_size / self.fetch_concurrency)
         return int(2 * waves * self.fetch_timeout + 10)
 
 

@@ -1,12 +1,19 @@
-"""Celery tasks: thin wrappers that load per-process resources and call plain functions."""
+"""Celery tasks: thin wrappers that load per-process resources and call plain functions.
+
+Workers run Celery's threads pool: one process per core, each running several chunks at once
+(``--concurrency``) through the process's one Pipeline, which the threads share.
+"""
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from functools import cache
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from celery.signals import worker_process_init
+from celery.concurrency.prefork import TaskPool as PreforkPool
+from celery.signals import worker_process_init, worker_ready
 from redis.exceptions import RedisError
 
 from worker import DELIVER_WEBHOOK, PROCESS_CHUNK, app, send_chunks, send_webhook, webhooks
@@ -22,21 +29,45 @@ log = logging.getLogger(__name__)
 STORE_RETRIES = 35
 
 
-@cache
+T = TypeVar("T")
+
+
+def once_per_process(make: Callable[[], T]) -> Callable[[], T]:
+    """``make()`` the first time, under a lock (the pool's threads may ask together); then the same."""
+    lock = threading.Lock()
+    made: list[T] = []
+
+    def get() -> T:
+        with lock:
+            if not made:
+                made.append(make())
+            return made[0]
+
+    return get
+
+
+@once_per_process
 def store() -> JobStore:
     settings = get_settings()
     return JobStore(connect(settings.redis_url, retries=STORE_RETRIES), settings.result_ttl)
 
 
-@cache
+@once_per_process
 def pipeline() -> Pipeline:
     settings = get_settings()
     return Pipeline(settings, load_classifier(settings))
 
 
+@worker_ready.connect
+def _load_model(sender: Any = None, **_: object) -> None:
+    """Load the model before the first task, in the process that runs the tasks: this one with the
+    threads pool; with prefork, each child after the fork (LiteRT must not cross a fork)."""
+    if not isinstance(getattr(sender, "pool", None), PreforkPool):
+        pipeline()
+
+
 @worker_process_init.connect
-def _load_model(**_: object) -> None:
-    """Load the model once per process, after the prefork (LiteRT must not cross a fork)."""
+def _load_model_in_child(**_: object) -> None:
     pipeline()
 
 
