@@ -57,6 +57,10 @@ def browser_problem() -> str | None:
     return None
 
 
+BROWSER_PROBLEM = browser_problem()
+needs_browser = pytest.mark.skipif(BROWSER_PROBLEM is not None, reason=BROWSER_PROBLEM or "")
+
+
 # -- the stack: gunicorn on a free port, the session worker, the image server ----------------------
 
 
@@ -148,9 +152,8 @@ def finished_job(api: str, images: ImageServer) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    problem = browser_problem()
-    if problem:
-        pytest.skip(problem)
+    if BROWSER_PROBLEM:
+        pytest.skip(BROWSER_PROBLEM)
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -322,6 +325,7 @@ def test_the_page_and_its_files_are_served_without_a_key(make_app: Callable[...,
 
 
 @pytest.mark.slow
+@needs_browser
 def test_submit_progress_results_boxes_filter_and_csv(api: str, images: ImageServer,
                                                       browsing: Callable[[str], Browsing]) -> None:
     """The bundled photos through the page: the bar finishes, every card says what the API says
@@ -418,6 +422,7 @@ def test_submit_progress_results_boxes_filter_and_csv(api: str, images: ImageSer
 
 
 @pytest.mark.slow
+@needs_browser
 def test_cancel_a_slow_job(api: str, images: ImageServer, browsing: Callable[[str], Browsing]) -> None:
     urls = [images.url(f"/slow?seconds=2.5&n={n}") for n in range(48)]  # 3 rounds of 16 on the 2 processes
     page = browsing(api).page()
@@ -440,6 +445,7 @@ def test_cancel_a_slow_job(api: str, images: ImageServer, browsing: Callable[[st
 
 
 @pytest.mark.slow
+@needs_browser
 def test_phone_width_has_no_horizontal_scrolling(api: str, finished_job: dict[str, Any],
                                                  browsing: Callable[[str], Browsing]) -> None:
     page = browsing(api).page(PHONE)
@@ -459,6 +465,7 @@ def test_phone_width_has_no_horizontal_scrolling(api: str, finished_job: dict[st
 
 
 @pytest.mark.slow
+@needs_browser
 def test_keyboard_only_submission(api: str, images: ImageServer, browsing: Callable[[str], Browsing]) -> None:
     page = browsing(api).page()
     page.goto(api + "/")
@@ -484,6 +491,7 @@ def test_keyboard_only_submission(api: str, images: ImageServer, browsing: Calla
 
 
 @pytest.mark.slow
+@needs_browser
 def test_deep_link_recent_jobs_and_open_by_id(api: str, finished_job: dict[str, Any],
                                               browsing: Callable[[str], Browsing]) -> None:
     job_id = finished_job["job_id"]
@@ -515,6 +523,7 @@ def test_deep_link_recent_jobs_and_open_by_id(api: str, finished_job: dict[str, 
 
 
 @pytest.mark.slow
+@needs_browser
 def test_a_bad_request_shows_the_apis_words(api: str, browsing: Callable[[str], Browsing]) -> None:
     state = browsing(api)
     page = state.page()
@@ -540,6 +549,7 @@ def test_a_bad_request_shows_the_apis_words(api: str, browsing: Callable[[str], 
 
 
 @pytest.mark.slow
+@needs_browser
 def test_api_keys_prompt_and_authorized_downloads(keyed_api: KeyedApi, images: ImageServer,
                                                   browsing: Callable[[str], Browsing]) -> None:
     base = keyed_api.url
