@@ -443,6 +443,19 @@ def test_cancel_a_slow_job(api: str, images: ImageServer, browsing: Callable[[st
     assert cancelled == sum(row["status"] == "cancelled" for row in job["results"][:50])
     assert page.text_content('#results li[data-status="cancelled"] .headline') == "cancelled"
 
+    # Pages of results: 25 rows, then the other 23.
+    page.select_option("#page-size", "25")
+    page.wait_for_selector('#results li[data-index="24"]:last-child', state="attached")
+    assert page.text_content("#page-info") == f"rows 1–25 of {len(urls)}" and page.is_disabled("#page-prev")
+    page.click("#page-next")
+    page.wait_for_selector('#results[data-offset="25"]', state="attached")
+    cards = card_data(page)
+    assert [card["index"] for card in cards] == list(range(25, len(urls)))
+    assert [card["status"] for card in cards] == [row["status"] for row in job["results"][25:]]
+    assert page.text_content("#page-info") == f"rows 26–{len(urls)} of {len(urls)}" and page.is_disabled("#page-next")
+    page.click("#page-prev")
+    page.wait_for_selector('#results[data-offset="0"]', state="attached")
+
 
 @pytest.mark.slow
 @needs_browser
@@ -481,8 +494,7 @@ def test_keyboard_only_submission(api: str, images: ImageServer, browsing: Calla
 
     tab_to("urls")
     page.keyboard.type(images.url("/photos/fer_justin.jpg") + "\n" + images.url("/status/404"))
-    order = tab_to("submit-button")
-    assert order[:3] == ["csv-file", "faces", "submit-button"] or "faces" in order
+    assert tab_to("submit-button") == ["csv-file", "faces", "submit-button"]
     page.keyboard.press("Enter")
     wait_finished(page)
     job = get_json(api, f"/jobs/{job_id_of(page)}?limit=10")
@@ -520,6 +532,35 @@ def test_deep_link_recent_jobs_and_open_by_id(api: str, finished_job: dict[str, 
     page.wait_for_selector("#job-error:not(:empty)")
     assert page.text_content("#job-error") == f"{answer['message']} ({answer['code']})"
     assert page.text_content("#job-status") == "not found"
+
+
+@pytest.mark.slow
+@needs_browser
+def test_a_dropped_csv_with_whole_faces(api: str, images: ImageServer, browsing: Callable[[str], Browsing]) -> None:
+    """A CSV dropped on the page goes as a multipart upload, with the faces mode chosen."""
+    state = browsing(api)
+    page = state.page()
+    page.goto(api + "/")
+    urls = [images.url("/photos/vnsst_sad.jpg"), images.url("/photos/vnsst_surprise.jpg")]
+    text = "name,URL\r\n" + "".join(f"n{i},{url}\r\n" for i, url in enumerate(urls))
+    page.evaluate("""text => {
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([text], 'urls.csv', { type: 'text/csv' }));
+        document.getElementById('drop').dispatchEvent(new DragEvent('drop', { dataTransfer: transfer, bubbles: true,
+                                                                             cancelable: true }));
+    }""", text)
+    assert page.text_content("#file-name") == f"urls.csv ({len(text)} bytes)"
+    page.select_option("#faces", "whole")
+    page.click("#submit-button")
+    wait_finished(page)
+    job = get_json(api, f"/jobs/{job_id_of(page)}?limit=10")
+    assert job["faces"] == "whole" and [row["url"] for row in job["results"]] == urls
+    assert page.text_content("#job-faces") == "whole images"
+    check_cards(card_data(page), job)
+    assert not any(card["boxes"] for card in card_data(page))  # whole images: no face boxes
+    posts = [headers for method, url, headers in state.requests
+             if method == "POST" and url == f"{api}/jobs?faces=whole"]
+    assert len(posts) == 1 and posts[0]["content-type"].startswith("multipart/form-data")
 
 
 @pytest.mark.slow
