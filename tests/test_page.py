@@ -437,10 +437,13 @@ def test_cancel_a_slow_job(api: str, images: ImageServer, browsing: Callable[[st
     assert page.is_hidden("#cancel-button")
     job = get_json(api, f"/jobs/{job_id}?limit=1000")
     assert job["status"] == "cancelled" and job["processed"] < job["total"] == len(urls)
-    statuses = {card["status"] for card in card_data(page)}
-    assert "cancelled" in statuses
-    cancelled = sum(card["status"] == "cancelled" for card in card_data(page))
-    assert cancelled == sum(row["status"] == "cancelled" for row in job["results"][:50])
+    # URLs in flight at the cancel may still be answered after it: a row read as cancelled can turn
+    # ok or error later, never the other way round.
+    cards = card_data(page)
+    assert {card["status"] for card in cards} <= {"ok", "error", "cancelled"}
+    assert sum(card["status"] == "cancelled" for card in cards) >= len(urls) - 24  # 2 processes: 2 or 3 chunks began
+    assert all(card["status"] == "cancelled" for card, row in zip(cards, job["results"], strict=True)
+               if row["status"] == "cancelled")
     assert page.text_content('#results li[data-status="cancelled"] .headline') == "cancelled"
 
     # Pages of results: 25 rows, then the other 23.
@@ -451,7 +454,8 @@ def test_cancel_a_slow_job(api: str, images: ImageServer, browsing: Callable[[st
     page.wait_for_selector('#results[data-offset="25"]', state="attached")
     cards = card_data(page)
     assert [card["index"] for card in cards] == list(range(25, len(urls)))
-    assert [card["status"] for card in cards] == [row["status"] for row in job["results"][25:]]
+    assert all(card["status"] == row["status"] or row["status"] == "cancelled"
+               for card, row in zip(cards, job["results"][25:], strict=True))
     assert page.text_content("#page-info") == f"rows 26–{len(urls)} of {len(urls)}" and page.is_disabled("#page-next")
     page.click("#page-prev")
     page.wait_for_selector('#results[data-offset="0"]', state="attached")
