@@ -231,6 +231,7 @@
     $("results-error").textContent = "";
     $("results").replaceChildren();
     $("results-panel").hidden = true;
+    $("filter").value = "all";
     view.offset = 0;
     lastAnnounce = { status: null, at: 0 };
     renderRecent();
