@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 SERVE_EXTRAS := api,worker,cli,dev
 ALL_EXTRAS   := api,worker,cli,dev,train
 
-.PHONY: demo test lint train evaluate framing detect-eval detect-passes faces-picture bench bench-quick clean
+.PHONY: demo test lint chromium train evaluate framing detect-eval detect-passes faces-picture page-picture bench bench-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,20 @@ $(VENV)/.all-installed: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.serve-installed  ## a real batch end to end: Redis, API, one worker, local images
 	$(BIN)/python scripts/demo.py
 
-test: $(VENV)/.all-installed lint  ## the whole suite
+test: $(VENV)/.all-installed lint chromium  ## the whole suite
 	$(BIN)/python -m pytest
+
+# The web page's browser tests (tests/test_page.py) drive Debian's Chromium, /usr/bin/chromium
+# (Playwright's own browser download cannot be reached here). As root, install it when missing;
+# otherwise, or if apt-get fails, say so: those tests are then skipped with the reason.
+chromium:  ## Debian's Chromium for tests/test_page.py, installed as root when missing
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		{ DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 chromium >/dev/null; } \
+		|| echo "make chromium: apt-get could not install chromium: tests/test_page.py will be skipped"; \
+	else echo "make chromium: no /usr/bin/chromium and not root: tests/test_page.py will be skipped" \
+		"(apt-get install chromium)"; fi
 
 lint: $(VENV)/.serve-installed
 	$(BIN)/ruff check .
@@ -65,6 +77,10 @@ detect-passes: $(VENV)/.serve-installed  ## each BlazeFace pass alone: FER2013 c
 
 faces-picture: $(VENV)/.serve-installed  ## docs/faces.png: boxes and top emotions drawn on bundled photos
 	$(BIN)/python scripts/draw_faces.py
+
+page-picture: $(VENV)/.serve-installed chromium  ## docs/page.png: the web page's results in Chromium (tests/test_page.py)
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_page.py -k test_submit_progress_results
+	cp build/page/results.png docs/page.png
 
 bench: $(VENV)/.serve-installed  ## full benchmark (about 10 min): bench/results/<date>.json and .png
 	@test $(VENV)/.bench-installed -nt pyproject.toml || { $(BIN)/pip install --quiet -e ".[$(SERVE_EXTRAS),bench]" && touch $(VENV)/.bench-installed; }

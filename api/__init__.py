@@ -88,6 +88,7 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
 
     from api import auth
     from api.jsonprovider import FastJSON
+    from api.page import bp as page_bp
     from api.routes import bp
     from worker import create_celery
     from worker.jobs import JobStore, connect
@@ -107,5 +108,6 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
     app.extensions["fer.celery"] = create_celery(settings)
     auth.init_app(app, settings.api_keys_file)
     app.register_blueprint(bp)
+    app.register_blueprint(page_bp)  # the web page at / (api/static/)
     app.register_error_handler(Exception, _error_response)
     return app
