@@ -1,7 +1,7 @@
 """Access control (optional): API keys, and which key a job belongs to.
 
 Off unless ``FER_API_KEYS_FILE`` names a keys file (``api.keys``). On, every request except
-``/healthz`` and ``/readyz`` needs ``Authorization: Bearer <key>`` (401 ``unauthorized`` with
+``/healthz``, ``/readyz`` and ``/metrics`` needs ``Authorization: Bearer <key>`` (401 ``unauthorized`` with
 ``WWW-Authenticate: Bearer`` otherwise, unknown routes included), the key's rate limit applies
 (``api.limits``), and a job is visible only to the key that created it: another key's job answers
 404 ``job_not_found``, exactly as an unknown job does.
@@ -22,7 +22,8 @@ from api.limits import check_rate
 
 log = logging.getLogger(__name__)
 
-OPEN_ENDPOINTS = frozenset({"fer.healthz", "fer.readyz"})
+# /metrics too: Prometheus scrapes without a key, and its labels name no job, URL or key (api/metrics.py).
+OPEN_ENDPOINTS = frozenset({"fer.healthz", "fer.readyz", "metrics"})
 
 
 def init_app(app: Flask, keys_file: Path | None) -> None:
