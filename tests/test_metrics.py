@@ -165,8 +165,13 @@ def test_api_metrics_count_the_job_whichever_gunicorn_worker_answers(stack: Stac
         assert total(samples, "fer_api_requests_total", endpoint="get_job", status="200") >= 2
         assert samples[("fer_redis_up", frozenset())] == 1
         assert samples[("fer_queue_depth", frozenset())] == 0
-    access = [r for r in json_lines(stack.api.log_path) if r["logger"] == "gunicorn.access"]
-    assert sum("GET /metrics" in r["message"] for r in access) == 8
+
+    def scrapes_logged() -> int:  # gunicorn writes an access line after its answer: wait for the last one
+        return sum(r["logger"] == "gunicorn.access" and "GET /metrics" in r["message"]
+                   for r in json_lines(stack.api.log_path))
+
+    wait_until(lambda: scrapes_logged() >= 8, 10, "the access log")
+    assert scrapes_logged() == 8
 
 
 @pytest.mark.slow

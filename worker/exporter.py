@@ -9,7 +9,7 @@ prometheus_client's multiprocess mode. ``MetricsStep``, a bootstep of the worker
   every file: counters and histograms of a pool process that exited (``--max-tasks-per-child``, a
   crash) keep counting; the in-progress gauge of a dead process is dropped (``mark_process_dead``,
   on ``worker_process_shutdown`` in the child, and at scrape time for a child that was killed);
-- removes the directory when the worker exits.
+- removes the directory when the worker exits (and, at start, those of killed workers).
 
 ``FER_METRICS_PORT=0`` turns it all off (the values then stay in each process's memory, unserved).
 A port already taken is logged as an error and the worker runs on without its endpoint.
@@ -33,6 +33,7 @@ from celery.signals import worker_process_shutdown
 log = logging.getLogger(__name__)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+DIR_PREFIX = "fer-worker-metrics-"  # then the main process's pid
 _LIVE_FILE = re.compile(r"gauge_live\w*?_(\d+)\.db$")
 
 
@@ -44,6 +45,14 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _remove_stale_directories() -> None:
+    """The directories of workers that were killed (SIGKILL runs no exit handler), by their pid."""
+    for path in glob.glob(os.path.join(tempfile.gettempdir(), f"{DIR_PREFIX}*-*")):
+        match = re.fullmatch(rf"{DIR_PREFIX}(\d+)-\w+", os.path.basename(path))
+        if match and not _alive(int(match[1])):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 class _PoolCollector:
@@ -88,7 +97,8 @@ class MetricsStep(bootsteps.StartStopStep):
         self.server: Any = None
         self.path: str | None = None
         if self.port:  # before the Pool step forks the children: they inherit the variable
-            self.path = tempfile.mkdtemp(prefix="fer-worker-metrics-")
+            _remove_stale_directories()
+            self.path = tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{os.getpid()}-")
             os.environ[MULTIPROC_ENV] = self.path
             owner = os.getpid()
             # At exit of the main process only (pool children inherit atexit handlers).
