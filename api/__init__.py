@@ -5,6 +5,7 @@ name) in ``app.extensions`` and installs one error handler that answers every fa
 ``{"error": {"code", "message"}}``: the API's own errors, HTTP errors from routing or body limits
 (404, 405, 413 ...), Redis being down (503 ``redis_unavailable``) and, logged, anything unexpected
 (500 ``internal_error``). With ``FER_API_KEYS_FILE`` set, ``api.auth`` requires an API key.
+``api.metrics`` counts and times every request and serves ``GET /metrics``.
 
 Flask and the worker package are imported inside ``create_app`` so that the CLI can import
 ``api.inputs`` and ``api.client`` with the CLI's dependencies only.
@@ -86,7 +87,7 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
     """Build the API for ``settings`` (default: from the environment); ``config`` updates Flask's."""
     from flask import Flask
 
-    from api import auth
+    from api import auth, metrics
     from api.jsonprovider import FastJSON
     from api.page import bp as page_bp
     from api.routes import bp
@@ -106,6 +107,7 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
     app.extensions["fer.settings"] = settings
     app.extensions["fer.store"] = JobStore(connect(settings.redis_url), settings.result_ttl)
     app.extensions["fer.celery"] = create_celery(settings)
+    metrics.init_app(app, app.extensions["fer.store"])  # before auth: requests answered 401 are timed too
     auth.init_app(app, settings.api_keys_file)
     app.register_blueprint(bp)
     app.register_blueprint(page_bp)  # the web page at / (api/static/)

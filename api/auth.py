@@ -1,10 +1,11 @@
 """Access control (optional): API keys, and which key a job belongs to.
 
 Off unless ``FER_API_KEYS_FILE`` names a keys file (``api.keys``). On, every request except
-``/healthz``, ``/readyz`` and the web page (``/`` and ``/static/``) needs ``Authorization: Bearer
-<key>`` (401 ``unauthorized`` with ``WWW-Authenticate: Bearer`` otherwise, unknown routes
-included), the key's rate limit applies (``api.limits``), and a job is visible only to the key
-that created it: another key's job answers 404 ``job_not_found``, exactly as an unknown job does.
+``/healthz``, ``/readyz``, ``/metrics`` and the web page (``/`` and ``/static/``) needs
+``Authorization: Bearer <key>`` (401 ``unauthorized`` with ``WWW-Authenticate: Bearer`` otherwise,
+unknown routes included), the key's rate limit applies (``api.limits``), and a job is visible only
+to the key that created it: another key's job answers 404 ``job_not_found``, exactly as an unknown
+job does.
 
 The key itself is never logged nor repeated in an answer: only its name is kept, in ``g.api_key``.
 """
@@ -23,7 +24,8 @@ from api.limits import check_rate
 log = logging.getLogger(__name__)
 
 # The web page and its static files hold no data: they load without a key, then ask for one.
-OPEN_ENDPOINTS = frozenset({"fer.healthz", "fer.readyz", "page.index", "static"})
+# /metrics too: Prometheus scrapes without a key, and its labels name no job, URL or key (api/metrics.py).
+OPEN_ENDPOINTS = frozenset({"fer.healthz", "fer.readyz", "page.index", "static", "metrics"})
 
 
 def init_app(app: Flask, keys_file: Path | None) -> None:

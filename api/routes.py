@@ -20,6 +20,7 @@ import redis
 from celery import Celery
 from flask import Blueprint, Response, current_app, request, stream_with_context, url_for
 
+from api import metrics
 from api.auth import current_key, current_owner, may_see
 from api.errors import BadRequest, NotFound, ServiceUnavailable, Timeout, UnprocessableUrl
 from api.inputs import callback_url, faces_mode, job_request, read_json
@@ -109,6 +110,7 @@ def submit(entries: list[Any], faces: FacesMode = FacesMode.DETECT, callback: st
         with contextlib.suppress(redis.RedisError):
             store.discard(job.id)
         raise
+    metrics.job_created(job.faces.value, len(urls), len(answered))
     if callback is not None and job.finished:
         _queue_webhook(job.id)
         job = store.get(job.id) or job

@@ -22,6 +22,7 @@ TEST_ENV = {
     "FER_CHUNK_SIZE": "8",
     "FER_FETCH_CONCURRENCY": "8",
     "FER_PREDICT_TIMEOUT": "20",
+    "FER_METRICS_PORT": "0",  # no metrics port per test worker (tests/test_metrics.py sets a free one)
 }
 
 

@@ -210,7 +210,7 @@ def test_compose_config_is_valid(tmp_path: Path, env_file: str) -> None:
 
 def test_compose_services(tmp_path: Path) -> None:
     services = compose_config(tmp_path, ENV_EXAMPLE)["services"]
-    assert set(services) == {"redis", "api", "worker", "flower"}
+    assert set(services) == {"redis", "api", "worker", "flower", "prometheus"}  # prometheus: tests/test_monitoring.py
 
     redis_svc = services["redis"]
     assert re.fullmatch(r"redis:7\.\d+\.\d+(-[a-z0-9.]+)?", redis_svc["image"]), "pin redis:7.x.y"

@@ -2,7 +2,8 @@
 
 The API imports this module only to send tasks by name (``send_chunks``, ``send_webhook``); the task code in
 ``worker.tasks`` (fetching, decoding, LiteRT) is imported by worker processes alone. Every worker
-also runs the sweeper (``worker.sweeper``) that sends chunks lost with the broker's state again.
+also runs the sweeper (``worker.sweeper``) that sends chunks lost with the broker's state again, and
+serves its pool's Prometheus metrics (``worker.exporter``).
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ QUEUE = "fer"
 
 
 def create_celery(settings: Settings | None = None) -> Celery:
+    from worker.exporter import MetricsStep
     from worker.sweeper import SweepStep
 
     settings = settings or get_settings()
     celery = Celery("fer_batch", broker=settings.redis_url, include=["worker.tasks"])
     celery.steps["worker"].add(SweepStep)
+    celery.steps["worker"].add(MetricsStep)
     celery.conf.update(
         task_default_queue=QUEUE,
         task_serializer="json",

@@ -54,6 +54,10 @@ class Dispatch:
         """Ids of jobs that were not seen finished yet (some may be finished or expired by now)."""
         return sorted(self.redis.smembers(ACTIVE))
 
+    def active_count(self) -> int:
+        """How many ids ``active_jobs`` would return (the API's ``fer_jobs_active`` gauge)."""
+        return int(self.redis.scard(ACTIVE))
+
     def forget(self, job_id: str) -> None:
         """Drop a finished or expired job from the active set."""
         self.redis.srem(ACTIVE, job_id)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from worker import metrics
 from worker.detect import SHORT_RANGE, Face, FaceDetector, faces_of, is_close_up
 from worker.framing import Calibration
 from worker.images import PREVIEW_SIDE, Photo, load_photo, squash
@@ -78,14 +79,19 @@ class FaceFinder:
         return photo, faces
 
     def _locate(self, data: bytes, max_pixels: int) -> tuple[Photo, Photo, list[Face]]:
-        preview = load_photo(data, max_pixels, PREVIEW_SIDE)
-        with self._detecting:
+        with metrics.timed("decode"):
+            preview = load_photo(data, max_pixels, PREVIEW_SIDE)
+        with self._detecting, metrics.timed("detect", **{"pass": "close_up"}):
             close = self.detector.close_up(preview.image)
         if is_close_up(close, preview.image.width, preview.image.height):
             return preview, preview, faces_of(close, SHORT_RANGE)
-        photo = load_photo(data, max_pixels) if preview.reduced else preview
+        if preview.reduced:
+            with metrics.timed("decode"):
+                photo = load_photo(data, max_pixels)
+        else:
+            photo = preview
         scale = photo.image.width / preview.image.width
-        with self._detecting:
+        with self._detecting, metrics.timed("detect", **{"pass": "wide"}):
             return preview, photo, self.detector.wide(photo.image, close.mapped(0, 0, scale))
 
     def crops(self, photo: Photo, faces: list[Face], whole: Callable[[], np.ndarray]) -> list[FaceCrop]:

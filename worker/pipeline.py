@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 
-from worker import outcomes
+from worker import metrics, outcomes
 from worker.errors import InternalError, NoFace, UrlError
 from worker.faces import FaceCrop, FaceFinder
 from worker.fetch import fetch, make_session
@@ -84,7 +85,8 @@ class Pipeline:
     def prepare(self, index: int, url: str, data: bytes, faces: FacesMode) -> Pending:
         """Image bytes to what the classifier needs: the whole image, or each face found in it."""
         if faces is FacesMode.WHOLE:
-            pixels = decode(data, self.classifier.size, self.settings.max_pixels)
+            with metrics.timed("decode"):
+                pixels = decode(data, self.classifier.size, self.settings.max_pixels)
             return Pending(index, url, [FaceCrop((0, 0, 0, 0), 1.0, pixels)], whole=True)
         found = self.finder.find(data, self.settings.max_pixels)
         if not found.crops:
@@ -164,7 +166,8 @@ class _Run:
             try:
                 # The process's slots, shared by every run, bound downloads and undecoded bodies both.
                 async with slots:
-                    data = await fetch(session, validate_url(url, settings.max_url_length), settings)
+                    with metrics.fetching():
+                        data = await fetch(session, validate_url(url, settings.max_url_length), settings)
                     item = await loop.run_in_executor(self.p._decode_pool, self.p.prepare, index, url, data,
                                                       self.mode)
             except UrlError as exc:
@@ -190,6 +193,7 @@ class _Run:
             self.face_count -= faces
             errors, self.errors = self.errors, []
             results = errors + await self.classify(batch)
+            metrics.count_outcomes(result.outcome for result in results)
             if results:
                 loop = asyncio.get_running_loop()
                 if await loop.run_in_executor(self.p._report_pool, self.on_results, results) is False:
@@ -201,8 +205,10 @@ class _Run:
         classifier = self.p.classifier
         faces = np.stack([crop.pixels for item in batch for crop in item.crops])
         loop = asyncio.get_running_loop()
+        started = time.perf_counter()
         try:
             probabilities = await loop.run_in_executor(self.p._infer_pool, classifier.predict, faces)
+            metrics.classified(len(faces), time.perf_counter() - started)
         except Exception as exc:
             log.exception("inference failed on a batch of %d faces", len(faces))
             failure = outcomes.error(InternalError(f"inference failed: {type(exc).__name__}"))

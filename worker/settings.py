@@ -10,7 +10,7 @@ import ipaddress
 import math
 from functools import cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr = SecretStr("")
     webhook_retry_delay: float = Field(10.0, gt=0)  # first retry; doubles up to 10 minutes
     webhook_max_age: float = Field(3600.0, gt=0)  # seconds after the first attempt before giving up
+
+    # Observability: each worker host's Prometheus port (worker/exporter.py; 0: none) and the log format
+    # of the API and the workers (worker/logs.py): human-readable text, or one JSON object per line.
+    metrics_port: int = Field(9808, ge=0, le=65535)
+    log_format: Literal["text", "json"] = "text"
 
     @field_validator("allowed_networks", mode="before")
     @classmethod

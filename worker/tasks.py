@@ -2,6 +2,9 @@
 
 Workers run Celery's threads pool: one process per core, each running several chunks at once
 (``--concurrency``) through the process's one Pipeline, which the threads share.
+
+Importing this module (the worker does, before it sets up logging) also installs the JSON log
+hooks of ``worker.logs``; a chunk task logs within ``job_context`` and is timed by ``worker.metrics``.
 """
 
 from __future__ import annotations
@@ -16,13 +19,14 @@ from celery.concurrency.prefork import TaskPool as PreforkPool
 from celery.signals import worker_process_init, worker_ready
 from redis.exceptions import RedisError
 
-from worker import DELIVER_WEBHOOK, PROCESS_CHUNK, app, send_chunks, send_webhook, webhooks
+from worker import DELIVER_WEBHOOK, PROCESS_CHUNK, app, logs, metrics, send_chunks, send_webhook, webhooks
 from worker.jobs import JobStatus, JobStore, connect
 from worker.model import load_classifier
 from worker.pipeline import Pipeline, Result
 from worker.settings import get_settings
 
 log = logging.getLogger(__name__)
+logs.install_celery_hooks()
 
 
 # A worker holds its chunk through a Redis restart of up to about a minute, retrying each command.
@@ -58,17 +62,24 @@ def pipeline() -> Pipeline:
     return Pipeline(settings, load_classifier(settings))
 
 
+def load_model() -> None:
+    """Load the model (the process's Pipeline). In JSON mode, LiteRT's C++ line about its XNNPACK
+    delegate is logged as JSON too."""
+    with logs.native_stderr(logging.getLogger("litert"), enabled=get_settings().log_format == "json"):
+        pipeline()
+
+
 @worker_ready.connect
 def _load_model(sender: Any = None, **_: object) -> None:
     """Load the model before the first task, in the process that runs the tasks: this one with the
     threads pool; with prefork, each child after the fork (LiteRT must not cross a fork)."""
     if not isinstance(getattr(sender, "pool", None), PreforkPool):
-        pipeline()
+        load_model()
 
 
 @worker_process_init.connect
 def _load_model_in_child(**_: object) -> None:
-    pipeline()
+    load_model()
 
 
 def process_chunk(jobs: JobStore, pipe: Pipeline, job_id: str, start: int, stop: int) -> int:
@@ -96,20 +107,22 @@ def process_chunk(jobs: JobStore, pipe: Pipeline, job_id: str, start: int, stop:
 
 @app.task(name=PROCESS_CHUNK, autoretry_for=(RedisError,), retry_backoff=True, max_retries=5)
 def process_chunk_task(job_id: str, start: int, stop: int) -> int:
-    jobs = store()
-    added = process_chunk(jobs, pipeline(), job_id, start, stop)
-    log.info("job %s [%d, %d): %d new results", job_id, start, stop, added)
-    # Chained chunks: each finished chunk queues the job's next one, so a job keeps
-    # FER_JOB_WINDOW chunks in the queue and jobs submitted later take turns with it.
-    send_chunks(app, job_id, jobs.claim(job_id, 1))
-    # The chunk that ended the job (or the first to see it ended) queues the job's webhook.
-    if jobs.webhook_due(job_id, time.time()):
-        send_webhook(app, job_id)
-    return added
+    with logs.job_context(job_id, start, stop), metrics.chunk():
+        jobs = store()
+        added = process_chunk(jobs, pipeline(), job_id, start, stop)
+        log.info("job %s [%d, %d): %d new results", job_id, start, stop, added)
+        # Chained chunks: each finished chunk queues the job's next one, so a job keeps
+        # FER_JOB_WINDOW chunks in the queue and jobs submitted later take turns with it.
+        send_chunks(app, job_id, jobs.claim(job_id, 1))
+        # The chunk that ended the job (or the first to see it ended) queues the job's webhook.
+        if jobs.webhook_due(job_id, time.time()):
+            send_webhook(app, job_id)
+        return added
 
 
 @app.task(name=DELIVER_WEBHOOK, autoretry_for=(RedisError,), retry_backoff=True, max_retries=5)
 def deliver_webhook_task(job_id: str) -> str | None:
     """One attempt; the next one, if any, is queued by the sweeper when it is due."""
-    status = webhooks.deliver(store(), get_settings(), job_id)
+    with logs.job_context(job_id):
+        status = webhooks.deliver(store(), get_settings(), job_id)
     return status.value if status is not None else None

@@ -1,0 +1,108 @@
+"""The workers' Prometheus metrics, and the few calls that record them.
+
+The pipeline and the task call ``count_outcomes``, ``fetching``, ``timed`` and ``chunk``; each worker
+host serves the sum over its pool processes on ``FER_METRICS_PORT`` (``worker.exporter``).
+
+The metrics are made on first use, in the process that records them: prometheus_client chooses
+between in-memory values and its multiprocess files (``PROMETHEUS_MULTIPROC_DIR``) when it is first
+imported, and the worker's main process sets that directory only after importing this module, just
+before its pool forks. So nothing here imports prometheus_client at module level. Without the
+directory (``fer-batch run``, the benchmark's in-memory method, tests) the values stay in memory.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from functools import cache
+from typing import Any
+
+# Seconds. Fetches include retries (at most FER_FETCH_TIMEOUT, 10 s by default); one image's decoding
+# or detector pass takes 0.2-100 ms (README, "Benchmark"); a classifier batch of 16 faces about 10 ms.
+FETCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+STEP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+CHUNK_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+class WorkerMetrics:
+    """Every worker metric (README, "Metrics"), registered in prometheus_client's default registry."""
+
+    def __init__(self) -> None:
+        from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
+
+        disable_created_metrics()  # no *_created series: the multiprocess mode has none either
+        self.urls = Counter("fer_worker_urls", "URLs answered by this worker's pipeline, by outcome "
+                            "(ok or error) and error code (empty for ok)", ["outcome", "code"])
+        self.faces = Counter("fer_worker_faces", "Faces classified")
+        self.fetch = Histogram("fer_worker_fetch_seconds", "Time to download one URL, retries and redirects "
+                               "included, by result (ok or error)", ["result"], buckets=FETCH_BUCKETS)
+        self.decode = Histogram("fer_worker_decode_seconds", "Time to decode one image (a preview, the full "
+                                "photo, or the whole image at the model's size)", buckets=STEP_BUCKETS)
+        self.detect = Histogram("fer_worker_detect_seconds", "Time of one face detector pass over one image, "
+                                "by pass (close_up or wide)", ["pass"], buckets=STEP_BUCKETS)
+        self.inference = Histogram("fer_worker_inference_seconds", "Time to classify one batch of faces",
+                                   buckets=STEP_BUCKETS)
+        self.batch = Histogram("fer_worker_batch_faces", "Faces per classifier batch", buckets=BATCH_BUCKETS)
+        self.chunk = Histogram("fer_worker_chunk_seconds", "Time to process one chunk task", buckets=CHUNK_BUCKETS)
+        self.busy = Gauge("fer_worker_chunks_in_progress", "Chunk tasks being processed", multiprocess_mode="livesum")
+
+
+@cache
+def get() -> WorkerMetrics:
+    """This process's metrics, made on first use."""
+    return WorkerMetrics()
+
+
+def count_outcomes(outcomes: Iterable[dict[str, Any]]) -> None:
+    """Count answered URLs by outcome and error code (``worker.outcomes`` shapes)."""
+    urls = get().urls
+    for outcome in outcomes:
+        if outcome["status"] == "ok":
+            urls.labels("ok", "").inc()
+        else:
+            urls.labels("error", outcome["error"]["code"]).inc()
+
+
+def classified(faces: int, seconds: float) -> None:
+    """One classifier batch of ``faces`` faces took ``seconds``."""
+    metrics = get()
+    metrics.inference.observe(seconds)
+    metrics.batch.observe(faces)
+    metrics.faces.inc(faces)
+
+
+@contextmanager
+def fetching() -> Iterator[None]:
+    """Time one URL's download; an exception counts it as an error."""
+    started, result = time.perf_counter(), "error"
+    try:
+        yield
+        result = "ok"
+    finally:
+        get().fetch.labels(result).observe(time.perf_counter() - started)
+
+
+@contextmanager
+def timed(step: str, **labels: str) -> Iterator[None]:
+    """Time a block into the histogram of ``step``: ``decode`` or ``detect`` (with ``pass``)."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        histogram = getattr(get(), step)
+        (histogram.labels(**labels) if labels else histogram).observe(time.perf_counter() - started)
+
+
+@contextmanager
+def chunk() -> Iterator[None]:
+    """Time one chunk task, counted in progress meanwhile."""
+    metrics = get()
+    metrics.busy.inc()
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        metrics.chunk.observe(time.perf_counter() - started)
+        metrics.busy.dec()
