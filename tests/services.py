@@ -146,17 +146,17 @@ class Process:
 
 class WorkerProcess(Process):
     """``celery -A worker worker`` as a subprocess, as shipped: one process running
-    ``FER_WORKER_CHUNKS`` chunks at once on Celery's threads pool. ``concurrency`` and ``pool``
-    override Celery's ``--concurrency`` and ``--pool`` (e.g. ``pool="prefork"``)."""
+    ``FER_WORKER_CHUNKS`` chunks at once on Celery's threads pool. ``concurrency`` is Celery's
+    ``--concurrency``; ``pool`` sets ``FER_WORKER_POOL`` (e.g. ``"prefork"``)."""
 
     def __init__(self, env: Mapping[str, str], name: str, concurrency: int | None = None,
                  log_dir: Path | None = None, extra_args: tuple[str, ...] = (), pool: str | None = None) -> None:
         cmd = [sys.executable, "-m", "celery", "-A", "worker", "worker", "--loglevel=INFO", "-n", f"{name}@%h",
                "--without-gossip", "--without-mingle"]
-        cmd += [f"--pool={pool}"] if pool else []
         cmd += [f"--concurrency={concurrency}"] if concurrency else []
         cmd += extra_args
-        super().__init__(name, cmd, env, log_dir)
+        super().__init__(name, cmd, {**env, "FER_WORKER_POOL": pool} if pool else env, log_dir)
+        self.pool = pool or env.get("FER_WORKER_POOL", "threads")
 
     def wait_ready(self, timeout: float = 60) -> WorkerProcess:
         wait_until(lambda: "ready." in self.log() or self.proc.poll() is not None, timeout, f"worker {self.name}")

@@ -73,16 +73,21 @@ class Stack:
     job: dict[str, Any]
 
 
-@pytest.fixture(scope="module")
-def stack(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+@pytest.fixture(scope="module", params=["threads", "prefork"])
+def stack(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+          ) -> Iterator[Stack]:
+    """As shipped (the threads pool: tasks in the worker's own process), and with prefork children
+    replaced after every chunk (``--max-tasks-per-child=1``): the metrics must add up either way."""
     logs = tmp_path_factory.mktemp("metrics-stack")
+    pool_args: dict[str, Any] = {} if request.param == "threads" else {
+        "pool": "prefork", "concurrency": 2, "extra_args": ("--max-tasks-per-child=1",)}
     redis_url = env["REDIS_URL"].rsplit("/", 1)[0] + "/11"
     with redis.Redis.from_url(redis_url) as client:
         client.flushdb()
     stack_env = {**env, "REDIS_URL": redis_url, "FER_LOG_FORMAT": "json"}
     metrics_port, api_port = free_port(), free_port()
-    worker = WorkerProcess({**stack_env, "FER_METRICS_PORT": str(metrics_port)}, "metrics-worker", concurrency=2,
-                           log_dir=logs, extra_args=("--max-tasks-per-child=1",))
+    worker = WorkerProcess({**stack_env, "FER_METRICS_PORT": str(metrics_port)}, f"metrics-{request.param}",
+                           log_dir=logs, **pool_args)
     api = Process("metrics-api", [sys.executable, "-m", "gunicorn", "api:create_app()", "--bind",
                                   f"127.0.0.1:{api_port}", "--workers", "2", "--access-logfile", "-",
                                   "--no-control-socket"], stack_env, logs)
@@ -142,6 +147,8 @@ def test_worker_metrics_add_up_to_the_job(stack: Stack) -> None:
 @pytest.mark.slow
 def test_worker_metrics_survive_pool_processes_being_replaced(stack: Stack) -> None:
     """With --max-tasks-per-child=1 every chunk ran in a new pool process; the exited ones still count."""
+    if stack.worker.pool != "prefork":
+        pytest.skip("the threads pool runs every chunk in the worker's own process")
     records = json_lines(stack.worker.log_path)
     chunk_pids = {r["process"] for r in records if "new results" in r["message"]}
     assert len(chunk_pids) > 2, "children must have been replaced (2 pool processes)"

@@ -38,8 +38,8 @@ def create_celery(settings: Settings | None = None) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         # One process per core, each running FER_WORKER_CHUNKS chunks at once on threads that share
-        # the process's model and downloads (worker.pipeline); the command line may override both.
-        worker_pool="threads",
+        # the process's model and downloads (worker.pipeline); --concurrency overrides the count.
+        worker_pool=settings.worker_pool,
         worker_concurrency=settings.worker_chunks,
         broker_transport_options={
             "visibility_timeout": settings.visibility_timeout,

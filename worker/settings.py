@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     max_url_length: int = Field(2048, ge=16)
     chunk_size: int = Field(64, ge=1)
     worker_chunks: int = Field(4, ge=1)  # chunks one worker process runs at once (Celery's threads pool)
+    # Celery's pool: threads (chunks share the process's model and downloads) or prefork (one process
+    # per chunk, FER_WORKER_CHUNKS processes); set here because Celery ignores --pool=prefork once
+    # the app configures another pool.
+    worker_pool: Literal["threads", "prefork", "solo"] = "threads"
     job_window: int = Field(8, ge=1)  # chunks of one job in the queue at once
     stall_timeout: float = Field(120.0, gt=0)  # seconds without progress before lost chunks are resent
     sweep_interval: float = Field(10.0, gt=0)
