@@ -12,6 +12,7 @@ directory (``fer-batch run``, the benchmark's in-memory method, tests) the value
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -49,10 +50,18 @@ class WorkerMetrics:
         self.busy = Gauge("fer_worker_chunks_in_progress", "Chunk tasks being processed", multiprocess_mode="livesum")
 
 
+_lock = threading.Lock()  # the threads pool's chunks may ask for the metrics together
+
+
 @cache
-def get() -> WorkerMetrics:
-    """This process's metrics, made on first use."""
+def _made() -> WorkerMetrics:
     return WorkerMetrics()
+
+
+def get() -> WorkerMetrics:
+    """This process's metrics, made on first use (once, whichever thread asks first)."""
+    with _lock:
+        return _made()
 
 
 def count_outcomes(outcomes: Iterable[dict[str, Any]]) -> None:

@@ -13,10 +13,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from celery.concurrency.prefork import TaskPool as PreforkPool
-from celery.signals import worker_process_init, worker_ready
+from celery.signals import worker_process_init, worker_process_shutdown, worker_ready, worker_shutdown
 from redis.exceptions import RedisError
 
 from worker import DELIVER_WEBHOOK, PROCESS_CHUNK, app, logs, metrics, send_chunks, send_webhook, webhooks
@@ -36,18 +36,20 @@ STORE_RETRIES = 35
 T = TypeVar("T")
 
 
-def once_per_process(make: Callable[[], T]) -> Callable[[], T]:
-    """``make()`` the first time, under a lock (the pool's threads may ask together); then the same."""
-    lock = threading.Lock()
-    made: list[T] = []
+class once_per_process(Generic[T]):  # noqa: N801 - used as a decorator
+    """``make()`` the first time it is called, under a lock (the pool's threads may ask together);
+    the same object every time after."""
 
-    def get() -> T:
-        with lock:
-            if not made:
-                made.append(make())
-            return made[0]
+    def __init__(self, make: Callable[[], T]) -> None:
+        self._make = make
+        self._lock = threading.Lock()
+        self.made: T | None = None
 
-    return get
+    def __call__(self) -> T:
+        with self._lock:
+            if self.made is None:
+                self.made = self._make()
+            return self.made
 
 
 @once_per_process
@@ -80,6 +82,14 @@ def _load_model(sender: Any = None, **_: object) -> None:
 @worker_process_init.connect
 def _load_model_in_child(**_: object) -> None:
     load_model()
+
+
+@worker_shutdown.connect
+@worker_process_shutdown.connect
+def _close_pipeline(**_: object) -> None:
+    """Close the process's downloads (keep-alive connections) and threads on a warm shutdown."""
+    if pipeline.made is not None:
+        pipeline.made.close()
 
 
 def process_chunk(jobs: JobStore, pipe: Pipeline, job_id: str, start: int, stop: int) -> int:
