@@ -88,6 +88,7 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
 
     from api import auth
     from api.jsonprovider import FastJSON
+    from api.openapi import bp as docs_bp
     from api.routes import bp
     from worker import create_celery
     from worker.jobs import JobStore, connect
@@ -108,4 +109,5 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
     auth.init_app(app, settings.api_keys_file)
     app.register_blueprint(bp)
     app.register_error_handler(Exception, _error_response)
+    app.register_blueprint(docs_bp)  # /openapi.json and /docs (api/openapi.py)
     return app
