@@ -225,6 +225,10 @@ RESPONSES: dict[str, Any] = {
     "MethodNotAllowed": _error("a method the path does not have", "method_not_allowed", headers={
         "Allow": {"required": True, "schema": {"type": "string"}, "description": "the path's methods"}}),
     "NotFound": _error("no such path (with API keys on, 401 comes first)", "not_found"),
+    # Answered by gunicorn before the API sees the request, so not an ErrorBody (README, "OpenAPI and docs").
+    "UriTooLong": {"description": "gunicorn's own answer to a request line over 4,094 bytes (its "
+                                  "`limit_request_line`): an HTML page, not JSON",
+                   "content": {"text/html": {"schema": {"type": "string"}}}},
 }
 
 
@@ -441,6 +445,16 @@ Any other path answers 404 `not_found`, and a method a path does not have 405 `m
 `Allow`)."""
 
 
+def _with_server_limits(paths: dict[str, Any]) -> dict[str, Any]:
+    """Every operation can get gunicorn's own 414 (a request line over 4,094 bytes)."""
+    paths = copy.deepcopy(paths)
+    for item in paths.values():
+        for method, operation in item.items():
+            if method != "parameters":
+                operation["responses"]["414"] = {"$ref": "#/components/responses/UriTooLong"}
+    return paths
+
+
 def document() -> dict[str, Any]:
     """The whole document, every optional path included."""
     return {
@@ -449,7 +463,7 @@ def document() -> dict[str, Any]:
                  "license": {"name": "MIT", "identifier": "MIT"}},
         "tags": TAGS,
         "security": [{}, {"apiKey": []}],
-        "paths": {**PATHS, **OPTIONAL_PATHS},
+        "paths": _with_server_limits({**PATHS, **OPTIONAL_PATHS}),
         "components": {
             "schemas": SCHEMA_DEFS,
             "parameters": PARAMETERS,
@@ -475,6 +489,9 @@ def document_for(app: Flask) -> dict[str, Any]:
         for path in OPTIONAL_PATHS:
             if path not in routes:
                 del cached["paths"][path]
+        used = {tag for item in cached["paths"].values() for operation in item.values() if isinstance(operation, dict)
+                for tag in operation.get("tags", ())}
+        cached["tags"] = [tag for tag in cached["tags"] if tag["name"] in used]
         app.extensions["fer.openapi"] = cached
     return cached
 

@@ -130,7 +130,9 @@ def test_the_document_is_valid_openapi_3_1(spec: schemathesis.schemas.BaseSchema
             if method == "parameters":
                 continue
             for status, answer in operation["responses"].items():
-                if int(status) >= 400 and "$ref" not in answer:
+                if status == "414":  # gunicorn's, not the API's: the only error that is not an ErrorBody
+                    assert answer == {"$ref": "#/components/responses/UriTooLong"}
+                elif int(status) >= 400 and "$ref" not in answer:
                     schema = answer["content"]["application/json"]["schema"]
                     assert schema["allOf"][0] == {"$ref": "#/components/schemas/ErrorBody"}, (path, status)
                     assert schema["allOf"][1]["properties"]["error"]["properties"]["code"]["enum"]
