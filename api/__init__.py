@@ -89,6 +89,7 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
 
     from api import auth, metrics
     from api.jsonprovider import FastJSON
+    from api.openapi import bp as docs_bp
     from api.page import bp as page_bp
     from api.routes import bp
     from worker import create_celery
@@ -112,4 +113,5 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
     app.register_blueprint(bp)
     app.register_blueprint(page_bp)  # the web page at / (api/static/)
     app.register_error_handler(Exception, _error_response)
+    app.register_blueprint(docs_bp)  # /openapi.json and /docs (api/openapi.py)
     return app

@@ -49,7 +49,7 @@ def _keyring() -> Keyring | None:
 def authenticate() -> None:
     """``before_request``: the presented key's entry in ``g.api_key``, or 401; then its rate limit."""
     keyring = _keyring()
-    if keyring is None or request.endpoint in OPEN_ENDPOINTS:
+    if keyring is None or request.endpoint in OPEN_ENDPOINTS or request.blueprint == "docs":  # /openapi.json, /docs
         return
     if (problem := keyring.refresh()) is not None:  # keys added or removed apply without a restart
         log.error("%s; keeping the %d keys read before", problem, len(keyring))

@@ -57,11 +57,18 @@ def _csv_entries(data: bytes, charset: str | None = None, plain: bool = False) -
         raise BadRequest(str(exc), code="invalid_csv") from None
 
 
-def _json_body(data: bytes) -> dict[str, Any]:
+def _parse_json(data: bytes) -> Any:
+    """The JSON of a body, or 400 ``invalid_json`` (also for nesting deeper than Python's recursion)."""
     try:
-        body = json.loads(data)
+        return json.loads(data)
     except ValueError as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}", code="invalid_json") from None
+    except RecursionError:
+        raise BadRequest("the body's JSON is nested too deeply", code="invalid_json") from None
+
+
+def _json_body(data: bytes) -> dict[str, Any]:
+    body = _parse_json(data)
     if not isinstance(body, dict) or "urls" not in body:
         raise BadRequest('expected a JSON object {"urls": [...]}', code="invalid_body")
     if not isinstance(body["urls"], list):
@@ -96,10 +103,7 @@ def read_json(request: Request) -> Any:
     """The JSON body of a request that must be JSON: 415 for another type, 400 when malformed."""
     if not request.is_json:
         raise UnsupportedMediaType(f"expected application/json, got {request.mimetype or 'no Content-Type'}")
-    try:
-        return json.loads(request.get_data(cache=True))
-    except ValueError as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc}", code="invalid_json") from None
+    return _parse_json(request.get_data(cache=True))
 
 
 def job_request(request: Request, max_urls: int) -> JobRequest:

@@ -39,7 +39,7 @@ from worker.outcomes import (
     webhook_state,
 )
 from worker.settings import Settings
-from worker.urls import validate_url
+from worker.urls import storable, validate_url
 
 bp = Blueprint("fer", __name__)
 log = logging.getLogger(__name__)
@@ -49,6 +49,8 @@ MAX_LIMIT = 1000
 DEFAULT_JOBS = 20  # jobs per page of GET /jobs
 MAX_JOBS = 100
 CSV_FLUSH_ROWS = 500
+# Larger offsets and limits read as this: past any job or list, and within Redis's 64-bit indexes.
+MAX_INDEX = 10**15
 READY_TIMEOUT = 1.0  # seconds a worker has to answer the readiness ping
 
 
@@ -98,7 +100,7 @@ def submit(entries: list[Any], faces: FacesMode = FacesMode.DETECT, callback: st
         try:
             urls.append(validate_url(entry, settings.max_url_length))
         except InvalidUrl as exc:
-            urls.append(entry if isinstance(entry, str) else str(entry))
+            urls.append(storable(entry))
             answered[index] = error(exc)
     with admit(current_key(), len(urls) - len(answered)):  # API keys on: the key's quota and job limit
         job = store.create(urls, settings.chunk_size, outcomes=answered, faces=faces, owner=current_owner(),
@@ -143,7 +145,8 @@ def _int_arg(name: str, default: int) -> int:
     if not re.fullmatch(r"\s*\d+\s*", raw):
         raise BadRequest(f"{name} must be a non-negative integer, got {raw!r}", code="invalid_parameter",
                          parameter=name)
-    return int(raw)
+    digits = raw.strip().lstrip("0") or "0"
+    return min(int(digits), MAX_INDEX) if len(digits) <= len(str(MAX_INDEX)) else MAX_INDEX
 
 
 @bp.get("/jobs")
