@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
+import textwrap
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,7 +34,7 @@ from tqdm import tqdm
 
 from api.client import ApiUnreachable, ClientError, FerClient, JobNotFound, NotAuthorized, OverLimit
 from api.keys import KeysFileError, add_key, read_keys, remove_key
-from api.urllists import CsvError, decode_text, urls_from_csv
+from api.urllists import CsvError, iter_urls, open_text
 
 EXIT_ERROR, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_NOT_FOUND, EXIT_INTERRUPTED = 1, 2, 3, 4, 130
 EXIT_UNAUTHORIZED, EXIT_LIMIT = 5, 6
@@ -67,19 +68,27 @@ def api_errors() -> Iterator[None]:
         raise Failure(f"the API answered {exc}") from None
 
 
-def read_urls(file: str) -> list[str]:
-    """The URLs of a CSV file or of standard input (``-``), by the API's CSV rules."""
+def file_urls(file: str) -> Iterator[str]:
+    """The URLs of a CSV file or of standard input (``-``), read as they come (any size)."""
     try:
-        data = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
+        handle = sys.stdin.buffer if file == "-" else open(file, "rb")  # noqa: SIM115 - closed below
     except OSError as exc:
         raise Failure(f"cannot read {file}: {exc.strerror or exc}", EXIT_USAGE) from None
     try:
-        urls = urls_from_csv(decode_text(data))
-    except CsvError as exc:
+        yield from iter_urls(open_text(handle))
+    except (CsvError, UnicodeDecodeError) as exc:
         raise Failure(f"{file}: {exc}", EXIT_USAGE) from None
-    if not urls:
+    finally:
+        if handle is not sys.stdin.buffer:
+            handle.close()
+
+
+def count_urls(file: str) -> int:
+    """How many URLs a file holds (a first pass: a bad file fails here, before any work)."""
+    count = sum(1 for _ in file_urls(file))
+    if not count:
         raise Failure(f"{file}: no URLs found", EXIT_USAGE)
-    return urls
+    return count
 
 
 def check_out(out: Path | None) -> None:
@@ -91,10 +100,14 @@ def write_rows(rows: Iterable[dict[str, Any]], out: Path, per_face: bool = False
     """Result rows to a .json list or a .csv with the API's CSV header (per URL or per face)."""
     from worker.outcomes import CSV_HEADER, FACES_CSV_HEADER, csv_row, face_rows
 
-    if out.suffix.lower() == ".json":
-        items = [dict(zip(FACES_CSV_HEADER, face, strict=True)) for row in rows for face in face_rows(row)] \
-            if per_face else list(rows)
-        out.write_text(json.dumps(items, indent=2) + "\n")
+    if out.suffix.lower() == ".json":  # a JSON list, written item by item
+        items = (dict(zip(FACES_CSV_HEADER, face, strict=True)) for row in rows for face in face_rows(row)) \
+            if per_face else rows
+        with out.open("w") as handle:
+            handle.write("[")
+            for number, item in enumerate(items):
+                handle.write(("," if number else "") + "\n" + textwrap.indent(json.dumps(item, indent=2), "  "))
+            handle.write("\n]\n")
         return
     with out.open("w", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
@@ -183,32 +196,48 @@ def main() -> None:
 @out_option
 @per_face_option
 @click.option("--interval", default=0.5, show_default=True, help="Seconds between polls with --wait.")
+@click.option("--job-size", default=100_000, show_default=True, type=click.IntRange(min=1),
+              help="URLs per job; a bigger file goes as several jobs (halved again if the API says too many).")
 def submit(file: str, api: str, api_key: str | None, faces: str, wait: bool, out: Path | None, per_face: bool,
-           interval: float) -> None:
-    """Submit FILE (a CSV of URLs, or - for stdin) as a job; prints the job id."""
+           interval: float, job_size: int) -> None:
+    """Submit FILE (a CSV of URLs, or - for stdin) as a job; prints the job id. A file of more URLs
+    than a job holds goes as several jobs (one id per line), waited for and written as one."""
+    from api.batches import Submitter, iter_rows, wait_parts
+
     check_out(out)
-    urls = read_urls(file)
     with FerClient(api, api_key=api_key) as client, api_errors():
-        job_id = client.submit_urls(urls, faces)["job_id"]
-        click.echo(job_id)
+        submitter = Submitter(client, faces, job_size)
+        parts = submitter.submit_parts(file_urls(file), on_part=lambda part: click.echo(part.job_id))
+        if not parts:
+            raise Failure(f"{file}: no URLs found", EXIT_USAGE)
         if not wait:
             return
-        with tqdm(total=len(urls), unit="url", desc="classifying", file=sys.stderr) as bar:
+        ids = " ".join(part.job_id for part in parts)
+        with tqdm(total=sum(part.total for part in parts), unit="url", desc="classifying", file=sys.stderr) as bar:
 
-            def progress(job: dict[str, Any]) -> None:
-                bar.set_postfix(status=job["status"], failed=job["failed"], refresh=False)
-                bar.update(job["processed"] - bar.n)
+            def progress(processed: int, statuses: dict[str, int]) -> None:
+                bar.set_postfix(jobs=", ".join(f"{n} {status}" for status, n in sorted(statuses.items())),
+                                refresh=False)
+                bar.update(processed - bar.n)
 
             try:
-                job = client.wait(job_id, progress, interval=interval)
+                jobs = wait_parts(client, parts, progress, interval=interval)
             except KeyboardInterrupt:
                 bar.close()
-                raise Failure(f"stopped waiting; job {job_id} goes on (fer-batch cancel {job_id} stops it)",
+                raise Failure(f"stopped waiting; the jobs go on (fer-batch cancel JOB stops one): {ids}",
                               EXIT_INTERRUPTED) from None
-        click.echo(summary(job), err=True)
-        deliver(client, job_id, out, per_face)
-        if job["status"] == "cancelled":
-            raise Failure(f"job {job_id} was cancelled; unprocessed URLs read 'cancelled'")
+        for part in parts:
+            click.echo(summary(jobs[part.job_id]), err=True)
+        if len(parts) == 1:
+            deliver(client, parts[0].job_id, out, per_face)
+        elif out is None:
+            print_table(iter_rows(client, parts), per_face)
+        else:
+            write_rows(iter_rows(client, parts), out, per_face)
+            click.echo(f"wrote {out}", err=True)
+        cancelled = [part.job_id for part in parts if jobs[part.job_id]["status"] == "cancelled"]
+        if cancelled:
+            raise Failure(f"job {', '.join(cancelled)} was cancelled; unprocessed URLs read 'cancelled'")
 
 
 @main.command()
@@ -276,41 +305,36 @@ def cancel(job_id: str, api: str, api_key: str | None) -> None:
 @faces_option
 @out_option
 @per_face_option
-def run(file: str, faces: str, out: Path | None, per_face: bool) -> None:
-    """Classify FILE's URLs in this process (no Redis, no API), with the workers' code and settings."""
+@click.option("--processes", type=click.IntRange(min=1), help="Child processes (default: one per core).")
+def run(file: str, faces: str, out: Path | None, per_face: bool, processes: int | None) -> None:
+    """Classify FILE's URLs on this machine (no Redis, no API), with the workers' code and settings:
+    one process per core, results in input order, a file of any size in bounded memory."""
+    from api.localrun import LocalRunError, run_local  # the worker's dependencies, only for this command
+
     check_out(out)
-    urls = read_urls(file)
-    from worker.jobs import FacesMode
-    from worker.model import ModelError, load_classifier  # the worker's dependencies, only for this command
-    from worker.pipeline import Pipeline, Result
-    from worker.settings import get_settings
+    total = None if file == "-" else count_urls(file)  # also finds a bad file before any work
+    counts = {"ok": 0, "error": 0}
 
-    settings = get_settings()
+    def counted(rows: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        for row in rows:
+            counts["ok" if row["status"] == "ok" else "error"] += 1
+            yield row
+
     try:
-        pipeline = Pipeline(settings, load_classifier(settings))
-    except ModelError as exc:
+        with tqdm(total=total, unit="url", desc="classifying", file=sys.stderr) as bar:
+            rows = counted(run_local(file_urls(file), faces, processes, on_progress=bar.update))
+            if out is None:
+                print_table(rows, per_face)
+            else:
+                write_rows(rows, out, per_face)
+    except LocalRunError as exc:
         raise Failure(f"{exc} (set FER_MODEL_PATH or FER_FACE_DETECTOR)") from None
-    found: dict[int, dict[str, Any]] = {}
-    try:
-        with tqdm(total=len(urls), unit="url", desc="classifying", file=sys.stderr) as bar:
-
-            def collect(batch: list[Result]) -> None:
-                for result in batch:
-                    found[result.index] = {"index": result.index, "url": result.url, **result.outcome}
-                bar.update(len(batch))
-
-            pipeline.run(list(enumerate(urls)), collect, FacesMode(faces))
     except KeyboardInterrupt:
         raise Failure("interrupted", EXIT_INTERRUPTED) from None
-    finally:
-        pipeline.close()
-    rows = [found[index] for index in sorted(found)]
-    ok = sum(row["status"] == "ok" for row in rows)
-    click.echo(f"{len(rows)} URLs: {ok} ok, {len(rows) - ok} failed", err=True)
-    if out is None:
-        print_table(rows, per_face)
-    else:
-        write_rows(rows, out, per_face)
+    if not sum(counts.values()):
+        raise Failure(f"{file}: no URLs found", EXIT_USAGE)
+    click.echo(f"{sum(counts.values())} URLs: {counts['ok']} ok, {counts['error']} failed", err=True)
+    if out is not None:
         click.echo(f"wrote {out}", err=True)
 
 

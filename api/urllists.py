@@ -21,6 +21,9 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import itertools
+from collections.abc import Iterable, Iterator
+from typing import IO
 
 DELIMITERS = (",", ";", "\t")
 SNIFF_LINES = 20
@@ -49,10 +52,10 @@ def decode_text(data: bytes, charset: str | None = None) -> str:
         raise CsvError(f"the file is not valid {charset or 'UTF-8'} text: {exc}") from None
 
 
-def sniff_delimiter(text: str) -> str:
-    """Comma, semicolon or tab: the one under which the header names a ``url`` column, else the
-    one ``csv.Sniffer`` finds in the first lines, else comma."""
-    lines = [line for line in text.splitlines()[: SNIFF_LINES * 2] if line.strip()][:SNIFF_LINES]
+def sniff_delimiter(lines: Iterable[str]) -> str:
+    """Comma, semicolon or tab: the one under which the header (the first non-blank line) names a
+    ``url`` column, else the one ``csv.Sniffer`` finds in the lines, else comma."""
+    lines = [line for line in lines if line.strip()][:SNIFF_LINES]
     if not lines:
         return ","
     for delimiter in DELIMITERS:
@@ -64,22 +67,66 @@ def sniff_delimiter(text: str) -> str:
         return ","
 
 
+def iter_urls(lines: Iterable[str]) -> Iterator[str]:
+    """The URL column of CSV lines (see the module docstring), one entry per non-blank row, read
+    as they come: a file of any size in bounded memory."""
+    lines = iter(lines)
+    head = list(itertools.islice(lines, SNIFF_LINES * 2))  # enough to sniff; read again below
+    if head:
+        head[0] = head[0].removeprefix("\ufeff")
+    reader = csv.reader(itertools.chain(head, lines), delimiter=sniff_delimiter(head))
+    column = None
+    try:
+        for row in reader:
+            if not any(cell.strip() for cell in row):
+                continue
+            if column is None:
+                header = [cell.strip().lower() for cell in row]
+                column = header.index("url") if "url" in header else 0
+                if "url" in header:
+                    continue
+            yield row[column].strip() if column < len(row) else ""
+    except csv.Error as exc:
+        raise CsvError(f"cannot parse the CSV (line {reader.line_num}): {exc}") from None
+
+
 def urls_from_csv(text: str) -> list[str]:
     """The URL column of a CSV text (see the module docstring), one entry per non-blank row."""
-    text = text.removeprefix("\ufeff")
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sniff_delimiter(text))
+    return list(iter_urls(io.StringIO(text, newline="")))
+
+
+class _Prefixed(io.RawIOBase):
+    """Bytes already read from a stream, then the rest of the stream."""
+
+    def __init__(self, head: bytes, rest: IO[bytes]) -> None:
+        self.head, self.rest = head, rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        if self.head:
+            count = min(len(buffer), len(self.head))
+            buffer[:count], self.head = self.head[:count], self.head[count:]
+            return count
+        data = self.rest.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def open_text(binary: IO[bytes], charset: str | None = None) -> IO[str]:
+    """A binary stream as text, decoded as ``decode_text`` decodes (the BOM decides), streamed."""
+    head = binary.read(4)
+    encoding = charset or "utf-8"
+    for bom, name in BOMS:
+        if head.startswith(bom):
+            head, encoding = head[len(bom):], name
+            break
     try:
-        rows = [row for row in reader if any(cell.strip() for cell in row)]
-    except csv.Error as exc:
-        raise CsvError(f"cannot parse the CSV: {exc}") from None
-    if not rows:
-        return []
-    header = [cell.strip().lower() for cell in rows[0]]
-    if "url" in header:
-        column, rows = header.index("url"), rows[1:]
-    else:
-        column = 0
-    return [row[column].strip() if column < len(row) else "" for row in rows]
+        codecs.lookup(encoding)
+    except LookupError as exc:
+        raise CsvError(f"unknown charset: {exc}") from None
+    return io.TextIOWrapper(io.BufferedReader(_Prefixed(head, binary)), encoding=encoding, newline="")
 
 
 def urls_from_lines(text: str) -> list[str]:

@@ -3,6 +3,7 @@ against a real gunicorn serving ``api:create_app()``, a real worker and a local 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -33,11 +34,10 @@ def images() -> Iterator[ImageServer]:
         yield server
 
 
-@pytest.fixture(scope="module")
-def api_url(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real ``gunicorn 'api:create_app()'`` on a free port."""
+@contextlib.contextmanager
+def gunicorn(env: dict[str, str], log_path: Path) -> Iterator[str]:
+    """A real ``gunicorn 'api:create_app()'`` on a free port; yields its URL."""
     port = free_port()
-    log_path = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "api:create_app()", "-b", f"127.0.0.1:{port}", "--workers", "2",
@@ -60,6 +60,12 @@ def api_url(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> It
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+@pytest.fixture(scope="module")
+def api_url(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with gunicorn(env, tmp_path_factory.mktemp("gunicorn") / "gunicorn.log") as url:
+        yield url
 
 
 def fer_batch(*args: str, env: dict[str, str] | None = None, stdin: str | None = None,
@@ -172,6 +178,34 @@ def test_submit_stdin_then_status_results_cancel(api_url: str, worker: object, u
     assert "; next: --offset 1" in listed.stdout or "1 of 1 jobs" in listed.stdout
     page = json.loads(fer_batch("jobs", "--api", api_url, "--json").stdout)
     assert page["jobs"][0]["job_id"] == job_id and page["total"] >= 1
+
+
+def test_a_file_bigger_than_a_job_goes_as_several_jobs(api_url: str, worker: object,
+                                                        urls_csv: tuple[Path, list[str]], tmp_path: Path) -> None:
+    path, urls = urls_csv
+    out = tmp_path / "results.csv"
+    result = fer_batch("submit", str(path), "--api", api_url, "--job-size", "2", "--wait", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.split()) == 3  # 2 + 2 + 1 URLs: three job ids, in input order
+    assert result.stderr.count("done, ") == 3
+    check_rows(list(csv.DictReader(io.StringIO(out.read_text()))), urls)  # one file, indexes of the whole input
+    as_json = tmp_path / "results.json"
+    again = fer_batch("submit", "-", "--api", api_url, "--job-size", "3", "--wait", "--out", str(as_json),
+                      stdin=path.read_text())
+    assert again.returncode == 0, again.stderr
+    check_rows(json.loads(as_json.read_text()), urls)
+
+
+def test_parts_are_halved_when_the_server_holds_fewer_urls_per_job(env: dict[str, str], worker: object,
+                                                                   urls_csv: tuple[Path, list[str]],
+                                                                   tmp_path: Path) -> None:
+    path, urls = urls_csv
+    with gunicorn({**env, "FER_MAX_URLS": "2"}, tmp_path / "gunicorn.log") as small_api:
+        out = tmp_path / "results.csv"
+        result = fer_batch("submit", str(path), "--api", small_api, "--wait", "--out", str(out))
+        assert result.returncode == 0, result.stderr
+        assert len(result.stdout.split()) == 3  # 5 URLs -> 3 + 2 (refused: too_many_urls) -> 2, 1, 2
+        check_rows(list(csv.DictReader(io.StringIO(out.read_text()))), urls)
 
 
 def test_submit_without_wait_and_cancel(api_url: str, tmp_path: Path) -> None:
