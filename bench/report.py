@@ -88,6 +88,16 @@ def floors(results: Sequence[dict[str, Any]], api: dict[str, Any],
                   f"{fair['big_rate_before']} -> {fair['big_rate_while_sharing']} URLs/s while they shared")
         check("fairness: small job done behind a big one (s)", fair["small_job_max_s"], 2, False, detail)
         check("fairness: the big job's slowdown while sharing", fair["big_slowdown"], 0.10, False, detail)
+    polls = api.get("big_job_polls")
+    if polls:
+        row = polls["requests"]["?limit=1"]
+        check(f"GET /jobs/<id> p99 during a {polls['urls']:,}-URL job (ms)", row["p99_ms"], 50, False,
+              f"{row['requests']} requests over {polls['seconds']:g} s while {polls['processed_meanwhile']} URLs "
+              f"were answered; pages of 100: p99 {polls['requests']['?offset=<n>&limit=100']['p99_ms']} ms")
+    big = api.get("big_csv")
+    if big:
+        check(f"fer-batch submit of a {big['rows']:,}-row CSV: client peak RSS (MB)", big["client_peak_rss_mb"], 200,
+              False, f"{big['jobs']} jobs, {big['urls_accepted']:,} URLs accepted in {big['seconds']} s")
     load = api.get("load")
     if load:
         get = load["requests"]["GET /jobs/<id>"]

@@ -21,6 +21,7 @@ from typing import Any
 from bench import ROOT, imageset
 from bench.answers import agreement
 from bench.apiload import get_load, post_big_jobs
+from bench.bigjobs import poll_during_job, submit_csv
 from bench.detection import run_detection
 from bench.fairness import run_fairness
 from bench.limit import run_limit
@@ -54,13 +55,16 @@ class Plan:
     load: Load = Load()  # bench.loadtest: 200 pollers and 20 submitters of 1,000-URL jobs for 60 s
     fairness_big: int = 10_000  # bench.fairness: 10-URL jobs behind a running job of this many URLs
     fairness_head_start: float = 5.0
+    csv_rows: int = 1_000_000  # bench.bigjobs: a CSV this long through fer-batch submit
+    polled_job: int = 100_000  # bench.bigjobs: GET /jobs/<id> timed while a job this big runs
+    polled_seconds: float = 30.0
 
 
 FULL = Plan(False, 2000, 3, 200, ((1, (0, 100)), (2, (0, 100, 1000)), (3, (0, 100))),
             whole_stack=((2, (0, 100)),))
 QUICK = Plan(True, 100, 1, 10, ((2, (0, 100, 1000)),), whole_stack=((2, (0,)),), post_repeats=1, get_requests=300,
              photo_repeats=3, tune=False, load=Load(duration=10, job_urls=100), fairness_big=2000,
-             fairness_head_start=2.0)
+             fairness_head_start=2.0, csv_rows=20_000, polled_job=5_000, polled_seconds=5.0)
 
 
 def bench_env() -> dict[str, str]:
@@ -161,6 +165,12 @@ def run(plan: Plan, log: Log) -> dict[str, Any]:
                 log(f"fairness: 10-URL jobs done in {fair['small_job_s']} s behind a running {len(big):,}-URL job, "
                     f"which slowed by {fair['big_slowdown']}")
                 api["load"] = run_load(stack.api_url, urls, plan.load)
+                polled = [f"{urls[i % len(urls)]}?p={i}" for i in range(plan.polled_job)]
+                api["big_job_polls"] = poll_during_job(stack, polled, plan.polled_seconds)
+                log(f"GET /jobs/<id> during a {plan.polled_job:,}-URL job: {api['big_job_polls']['requests']}")
+            stack.flush()
+            api["big_csv"] = submit_csv(stack, plan.csv_rows)  # no worker: the jobs are only queued
+            log(f"fer-batch submit of {plan.csv_rows:,} URLs: {api['big_csv']}")
             load = api["load"]
             log(f"load test: {load['errors']} errors, {load['jobs_finished']}/{load['jobs_submitted']} jobs done, "
                 f"GET /jobs/<id> p99 {load['requests']['GET /jobs/<id>'].get('p99_ms')} ms")
