@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 SERVE_EXTRAS := api,worker,cli,dev
 ALL_EXTRAS   := api,worker,cli,dev,train
 
-.PHONY: demo test lint train evaluate framing detect-eval detect-passes faces-picture bench bench-quick clean
+.PHONY: demo test test-compose lint train evaluate framing detect-eval detect-passes faces-picture bench bench-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,12 @@ demo: $(VENV)/.serve-installed  ## a real batch end to end: Redis, API, one work
 
 test: $(VENV)/.all-installed lint  ## the whole suite
 	$(BIN)/python -m pytest
+
+# docker-compose.yml on a real Docker engine: installs (apt) and starts dockerd as root when none
+# runs, builds local base images when they are missing (scripts/local-images.sh), runs
+# tests/test_compose.py; skips, with the reason, where no engine can be had.
+test-compose: $(VENV)/.serve-installed  ## build, scale to 3 workers, kill one, restart Redis, Flower, down -v
+	PYTHON=$(BIN)/python scripts/compose-test.sh
 
 lint: $(VENV)/.serve-installed
 	$(BIN)/ruff check .
