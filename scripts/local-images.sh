@@ -3,6 +3,7 @@
 # for machines that cannot pull from Docker Hub (only for those: anywhere else, let Docker pull).
 #
 #   scripts/local-images.sh            # builds what is missing; FORCE=1 rebuilds everything
+#   scripts/local-images.sh --names    # prints the three official names it stands in for
 #
 # 1. debootstrap a minimal Debian bookworm (plus ca-certificates) from the mirror apt already uses,
 #    and `docker import` it as fer-local/bookworm-rootfs;
@@ -23,6 +24,10 @@ REDIS_IMAGE=$(sed -n 's/^[[:space:]]*image:[[:space:]]*\(redis:[^[:space:]]*\).*
 FLOWER_IMAGE=$(sed -n 's/^[[:space:]]*image:[[:space:]]*\(mher\/flower:[^[:space:]]*\).*/\1/p' docker-compose.yml)
 [ "$(sed -n 's/^FROM[[:space:]]\+//p' Dockerfile.worker)" = "$PYTHON_IMAGE" ] || { echo "the Dockerfiles differ in FROM" >&2; exit 1; }
 [ -n "$PYTHON_IMAGE" ] && [ -n "$REDIS_IMAGE" ] && [ -n "$FLOWER_IMAGE" ] || { echo "image names not found" >&2; exit 1; }
+if [ "${1:-}" = "--names" ]; then
+    printf '%s\n' "$PYTHON_IMAGE" "$REDIS_IMAGE" "$FLOWER_IMAGE"
+    exit 0
+fi
 
 log() { printf '[local-images %s] %s\n' "$(date +%T)" "$*" >&2; }
 have() { [ -z "${FORCE:-}" ] && "$DOCKER" image inspect "$1" >/dev/null 2>&1; }

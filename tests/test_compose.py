@@ -127,28 +127,41 @@ def test_a_worker_killed_mid_job_loses_nothing(stack: ComposeStack) -> None:
     before = stack.wait_processed(job_id, 3 * int(SETTINGS["FER_CHUNK_SIZE"]))
     # What `docker compose kill worker` does to each replica, done to one (compose kill has no --index).
     stack.docker("kill", "--signal", "KILL", victim)
+    killed = time.monotonic()
     during = stack.job(job_id)
     assert during is not None and during["status"] == "running", "the job must still be running at the kill"
-    print(f"\nkilled {stack.hostname(victim)} at {before['succeeded'] + before['failed']}/{JOB_SIZE}")
     job = stack.wait_job(job_id, timeout=180)
+    victim_now = stack.inspect(victim)
+    print(f"\nkilled {stack.hostname(victim)} at {before['succeeded'] + before['failed']}/{JOB_SIZE}; done "
+          f"{time.monotonic() - killed:.1f} s later; the killed replica is now {victim_now['State']['Status']} "
+          f"(exit {victim_now['State']['ExitCode']}, restarted {victim_now['RestartCount']} time(s))")
     job_answered_once(stack, job_id, job, urls)
-    # Whatever restarted (or not) the killed replica, bring the stack back to three healthy workers.
+    # The survivors took over: the two other replicas logged chunks of this job.
+    chunks = stack.chunks_by_container(job_id, workers[1:])
+    assert all(chunks.values()), chunks
+    # Back to three healthy workers: compose starts the stopped replica again.
     stack.compose("up", "--detach", "--no-build", "--scale", f"worker={WORKERS}", timeout=300)
     stack.wait_healthy(["worker"], counts={"worker": WORKERS})
 
 
 def test_a_redis_restart_mid_job_loses_nothing(stack: ComposeStack) -> None:
-    stack.wait_healthy(["redis", "worker"], counts={"worker": WORKERS})
+    workers = stack.wait_healthy(["redis", "worker"], counts={"worker": WORKERS})["worker"]
     redis_container = stack.containers("redis")[0]
     urls = stack.photo_urls(JOB_SIZE)
     job_id = stack.submit(urls)
-    stack.wait_processed(job_id, 3 * int(SETTINGS["FER_CHUNK_SIZE"]))
+    before = stack.wait_processed(job_id, 3 * int(SETTINGS["FER_CHUNK_SIZE"]))
     started_at = stack.inspect(redis_container)["State"]["StartedAt"]
+    restarted = time.monotonic()
     stack.compose("restart", "redis", timeout=120)
+    restart_took = time.monotonic() - restarted
     assert stack.inspect(redis_container)["State"]["StartedAt"] != started_at, "Redis did not restart"
     during = stack.job(job_id)  # None while the API still reconnects
     assert during is None or during["status"] in ("queued", "running", "done")
     job = stack.wait_job(job_id, timeout=240)
+    resends = sum(stack.logs(c).count(f"job {job_id} made no progress") for c in workers)
+    print(f"\nredis restarted at {before['succeeded'] + before['failed']}/{JOB_SIZE} (the restart took "
+          f"{restart_took:.1f} s); done {time.monotonic() - restarted:.1f} s after it began; the sweeper re-sent "
+          f"lost chunks {resends} time(s)")
     job_answered_once(stack, job_id, job, urls)
     # The AOF on the volume is what kept the job: it is there, and Redis loaded it.
     assert stack.redis_cli("CONFIG", "GET", "appendonly").split() == ["appendonly", "yes"]
