@@ -10,7 +10,7 @@
 #
 # When no engine can be had (not root, no apt, dockerd fails to start), it prints why and exits 0:
 # the engine-free checks of tests/test_containers.py still ran in `make test`.
-# Options (environment): PYTEST_ARGS (extra pytest arguments), KEEP_DOCKERD=1 (leave it running).
+# Arguments go to pytest (scripts/compose-test.sh -k flower); KEEP_DOCKERD=1 leaves a dockerd it started running.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -74,7 +74,5 @@ if [ -n "$missing" ]; then
 fi
 log "engine and base images ready after $(( $(date +%s) - start )) s"
 
-# shellcheck disable=SC2086
-FER_COMPOSE_TEST=1 "$PYTHON" -m pytest -m compose tests/test_compose.py -v -s -p no:cacheprovider \
-    --timeout 900 ${PYTEST_ARGS:-}
+FER_COMPOSE_TEST=1 "$PYTHON" -m pytest -m compose tests/test_compose.py -v -s -p no:cacheprovider --timeout 900 "$@"
 log "done in $(( $(date +%s) - start )) s"
