@@ -11,8 +11,11 @@ worker container), prints a table and writes build/compose-bench/<date>.json; `d
 
 - cold start: with a job already queued and no worker, the time from `docker compose up --scale
   worker=1` until the job's first answer (and the container's start until Celery's "ready.");
-- throughput: per replica count, one warm-up job, then ``--runs`` jobs of ``--urls`` photo URLs
-  from POST /jobs until done; the median is reported.
+- throughput: ``--runs`` rounds; in each, for every replica count in turn (so load from other
+  programs on the machine falls on all of them alike): scale, a 100-URL warm-up job, then one job of
+  ``--urls`` photo URLs timed from POST /jobs until done. The median per replica count is reported,
+  with the CPU time that the project's containers used per 100 URLs (cgroup v1 cpuacct, all
+  containers: workers, api, redis, the photo server), which other programs' load changes much less.
 """
 
 from __future__ import annotations
@@ -52,14 +55,30 @@ def image_sizes(stack: ComposeStack) -> dict[str, dict[str, object]]:
     return sizes
 
 
-def run_job(stack: ComposeStack, count: int) -> float:
+def project_cpu_seconds(stack: ComposeStack) -> float | None:
+    """CPU seconds used so far by the project's running containers (cgroup v1 cpuacct), or None."""
+    total = 0.0
+    label = f"label=com.docker.compose.project={stack.project}"
+    for container in stack.docker("ps", "--quiet", "--no-trunc", "--filter", label).stdout.split():
+        usage = Path(f"/sys/fs/cgroup/cpuacct/docker/{container}/cpuacct.usage")
+        if not usage.is_file():
+            return None
+        total += int(usage.read_text()) / 1e9
+    return total
+
+
+def run_job(stack: ComposeStack, count: int) -> tuple[float, float | None]:
+    """Seconds from POST /jobs until done, and the CPU seconds the project's containers used meanwhile."""
     urls = stack.photo_urls(count)
+    cpu_before = project_cpu_seconds(stack)
     started = time.monotonic()
     job_id = stack.submit(urls)
     job = stack.wait_job(job_id, timeout=600)
     elapsed = time.monotonic() - started
+    cpu_after = project_cpu_seconds(stack)
     assert job["status"] == "done" and job["succeeded"] == count, {k: job[k] for k in ("status", "succeeded", "failed")}
-    return elapsed
+    cpu = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
+    return elapsed, cpu
 
 
 def cold_start(stack: ComposeStack, count: int) -> dict[str, float]:
@@ -106,17 +125,27 @@ def main() -> int:
         stack.compose("up", "--detach", "--no-build", "--wait", "--scale", "worker=0", timeout=300)
         report["cold_start"] = cold_start(stack, 200)
         print("cold start:", report["cold_start"], flush=True)
+        runs: dict[int, list[tuple[float, float | None, float]]] = {n: [] for n in args.replicas}
+        for round_ in range(args.runs):
+            for replicas in args.replicas:
+                stack.compose("up", "--detach", "--no-build", "--scale", f"worker={replicas}", timeout=300)
+                stack.wait_healthy(["worker"], counts={"worker": replicas})
+                run_job(stack, 100)  # warm-up: every replica's pool has loaded its models
+                seconds, cpu = run_job(stack, args.urls)
+                runs[replicas].append((seconds, cpu, os.getloadavg()[0]))
+                print(f"round {round_ + 1}: {replicas} replica(s): {seconds:.2f} s, "
+                      f"{'?' if cpu is None else f'{cpu:.1f}'} CPU s, load {os.getloadavg()[0]:.1f}", flush=True)
         report["throughput"] = []
-        for replicas in args.replicas:
-            stack.compose("up", "--detach", "--no-build", "--scale", f"worker={replicas}", timeout=300)
-            stack.wait_healthy(["worker"], counts={"worker": replicas})
-            run_job(stack, 100)  # warm-up: every replica's pool has loaded its models
-            times = [run_job(stack, args.urls) for _ in range(args.runs)]
-            median = statistics.median(times)
-            row = {"replicas": replicas, "pool_processes": 2 * replicas, "seconds": [round(t, 2) for t in times],
-                   "urls_per_s": round(args.urls / median, 1)}
-            report["throughput"].append(row)
-            print(row, flush=True)
+        for replicas, found in runs.items():
+            median = statistics.median(seconds for seconds, _, _ in found)
+            cpus = [cpu for _, cpu, _ in found if cpu is not None]
+            report["throughput"].append({
+                "replicas": replicas, "pool_processes": 2 * replicas,
+                "seconds": [round(seconds, 2) for seconds, _, _ in found],
+                "urls_per_s": round(args.urls / median, 1),
+                "cpu_s_per_100_urls": round(100 * statistics.median(cpus) / args.urls, 2) if cpus else None,
+                "load_1min": [round(load, 1) for _, _, load in found],
+            })
         report["load_after"] = os.getloadavg()
     finally:
         stack.down()
