@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 SERVE_EXTRAS := api,worker,cli,dev
 ALL_EXTRAS   := api,worker,cli,dev,train
 
-.PHONY: demo test lint chromium train evaluate framing detect-eval detect-passes faces-picture page-picture bench bench-quick clean
+.PHONY: demo test test-compose lint chromium train evaluate framing detect-eval detect-passes faces-picture page-picture bench bench-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,12 @@ chromium:  ## Debian's Chromium for tests/test_page.py, installed as root when m
 		|| echo "make chromium: apt-get could not install chromium: tests/test_page.py will be skipped"; \
 	else echo "make chromium: no /usr/bin/chromium and not root: tests/test_page.py will be skipped" \
 		"(apt-get install chromium)"; fi
+
+# docker-compose.yml on a real Docker engine: installs (apt) and starts dockerd as root when none
+# runs, builds local base images when they are missing (scripts/local-images.sh), runs
+# tests/test_compose.py; skips, with the reason, where no engine can be had.
+test-compose: $(VENV)/.serve-installed  ## build, scale to 3 workers, kill one, restart Redis, Flower, down -v
+	PYTHON=$(BIN)/python scripts/compose-test.sh
 
 lint: $(VENV)/.serve-installed
 	$(BIN)/ruff check .

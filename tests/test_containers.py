@@ -572,3 +572,50 @@ def test_declared_commands_serve_a_job_across_three_workers(tmp_path: Path, mode
     covered = sorted(i for start, stop, n in chunks if n for i in range(start, stop))
     assert covered == list(range(JOB_SIZE)), "each index in exactly one chunk that answered it"
     assert all(stop - start <= 20 for start, stop, _ in chunks)
+
+
+# -- the engine test's files (tests/test_compose.py, make test-compose) ---------------------------
+
+def test_compose_test_override_changes_only_pulls_ports_and_probe_intervals(tmp_path: Path) -> None:
+    """make test-compose runs the real docker-compose.yml: its override only forbids pulls, publishes the
+    same ports on 127.0.0.1, runs the images' own health checks more often, and adds the photo server."""
+    override = ROOT / "tests" / "docker-compose.test.yml"
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path), "DOCKER_CONFIG": str(tmp_path)}
+    result = subprocess.run([str(compose_binary()), "--file", str(COMPOSE_FILE), "--file", str(override),
+                             "--project-directory", str(ROOT), "--env-file", str(ENV_EXAMPLE), "--profile",
+                             "monitoring", "config", "--format", "json"], env=env, capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    merged = json.loads(result.stdout)["services"]
+    main = compose_config(tmp_path, ENV_EXAMPLE)["services"]
+    assert set(merged) == set(main) | {"images"}
+    for name, service in main.items():
+        tested = merged[name]
+        changed = {key for key in set(service) | set(tested) if service.get(key) != tested.get(key)}
+        assert changed <= {"pull_policy", "ports", "healthcheck"}, (name, changed)
+        assert tested["pull_policy"] == "never"
+        assert [(p["target"], p["published"]) for p in tested.get("ports", [])] == \
+            [(p["target"], p["published"]) for p in service.get("ports", [])]
+        assert all(p.get("host_ip") == "127.0.0.1" for p in tested.get("ports", []))
+        if "healthcheck" in changed:
+            check, original = tested["healthcheck"], service.get("healthcheck", {})
+            assert original.get("test") == check.get("test"), "the probe itself is never replaced"
+            assert set(check) - {"interval", "start_period"} <= set(original)
+    images = merged["images"]
+    assert images["image"] == dockerfile_args(DOCKERFILES["api"], "FROM")[0] and images["pull_policy"] == "never"
+    assert "ports" not in images
+    assert [(v["source"], v["target"], v.get("read_only")) for v in images["volumes"]] == \
+        [(str(ROOT / "tests" / "data" / "photos"), "/photos", True)]
+
+
+def test_local_stand_ins_carry_the_official_names() -> None:
+    """scripts/local-images.sh tags its stand-ins with the names the Dockerfiles and compose use, so the
+    published files build and run unchanged on a machine that cannot pull."""
+    names = subprocess.run([str(ROOT / "scripts" / "local-images.sh"), "--names"], capture_output=True, text=True,
+                           timeout=30, check=True).stdout.split()
+    services = yaml.safe_load(COMPOSE_FILE.read_text())["services"]
+    assert names == [dockerfile_args(DOCKERFILES["api"], "FROM")[0], services["redis"]["image"],
+                     services["flower"]["image"]]
+    assert dockerfile_args(DOCKERFILES["worker"], "FROM") == [names[0]]
+    for stand_in in (ROOT / "scripts" / "local-images").glob("*.Dockerfile"):
+        assert "FROM ${" in stand_in.read_text(), f"{stand_in.name}: its base is a build argument"
