@@ -1,11 +1,12 @@
 """``fer-batch run``: the workers' pipeline in local processes, with no Redis and no API.
 
-The URLs are read as they come and cut into blocks of ``FER_CHUNK_SIZE``. Child processes, one per
-core by default (spawned: LiteRT must not cross a fork), each run ``FER_WORKER_CHUNKS`` blocks at
-once through their one Pipeline, exactly as a worker process runs chunks, so that downloads of
-one block overlap the slow tail of another. Results come back a classifier batch at a time; the
-parent puts them back in input order and hands each row on as soon as every earlier row has
-been, so memory is bounded by the blocks in flight, never by the size of the file.
+``LocalRunner`` starts child processes, one per core by default (spawned: LiteRT must not cross a
+fork), each loading the models once. ``run`` reads the URLs as they come and cuts them into blocks
+of ``FER_CHUNK_SIZE``; every child runs ``FER_WORKER_CHUNKS`` blocks at once through its one
+Pipeline, exactly as a worker process runs chunks, so that downloads of one block overlap the
+slow tail of another. Results come back a classifier batch at a time; the parent puts them back
+in input order and hands each row on as soon as every earlier row has been, so memory is bounded
+by the blocks in flight, never by the size of the file.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-READY, ROWS, DONE, FAILED = "ready", "rows", "done", "failed"
+READY, ROWS, FAILED = "ready", "rows", "failed"
 START_TIMEOUT = 120.0  # seconds for a child to load its models
 
 
@@ -30,7 +31,7 @@ def default_processes() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _child(tasks: Any, results: Any, faces: str) -> None:
+def _child(tasks: Any, results: Any) -> None:
     """A child process: load the models, then run blocks on FER_WORKER_CHUNKS threads until told to stop."""
     from worker.jobs import FacesMode
     from worker.model import load_classifier
@@ -50,7 +51,7 @@ def _child(tasks: Any, results: Any, faces: str) -> None:
 
     def work() -> None:
         while (block := tasks.get()) is not None:
-            start, urls = block
+            start, urls, faces = block
             pipeline.run(list(enumerate(urls, start)), collect, FacesMode(faces))
 
     threads = [threading.Thread(target=work) for _ in range(settings.worker_chunks)]
@@ -59,45 +60,66 @@ def _child(tasks: Any, results: Any, faces: str) -> None:
     for thread in threads:
         thread.join()
     pipeline.close()
-    results.put((DONE, os.getpid()))
 
 
-def run_local(urls: Iterable[str], faces: str = "detect", processes: int | None = None,
-              on_progress: Callable[[int], None] | None = None) -> Iterator[dict[str, Any]]:
-    """Every URL's result row (index, url, status, ...), in input order, computed by ``processes``
-    child processes (default: one per core). ``on_progress(n)`` is called as n more are answered."""
-    from worker.settings import get_settings
+class LocalRunner:
+    """Child processes ready to classify; ``run`` as often as needed, then ``close`` (or ``with``)."""
 
-    settings = get_settings()
-    processes = processes or default_processes()
-    ctx = mp.get_context("spawn")
-    tasks = ctx.Queue(maxsize=2 * processes * settings.worker_chunks)  # blocks waiting: bounded
-    results = ctx.Queue()
-    children = [ctx.Process(target=_child, args=(tasks, results, faces), daemon=True) for _ in range(processes)]
-    for child in children:
-        child.start()
-    try:
-        for _ in children:
-            kind, detail = _get(results, children, START_TIMEOUT)
-            if kind == FAILED:
-                raise LocalRunError(detail)
+    def __init__(self, processes: int | None = None) -> None:
+        from worker.settings import get_settings
+
+        self.settings = get_settings()
+        self.processes = processes or default_processes()
+        self.threads = self.processes * self.settings.worker_chunks
+        ctx = mp.get_context("spawn")
+        self.tasks = ctx.Queue(maxsize=2 * self.threads)  # blocks waiting for a child: bounded
+        self.results = ctx.Queue()
+        self.children = [ctx.Process(target=_child, args=(self.tasks, self.results), daemon=True)
+                         for _ in range(self.processes)]
+        for child in self.children:
+            child.start()
+        try:
+            for _ in self.children:
+                kind, detail = self._get(START_TIMEOUT)
+                if kind == FAILED:
+                    raise LocalRunError(detail)
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> LocalRunner:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def run(self, urls: Iterable[str], faces: str = "detect",
+            on_progress: Callable[[int], None] | None = None) -> Iterator[dict[str, Any]]:
+        """Every URL's result row (index, url, status, ...), in input order. ``on_progress(n)`` is
+        called as n more are answered. Read the rows to the end before the next ``run``."""
+        fed: list[int] = []  # URLs handed out, once the feeder is done
+        failure: list[BaseException] = []
 
         def feed() -> None:
-            numbered = enumerate(urls)
-            while block := list(itertools.islice(numbered, settings.chunk_size)):
-                tasks.put((block[0][0], [url for _, url in block]))
-            for _ in range(processes * settings.worker_chunks):
-                tasks.put(None)
+            count = 0
+            try:
+                numbered = enumerate(urls)
+                while block := list(itertools.islice(numbered, self.settings.chunk_size)):
+                    self.tasks.put((block[0][0], [url for _, url in block], faces))
+                    count += len(block)
+            except BaseException as exc:  # e.g. a bad line in the file: reported by the reader
+                failure.append(exc)
+            fed.append(count)
 
         feeder = threading.Thread(target=feed, daemon=True)
         feeder.start()
         waiting: dict[int, dict[str, Any]] = {}
-        following, running = 0, processes
-        while running:
-            kind, detail = _get(results, children, None)
-            if kind == DONE:
-                running -= 1
-                continue
+        following = 0
+        while not fed or following < fed[0]:
+            try:
+                kind, detail = self._get(None, poll=0.2)
+            except TimeoutError:
+                continue  # nothing yet: check whether the feeder has finished
             for row in detail:
                 waiting[row["index"]] = row
             if on_progress is not None:
@@ -106,23 +128,35 @@ def run_local(urls: Iterable[str], faces: str = "detect", processes: int | None 
                 yield waiting.pop(following)
                 following += 1
         feeder.join()
-    finally:
-        for child in children:
+        if failure:
+            raise failure[0]
+
+    def close(self) -> None:
+        for child in self.children:
             if child.is_alive():
                 child.terminate()
             child.join(10)
 
-
-def _get(results: Any, children: list[Any], timeout: float | None) -> tuple[str, Any]:
-    """The next message from the children; LocalRunError if one died without saying why."""
-    waited = 0.0
-    while True:
-        try:
-            return results.get(timeout=1.0)
-        except queue.Empty:
-            waited += 1.0
-            dead = [child for child in children if child.exitcode not in (None, 0)]
+    def _get(self, timeout: float | None, poll: float | None = None) -> tuple[str, Any]:
+        """The next message from the children; LocalRunError if one died, TimeoutError after ``poll``."""
+        waited = 0.0
+        while True:
+            try:
+                return self.results.get(timeout=poll or 1.0)
+            except queue.Empty:
+                pass
+            dead = [child for child in self.children if child.exitcode is not None]
             if dead:
-                raise LocalRunError(f"a child process exited with {dead[0].exitcode}") from None
+                raise LocalRunError(f"a child process exited with {dead[0].exitcode}")
+            if poll is not None:
+                raise TimeoutError
+            waited += 1.0
             if timeout is not None and waited >= timeout:
-                raise LocalRunError(f"no child process was ready within {timeout:.0f} s") from None
+                raise LocalRunError(f"no child process was ready within {timeout:.0f} s")
+
+
+def run_local(urls: Iterable[str], faces: str = "detect", processes: int | None = None,
+              on_progress: Callable[[int], None] | None = None) -> Iterator[dict[str, Any]]:
+    """``LocalRunner(processes).run(urls, faces, on_progress)``, closing the children at the end."""
+    with LocalRunner(processes) as runner:
+        yield from runner.run(urls, faces, on_progress)

@@ -4,9 +4,10 @@
     (no draft mode), grayscale, 48x48 resize, one batch-1 LiteRT invoke per image; with its two bugs
     fixed (labels by the model's metadata, pixels scaled as the model expects).
     It classifies each whole image, as fer-batch's ``whole`` faces mode does: one face per image.
-(b) ``embedded``: ``fer-batch run``'s engine, ``worker.pipeline.Pipeline`` with the settings from
-    the environment (``FER_*``), as ``api/cli.py`` builds it, in the faces mode of ``--faces``
-    (``detect`` by default, as jobs: faces are found, framed and cut, then share classifier batches).
+(b) ``embedded``: ``fer-batch run``'s engine, ``api.localrun.LocalRunner`` (one child process per
+    core, each running the worker's Pipeline) with the settings from the environment (``FER_*``),
+    in the faces mode of ``--faces`` (``detect`` by default, as jobs: faces are found, framed and
+    cut, then share classifier batches). Its children are started once; the runs are timed after.
 
 The child prints one JSON object: per run, the images, how many were answered (``ok`` with faces,
 or ``no_face``), the faces classified, seconds and time to the first result; cold start (child
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import resource
 import subprocess
 import sys
 import time
@@ -73,23 +75,16 @@ def original_method() -> Classify:
     return run
 
 
-def embedded_method(decode_threads: int, faces: str = "detect") -> Classify:
-    """(b): the worker's Pipeline in this process, as ``fer-batch run --faces FACES`` uses it."""
-    from worker.jobs import FacesMode
-    from worker.model import load_classifier
-    from worker.pipeline import Pipeline, Result
-    from worker.settings import get_settings
+def embedded_method(faces: str = "detect", processes: int | None = None) -> Classify:
+    """(b): ``fer-batch run --faces FACES``'s engine (``api.localrun.LocalRunner``: ``processes``
+    child processes, one per core by default, started once, before the first run)."""
+    from api.localrun import LocalRunner
 
-    settings = get_settings()
-    pipeline = Pipeline(settings, load_classifier(settings),
-                        decode_threads=decode_threads)
+    runner = LocalRunner(processes)
 
     def run(urls: list[str], answer: Answer) -> None:
-        def collect(batch: list[Result]) -> None:
-            for result in batch:
-                answer(result.index, *answer_of(result.outcome))
-
-        pipeline.run(list(enumerate(urls)), collect, FacesMode(faces))
+        for row in runner.run(urls, faces):
+            answer(row["index"], *answer_of(row))
 
     return run
 
@@ -118,10 +113,13 @@ def measure(method: Classify, urls: list[str], runs: int, spawned_at: float | No
                 cold_start = first[0] - spawned_at
         records.append({"images": len(urls), **tally([label for label, _ in found], [n for _, n in found]),
                         "seconds": seconds, "first_result": first[0] - start if first else None})
-    return {"runs": records, "cold_start": cold_start, "peak_rss_mb": vmhwm_mb(), "labels": labels}
+    # The peak RSS of this process and of its children ((b) runs in children), the larger.
+    children_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"runs": records, "cold_start": cold_start, "peak_rss_mb": max(vmhwm_mb() or 0.0, children_mb),
+            "labels": labels}
 
 
-def run_child(method: str, urls: list[str], runs: int, env: Mapping[str, str], decode_threads: int = 2,
+def run_child(method: str, urls: list[str], runs: int, env: Mapping[str, str], processes: int | None = None,
               faces: str = "detect", workdir: Path | None = None) -> dict[str, Any]:
     """Run one method in a fresh ``python -m bench.local`` and return what it printed."""
     workdir = workdir or ROOT / "build" / "bench"
@@ -129,7 +127,8 @@ def run_child(method: str, urls: list[str], runs: int, env: Mapping[str, str], d
     urls_file = workdir / f"urls-{method}.txt"
     urls_file.write_text("\n".join(urls) + "\n")
     cmd = [sys.executable, "-m", "bench.local", method, str(urls_file), "--runs", str(runs),
-           "--decode-threads", str(decode_threads), "--faces", faces, "--spawned-at", repr(time.monotonic())]
+           "--faces", faces, "--spawned-at", repr(time.monotonic())]
+    cmd += ["--processes", str(processes)] if processes else []
     done = subprocess.run(cmd, cwd=ROOT, env=dict(env), capture_output=True, text=True, timeout=3600)
     if done.returncode != 0:
         raise RuntimeError(f"bench.local {method} failed:\n{done.stderr[-3000:]}")
@@ -141,12 +140,12 @@ def main() -> None:
     parser.add_argument("method", choices=["original", "embedded"])
     parser.add_argument("urls", type=Path, help="a file with one URL per line")
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--decode-threads", type=int, default=2)
+    parser.add_argument("--processes", type=int, default=None, help="(b)'s child processes (default: per core)")
     parser.add_argument("--faces", choices=["detect", "whole"], default="detect", help="(b)'s faces mode")
     parser.add_argument("--spawned-at", type=float, default=None)
     args = parser.parse_args()
     urls = args.urls.read_text().split()
-    method = original_method() if args.method == "original" else embedded_method(args.decode_threads, args.faces)
+    method = original_method() if args.method == "original" else embedded_method(args.faces, args.processes)
     print(json.dumps(measure(method, urls, args.runs, args.spawned_at)))
 
 

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from api.localrun import default_processes
 from bench import ROOT, imageset
 from bench.answers import agreement
 from bench.apiload import get_load, post_big_jobs
@@ -136,8 +137,9 @@ def run(plan: Plan, log: Log) -> dict[str, Any]:
             subset = urls if latency == 0 else urls[: plan.original_slow_images]
             for method, method_urls, faces in (("original", subset, "whole"), ("embedded", urls, "detect")):
                 raw = run_child(method, method_urls, plan.runs, env)
-                add(summarize(raw, method=method, faces_mode=faces, latency_ms=latency, processes=1), raw["labels"],
-                    f"{method}@{latency}")
+                processes = default_processes() if method == "embedded" else 1
+                add(summarize(raw, method=method, faces_mode=faces, latency_ms=latency, processes=processes),
+                    raw["labels"], f"{method}@{latency}")
         with Stack(env) as stack:
             big = [f"{server.url(names[i % len(names)], 0)}?n={i}" for i in range(plan.post_urls)]
             api["post"] = post_big_jobs(stack, big, plan.post_repeats)

@@ -108,11 +108,10 @@ STACK_VARIANTS: tuple[StackVariant, ...] = (
 
 
 def embedded_sweeps(urls: Sequence[str], runs: int, env: Mapping[str, str]) -> list[dict[str, Any]]:
-    """(b) at 0 ms with 1, 2 (default) and 4 decode threads, with batch sizes 8, 64 and 256, and whole images."""
+    """(b) at 0 ms in one process (as before one per core), with batch sizes 8, 64 and 256, and whole images."""
     rows = []
-    for threads in (1, 4):
-        raw = run_child("embedded", list(urls), runs, env, decode_threads=threads)
-        rows.append(summarize(raw, method="embedded", latency_ms=0, knob="decode_threads", value=str(threads)))
+    raw = run_child("embedded", list(urls), runs, env, processes=1)
+    rows.append(summarize(raw, method="embedded", latency_ms=0, knob="processes", value="1"))
     for batch in (8, 64, 256):
         raw = run_child("embedded", list(urls), runs, {**env, "FER_BATCH_SIZE": str(batch)})
         rows.append(summarize(raw, method="embedded", latency_ms=0, knob="batch_size", value=str(batch)))

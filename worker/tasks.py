@@ -10,13 +10,14 @@ hooks of ``worker.logs``; a chunk task logs within ``job_context`` and is timed 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from celery.concurrency.prefork import TaskPool as PreforkPool
-from celery.signals import worker_process_init, worker_process_shutdown, worker_ready, worker_shutdown
+from celery.signals import worker_init, worker_process_init, worker_process_shutdown, worker_ready, worker_shutdown
 from redis.exceptions import RedisError
 
 from worker import DELIVER_WEBHOOK, PROCESS_CHUNK, app, logs, metrics, send_chunks, send_webhook, webhooks
@@ -62,6 +63,14 @@ def store() -> JobStore:
 def pipeline() -> Pipeline:
     settings = get_settings()
     return Pipeline(settings, load_classifier(settings))
+
+
+@worker_init.connect
+def _be_nice(**_: object) -> None:
+    """Lower the worker's CPU priority (FER_WORKER_NICE) before its threads and children start."""
+    increment = get_settings().worker_nice
+    if increment:
+        log.info("worker niceness %d", os.nice(increment))
 
 
 def load_model() -> None:
