@@ -140,7 +140,7 @@ def main() -> int:
             median = statistics.median(seconds for seconds, _, _ in found)
             cpus = [cpu for _, cpu, _ in found if cpu is not None]
             report["throughput"].append({
-                "replicas": replicas, "pool_processes": 2 * replicas,
+                "replicas": replicas, "worker_processes": replicas,
                 "seconds": [round(seconds, 2) for seconds, _, _ in found],
                 "urls_per_s": round(args.urls / median, 1),
                 "cpu_s_per_100_urls": round(100 * statistics.median(cpus) / args.urls, 2) if cpus else None,
