@@ -7,13 +7,17 @@ random ids, so tests do not interfere. Settings reach worker processes through t
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests.services import ROOT, WorkerProcess, redis_server
 from worker.jobs import JobStore, connect
 from worker.settings import Settings
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 # Settings shared by the API under test and the worker processes (small limits keep tests fast).
 TEST_ENV = {
@@ -47,6 +51,24 @@ def store(settings: Settings) -> Iterator[JobStore]:
     client = connect(settings.redis_url)
     yield JobStore(client, settings.result_ttl)
     client.close()
+
+
+@pytest.fixture()
+def make_app() -> Iterator[Callable[..., Flask]]:
+    """Build API apps for given settings (plus updates); closes their Redis and broker connections
+    afterwards."""
+    from api import create_app
+
+    apps: list[Flask] = []
+
+    def make(settings: Settings, **updates: Any) -> Flask:
+        apps.append(create_app(settings.model_copy(update=updates), TESTING=True))
+        return apps[-1]
+
+    yield make
+    for app in apps:
+        app.extensions["fer.store"].redis.close()
+        app.extensions["fer.celery"].close()
 
 
 @pytest.fixture(scope="session")

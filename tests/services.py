@@ -162,3 +162,33 @@ class WorkerProcess(Process):
         wait_until(lambda: "ready." in self.log() or self.proc.poll() is not None, timeout, f"worker {self.name}")
         self.alive()
         return self
+
+
+@contextlib.contextmanager
+def gunicorn(env: Mapping[str, str], log_path: Path, args: tuple[str, ...] = ("--workers", "2")) -> Iterator[str]:
+    """A real ``gunicorn 'api:create_app()'`` on a free 127.0.0.1 port, with ``env`` over this
+    process's environment and gunicorn's ``args``; yields its base URL."""
+    import httpx
+
+    port = free_port()
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "api:create_app()", "-b", f"127.0.0.1:{port}", "--timeout", "60",
+             *args], cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"gunicorn exited:\n{log_path.read_text()[-3000:]}")
+        try:
+            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        wait_until(healthy, 30, "gunicorn")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(20)

@@ -21,7 +21,6 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from api import create_app
 from tests.imageserver import ImageServer
 from tests.services import ROOT, free_port, redis_server
 from worker.settings import Settings
@@ -32,22 +31,6 @@ JOB_KEYS = ["job_id", "status", "total", "processed", "succeeded", "failed", "cr
             "finished_at", "faces", "links"]
 HAPPY = ("deepface_img25.jpg", "deepface_img50.jpg", "abhirup_test_image_happy.jpeg")
 ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
-
-
-@pytest.fixture()
-def make_app() -> Iterator[Callable[..., Flask]]:
-    """Build apps for given settings; closes their Redis and broker connections afterwards."""
-    apps: list[Flask] = []
-
-    def make(settings: Settings, **updates: Any) -> Flask:
-        app = create_app(settings.model_copy(update=updates), TESTING=True)
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        app.extensions["fer.store"].redis.close()
-        app.extensions["fer.celery"].close()
 
 
 @pytest.fixture()

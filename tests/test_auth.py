@@ -59,23 +59,6 @@ def idle_settings(settings: Settings, path: Path, **updates: Any) -> Settings:
 
 
 @pytest.fixture()
-def make_app() -> Iterator[Callable[..., Flask]]:
-    """Build apps for settings (as tests/test_api.py does); closes their connections afterwards."""
-    from api import create_app
-
-    apps: list[Flask] = []
-
-    def make(settings: Settings, **updates: Any) -> Flask:
-        apps.append(create_app(settings.model_copy(update=updates), TESTING=True))
-        return apps[-1]
-
-    yield make
-    for app in apps:
-        app.extensions["fer.store"].redis.close()
-        app.extensions["fer.celery"].close()
-
-
-@pytest.fixture()
 def keys(tmp_path: Path) -> Keys:
     path = tmp_path / "keys.json"
     tag = secrets.token_hex(4)

@@ -3,7 +3,6 @@ against a real gunicorn serving ``api:create_app()``, a real worker and a local 
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
@@ -14,14 +13,13 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from click.testing import CliRunner
 
 from api.cli import main
 from tests import faceimages
 from tests.imageserver import ImageServer
-from tests.services import ROOT, free_port, wait_until
+from tests.services import ROOT, free_port, gunicorn
 from tests.test_api import EXPECTED_CSV_HEADER  # noqa: E402
 
 FACES_HEADER = "index,url,face,box_x,box_y,box_w,box_h,score,top,angry,disgust,fear,happy,sad,surprise,neutral"
@@ -32,34 +30,6 @@ UNKNOWN_JOB = "0123456789abcdef0123456789abcdef"
 def images() -> Iterator[ImageServer]:
     with ImageServer() as server:
         yield server
-
-
-@contextlib.contextmanager
-def gunicorn(env: dict[str, str], log_path: Path) -> Iterator[str]:
-    """A real ``gunicorn 'api:create_app()'`` on a free port; yields its URL."""
-    port = free_port()
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "api:create_app()", "-b", f"127.0.0.1:{port}", "--workers", "2",
-             "--timeout", "60"],
-            cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        if proc.poll() is not None:
-            raise RuntimeError(f"gunicorn exited:\n{log_path.read_text()[-3000:]}")
-        try:
-            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    try:
-        wait_until(healthy, 30, "gunicorn")
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(20)
 
 
 @pytest.fixture(scope="module")

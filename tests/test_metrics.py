@@ -204,22 +204,6 @@ def test_the_api_in_json_mode_writes_only_json_lines(stack: Stack) -> None:
 
 # -- in-process: the Flask test client ------------------------------------------------------------
 
-@pytest.fixture()
-def make_app() -> Iterator[Callable[..., Flask]]:
-    from api import create_app
-
-    apps: list[Flask] = []
-
-    def make(settings: Settings, **updates: Any) -> Flask:
-        apps.append(create_app(settings.model_copy(update=updates), TESTING=True))
-        return apps[-1]
-
-    yield make
-    for app in apps:
-        app.extensions["fer.store"].redis.close()
-        app.extensions["fer.celery"].close()
-
-
 def test_metrics_need_no_key_and_count_requests_jobs_and_the_queue(make_app: Callable[..., Flask],
                                                                    settings: Settings, tmp_path: Path) -> None:
     keys_file = tmp_path / "keys.json"

@@ -57,22 +57,6 @@ IDLE_DB = "/7"
 UNKNOWN = "0" * 32
 
 
-@pytest.fixture()
-def make_app() -> Iterator[Callable[..., Flask]]:
-    from api import create_app
-
-    apps: list[Flask] = []
-
-    def make(settings: Settings, **updates: Any) -> Flask:
-        apps.append(create_app(settings.model_copy(update=updates), TESTING=True))
-        return apps[-1]
-
-    yield make
-    for app in apps:
-        app.extensions["fer.store"].redis.close()
-        app.extensions["fer.celery"].close()
-
-
 def idle_url(settings: Settings) -> str:
     return settings.redis_url.rsplit("/", 1)[0] + IDLE_DB
 

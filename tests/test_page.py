@@ -12,11 +12,8 @@ Without Chromium (or Playwright) the browser tests are skipped with the reason; 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -30,7 +27,7 @@ from flask import Flask
 
 from api.keys import add_key
 from tests.imageserver import ImageServer
-from tests.services import ROOT, free_port, wait_until
+from tests.services import ROOT, gunicorn
 from worker.settings import Settings
 
 CHROMIUM = os.environ.get("FER_CHROMIUM", "/usr/bin/chromium")
@@ -63,33 +60,7 @@ needs_browser = pytest.mark.skipif(BROWSER_PROBLEM is not None, reason=BROWSER_P
 
 # -- the stack: gunicorn on a free port, the session worker, the image server ----------------------
 
-
-@contextlib.contextmanager
-def gunicorn(env: dict[str, str], log_path: Path) -> Iterator[str]:
-    """A real ``gunicorn 'api:create_app()'`` on a free 127.0.0.1 port; yields its base URL."""
-    port = free_port()
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "api:create_app()", "-b", f"127.0.0.1:{port}", "--workers", "1",
-             "--worker-class", "gthread", "--threads", "4", "--timeout", "60"],
-            cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        if proc.poll() is not None:
-            raise RuntimeError(f"gunicorn exited:\n{log_path.read_text()[-3000:]}")
-        try:
-            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    try:
-        wait_until(healthy, 30, "gunicorn")
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(20)
+PAGE_API_ARGS = ("--workers", "1", "--worker-class", "gthread", "--threads", "4")
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +71,7 @@ def images() -> Iterator[ImageServer]:
 
 @pytest.fixture(scope="module")
 def api(env: dict[str, str], worker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with gunicorn(env, tmp_path_factory.mktemp("page-api") / "gunicorn.log") as url:
+    with gunicorn(env, tmp_path_factory.mktemp("page-api") / "gunicorn.log", PAGE_API_ARGS) as url:
         yield url
 
 
@@ -115,7 +86,8 @@ def keyed_api(env: dict[str, str], worker: Any, tmp_path_factory: pytest.TempPat
     """The same stack with API keys on (FER_API_KEYS_FILE): one key, "page-<random>"."""
     folder = tmp_path_factory.mktemp("page-keyed-api")
     key = add_key(folder / "keys.json", f"page-{secrets.token_hex(4)}", quota_urls=1000)
-    with gunicorn({**env, "FER_API_KEYS_FILE": str(folder / "keys.json")}, folder / "gunicorn.log") as url:
+    keyed_env = {**env, "FER_API_KEYS_FILE": str(folder / "keys.json")}
+    with gunicorn(keyed_env, folder / "gunicorn.log", PAGE_API_ARGS) as url:
         yield KeyedApi(url, key)
 
 
@@ -278,22 +250,6 @@ def check_cards(cards: list[dict[str, Any]], job: dict[str, Any]) -> None:
 
 
 # -- the page without a browser ---------------------------------------------------------------------
-
-
-@pytest.fixture()
-def make_app() -> Iterator[Callable[..., Flask]]:
-    from api import create_app
-
-    apps: list[Flask] = []
-
-    def make(settings: Settings, **updates: Any) -> Flask:
-        apps.append(create_app(settings.model_copy(update=updates), TESTING=True))
-        return apps[-1]
-
-    yield make
-    for app in apps:
-        app.extensions["fer.store"].redis.close()
-        app.extensions["fer.celery"].close()
 
 
 @pytest.mark.parametrize("keys_on", [False, True], ids=["keys-off", "keys-on"])

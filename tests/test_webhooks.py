@@ -23,7 +23,6 @@ from flask import Flask
 from flask.testing import FlaskClient
 from pydantic import SecretStr
 
-from api import create_app
 from tests.services import ROOT, WorkerProcess, wait_until
 from tests.test_netguard import FixedResolver
 from worker import netguard, webhooks
@@ -138,21 +137,6 @@ def hook_worker(hook_env: dict[str, str], tmp_path_factory: pytest.TempPathFacto
         yield proc.wait_ready()
     finally:
         proc.stop()
-
-
-@pytest.fixture()
-def make_app() -> Iterator[Callable[..., Flask]]:
-    apps: list[Flask] = []
-
-    def make(settings: Settings, **updates: Any) -> Flask:
-        app = create_app(settings.model_copy(update=updates), TESTING=True)
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        app.extensions["fer.store"].redis.close()
-        app.extensions["fer.celery"].close()
 
 
 @pytest.fixture()
