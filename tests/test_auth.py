@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from click.testing import CliRunner
 from flask import Flask
@@ -30,7 +29,7 @@ from flask.testing import FlaskClient
 
 from api.cli import main
 from api.keys import KeysFileError, add_key, hash_key, remove_key
-from tests.services import ROOT, free_port, wait_until
+from tests.services import ROOT, gunicorn
 from tests.test_api import assert_error
 from worker.jobs import JobStore, OwnerLoad
 from worker.settings import Settings
@@ -355,29 +354,9 @@ def keyed_api(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> 
     folder = tmp_path_factory.mktemp("keyed-api")
     keys_file = folder / "keys.json"
     add_key(keys_file, "placeholder", quota_urls=1)
-    port = free_port()
-    server_env = {**os.environ, **env, "REDIS_URL": env["REDIS_URL"].rsplit("/", 1)[0] + "/7",
-                  "FER_API_KEYS_FILE": str(keys_file)}
-    with open(folder / "gunicorn.log", "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "api:create_app()", "-b", f"127.0.0.1:{port}",
-                                 "--workers", "1", "--timeout", "60"], cwd=ROOT, env=server_env, stdout=log,
-                                stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        if proc.poll() is not None:
-            raise RuntimeError(f"gunicorn exited:\n{(folder / 'gunicorn.log').read_text()[-3000:]}")
-        try:
-            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    try:
-        wait_until(healthy, 30, "gunicorn")
+    server_env = {**env, "REDIS_URL": env["REDIS_URL"].rsplit("/", 1)[0] + "/7", "FER_API_KEYS_FILE": str(keys_file)}
+    with gunicorn(server_env, folder / "gunicorn.log", ("--workers", "1")) as url:
         yield url, keys_file, folder / "gunicorn.log"
-    finally:
-        proc.terminate()
-        proc.wait(20)
 
 
 def fer_batch(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
