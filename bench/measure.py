@@ -80,9 +80,12 @@ def stack_case(stack: Stack, server: ImageServerProcess, names: Sequence[str], p
             urls = server.urls(names, latency)
             records = []
             cpu = []
+            counted = []
             for _ in range(runs):
+                scraped = workers.urls_counted()
                 before, mine, machine = cpu_snapshot(components), cpu_seconds(os.getpid()), machine_cpu_seconds()
                 record = stack.run_job(urls, faces)
+                counted.append(workers.urls_counted() - scraped)
                 used = cpu_delta(before, cpu_snapshot(components))
                 used["bench_driver"] = round(cpu_seconds(os.getpid()) - mine, 3)
                 used["other_processes"] = round(machine_cpu_seconds() - machine - sum(used.values()), 3)
@@ -98,6 +101,8 @@ def stack_case(stack: Stack, server: ImageServerProcess, names: Sequence[str], p
             row = summarize(raw, method="stack", faces_mode=faces, latency_ms=latency, processes=processes,
                             workers=1 if prefork else processes, **labels)
             row["post_seconds"] = round(statistics.median(r["post_seconds"] for r in records), 4)
+            # The workers' /metrics, scraped around each job: URLs counted there per job (= its total).
+            row["metrics_urls_per_job"] = sorted(set(counted))
             row["last_job_id"] = records[-1]["job_id"]
             rows.append(row)
     return rows, labels_by_latency

@@ -73,6 +73,12 @@ def floors(results: Sequence[dict[str, Any]], api: dict[str, Any],
               f"{b['single_face_framing_crop_ms']} + whole image {b['single_face_whole_ms']} ms (photos that "
               f"are face crops); load_photo {b['single_face_decode_ms']} ms besides")
     stack_rows = [row for row in results if row["method"] == "stack"]
+    scraped = [row for row in stack_rows if row.get("metrics_urls_per_job")]
+    if scraped:
+        wrong = [row for row in scraped if row["metrics_urls_per_job"] != [row["images"]]]
+        check("worker /metrics: URLs counted per job that differ from its total", len(wrong), 0, False,
+              f"fer_worker_urls_total summed over the workers' endpoints around each of "
+              f"{sum(row['runs'] for row in scraped)} jobs of {scraped[0]['images']} URLs")
     if stack_rows:
         rss = max(row["peak_rss_mb"] or 0 for row in stack_rows)
         check("worker process peak RSS (MB)", rss, 150, False, "largest VmHWM of any Celery pool process")

@@ -177,18 +177,19 @@ class Stack:
         """
         env = {**self.env, **(extra_env or {})}
         launched = time.monotonic()
+        ports = [free_port() for _ in range(1 if prefork else processes)]  # each worker's metrics endpoint
         if prefork:
-            procs = [WorkerProcess(env, f"bench-prefork-{os.getpid()}", concurrency=processes, pool="prefork",
-                                   log_dir=self.log_dir, extra_args=extra_args)]
+            procs = [WorkerProcess({**env, "FER_METRICS_PORT": str(ports[0])}, f"bench-prefork-{os.getpid()}",
+                                   concurrency=processes, pool="prefork", log_dir=self.log_dir, extra_args=extra_args)]
         else:
-            procs = [WorkerProcess(env, f"bench-{processes}p-{i}-{os.getpid()}", log_dir=self.log_dir,
-                                   extra_args=extra_args) for i in range(processes)]
+            procs = [WorkerProcess({**env, "FER_METRICS_PORT": str(port)}, f"bench-{processes}p-{i}-{os.getpid()}",
+                                   log_dir=self.log_dir, extra_args=extra_args) for i, port in enumerate(ports)]
         try:
             job_id, _, _ = self.submit([cold_url])
             _, answered = self.wait_job(job_id, timeout=120)
             for proc in procs:
                 proc.wait_ready(60)
-            group = Workers(procs, cold_start=answered - launched)
+            group = Workers(procs, cold_start=answered - launched, metrics_ports=ports)
             wait_until(lambda: len(group.pool_pids()) >= processes, 30, "every worker process")
             yield group
         finally:
@@ -202,7 +203,17 @@ class Workers:
 
     procs: list[WorkerProcess]
     cold_start: float
+    metrics_ports: list[int] = field(default_factory=list)
     _peaks: dict[int, float] = field(default_factory=dict)
+
+    def urls_counted(self) -> float:
+        """``fer_worker_urls_total`` summed over every worker's /metrics: URLs answered so far."""
+        total = 0.0
+        for port in self.metrics_ports:
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+            total += sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                         if line.startswith("fer_worker_urls_total{"))
+        return total
 
     def main_pids(self) -> list[int]:
         return [proc.proc.pid for proc in self.procs]

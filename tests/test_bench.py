@@ -45,6 +45,8 @@ def test_quick_benchmark_runs_every_method_and_writes_its_report(tmp_path: Path)
     assert detecting[0]["faces"] > detecting[0]["ok"]  # the group photo's faces share batches with the others
     stack = [row for row in report["results"] if row["method"] == "stack"]
     assert all(set(row["cpu_seconds"]) >= {"image_server", "api", "redis", "workers"} for row in stack)
+    # The workers' /metrics, scraped around each job, counted exactly the job's URLs.
+    assert all(row["metrics_urls_per_job"] == [row["images"]] for row in stack), stack
     assert report["api"]["post"]["urls"] == 10_000
     assert {row["path"] for row in report["api"]["get"]} == {"/jobs/<id>", "/jobs/<id>?limit=1"}
     assert all(row["errors"] == 0 and row["requests"] > 0 for row in report["api"]["get"])
