@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     # Added to a worker's niceness at start: on a host shared with the API, the API's requests get
     # the CPU first and a busy worker still takes what is left (0: as started).
     worker_nice: int = Field(19, ge=0, le=19)
+    worker_sched_idle: bool = True  # Linux's SCHED_IDLE: the worker takes only CPU nothing else wants
     job_window: int = Field(8, ge=1)  # chunks of one job in the queue at once
     stall_timeout: float = Field(120.0, gt=0)  # seconds without progress before lost chunks are resent
     sweep_interval: float = Field(10.0, gt=0)

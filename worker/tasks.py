@@ -67,10 +67,14 @@ def pipeline() -> Pipeline:
 
 @worker_init.connect
 def _be_nice(**_: object) -> None:
-    """Lower the worker's CPU priority (FER_WORKER_NICE) before its threads and children start."""
-    increment = get_settings().worker_nice
-    if increment:
-        log.info("worker niceness %d", os.nice(increment))
+    """Lower the worker's CPU priority before its threads and children start (they inherit it):
+    FER_WORKER_NICE, and Linux's SCHED_IDLE policy with FER_WORKER_SCHED_IDLE (the worker runs
+    only on CPU time that nothing else on the host wants: the API's answers never wait for it)."""
+    settings = get_settings()
+    if settings.worker_nice:
+        os.nice(settings.worker_nice)
+    if settings.worker_sched_idle and hasattr(os, "SCHED_IDLE"):
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 
 
 def load_model() -> None:
