@@ -97,7 +97,9 @@ STACK_VARIANTS: tuple[StackVariant, ...] = (
     StackVariant("worker_chunks", "2", (0, 100, 1000), env={"FER_WORKER_CHUNKS": "2"}),
     StackVariant("worker_chunks", "8", (0, 100, 1000), env={"FER_WORKER_CHUNKS": "8"}),
     StackVariant("fetch_concurrency", "32", (100, 1000), env={"FER_FETCH_CONCURRENCY": "32"}),
+    StackVariant("fetch_concurrency", "128", (100, 1000), env={"FER_FETCH_CONCURRENCY": "128"}),
     StackVariant("fetch_concurrency", "256", (1000,), env={"FER_FETCH_CONCURRENCY": "256"}),
+    StackVariant("decode_threads", "2", (0, 100), env={"FER_DECODE_THREADS": "2"}),
     StackVariant("chunk_size", "16", (0, 100), api_env={"FER_CHUNK_SIZE": "16"}),
     StackVariant("chunk_size", "256", (0, 100), api_env={"FER_CHUNK_SIZE": "256"}),
     StackVariant("batch_size", "64", (0,), env={"FER_BATCH_SIZE": "64"}),
@@ -108,10 +110,13 @@ STACK_VARIANTS: tuple[StackVariant, ...] = (
 
 
 def embedded_sweeps(urls: Sequence[str], runs: int, env: Mapping[str, str]) -> list[dict[str, Any]]:
-    """(b) at 0 ms in one process (as before one per core), with batch sizes 8, 64 and 256, and whole images."""
+    """(b) at 0 ms in one process (as before one per core), with 2 decode threads per process, batch
+    sizes 8, 64 and 256, and whole images."""
     rows = []
     raw = run_child("embedded", list(urls), runs, env, processes=1)
     rows.append(summarize(raw, method="embedded", latency_ms=0, knob="processes", value="1"))
+    raw = run_child("embedded", list(urls), runs, {**env, "FER_DECODE_THREADS": "2"})
+    rows.append(summarize(raw, method="embedded", latency_ms=0, knob="decode_threads", value="2"))
     for batch in (8, 64, 256):
         raw = run_child("embedded", list(urls), runs, {**env, "FER_BATCH_SIZE": str(batch)})
         rows.append(summarize(raw, method="embedded", latency_ms=0, knob="batch_size", value=str(batch)))

@@ -8,9 +8,17 @@ serves its pool's Prometheus metrics (``worker.exporter``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
 
-from celery import Celery
+# numpy's OpenBLAS starts a thread per core at import, and it spins at the normal CPU priority after
+# each call (the weighted NMS's small products call it): one core's worth of threads is ours already.
+# Set before anything in the package imports numpy; measured with the API's latency under load
+# (README "Benchmark").
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+from collections.abc import Iterable  # noqa: E402
+
+from celery import Celery  # noqa: E402
 
 from worker.settings import Settings, get_settings
 

@@ -11,9 +11,9 @@ others keep the fetches and the CPU busy.
 Inside, one event loop runs in the Pipeline's own thread with one aiohttp session. Each ``run``
 gets coroutines that pull its URLs from one iterator; all of them share the process's
 ``fetch_concurrency`` download slots. Decoding and face detection (``FacesMode.DETECT``:
-``worker.faces``) run in a small thread pool (Pillow and LiteRT release the GIL), so the event
-loop keeps fetching meanwhile; the process's one face detector serves one of those threads at a
-time; inference runs on one dedicated thread; ``on_results`` (Redis writes) runs in a thread of
+``worker.faces``) run on ``FER_DECODE_THREADS`` threads (Pillow and LiteRT release the GIL), so
+the event loop keeps fetching meanwhile; the process's one face detector serves one of those
+threads at a time; inference runs on one dedicated thread; ``on_results`` (Redis writes) runs in a thread of
 its own, off the loop. Faces from many images share classifier batches of ``batch_size`` faces;
 an image whose faces are not all classified yet is not reported.
 
@@ -69,11 +69,11 @@ OnResults = Callable[[list[Result]], bool | None]
 
 
 class Pipeline:
-    def __init__(self, settings: Settings, classifier: Classifier, decode_threads: int = 2) -> None:
+    def __init__(self, settings: Settings, classifier: Classifier) -> None:
         self.settings = settings
         self.classifier = classifier
         self.finder = FaceFinder.load(settings.face_detector, classifier.size)  # shared by the decode threads
-        self._decode_pool = ThreadPoolExecutor(decode_threads, thread_name_prefix="fer-decode")
+        self._decode_pool = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="fer-decode")
         self._infer_pool = ThreadPoolExecutor(1, thread_name_prefix="fer-infer")
         self._report_pool = ThreadPoolExecutor(1, thread_name_prefix="fer-report")
         self._loop = asyncio.new_event_loop()

@@ -46,11 +46,12 @@ class Settings(BaseSettings):
     stall_timeout: float = Field(120.0, gt=0)  # seconds without progress before lost chunks are resent
     sweep_interval: float = Field(10.0, gt=0)
     batch_size: int = Field(16, ge=1)
+    decode_threads: int = Field(1, ge=1)  # per process: decoding and face finding beside the download loop
     result_ttl: int = Field(24 * 3600, ge=60)
     predict_timeout: float = Field(30.0, gt=0)
     api_keys_file: Path | None = None  # the API's keys (api/keys.py); unset: no API keys needed
 
-    fetch_concurrency: int = Field(128, ge=1)  # downloads in flight per worker process
+    fetch_concurrency: int = Field(192, ge=1)  # downloads in flight per worker process
     fetch_timeout: float = Field(10.0, gt=0)
     max_image_bytes: int = Field(10_000_000, ge=1)
     max_redirects: int = Field(5, ge=0)
