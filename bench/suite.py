@@ -56,6 +56,7 @@ class Plan:
     load: Load = Load()  # bench.loadtest: 200 pollers and 20 submitters of 1,000-URL jobs for 60 s
     fairness_big: int = 10_000  # bench.fairness: 10-URL jobs behind a running job of this many URLs
     fairness_head_start: float = 5.0
+    fairness_rounds: int = 10  # small jobs one after another: the window the big job's speed is measured over
     csv_rows: int = 1_000_000  # bench.bigjobs: a CSV this long through fer-batch submit
     polled_job: int = 100_000  # bench.bigjobs: GET /jobs/<id> timed while a job this big runs
     polled_seconds: float = 30.0
@@ -65,7 +66,7 @@ FULL = Plan(False, 2000, 3, 200, ((1, (0, 100)), (2, (0, 100, 1000)), (3, (0, 10
             whole_stack=((2, (0, 100)),))
 QUICK = Plan(True, 100, 1, 10, ((2, (0, 100, 1000)),), whole_stack=((2, (0,)),), post_repeats=1, get_requests=300,
              photo_repeats=3, tune=False, load=Load(duration=10, job_urls=100), fairness_big=2000,
-             fairness_head_start=2.0, csv_rows=20_000, polled_job=5_000, polled_seconds=5.0)
+             fairness_head_start=2.0, fairness_rounds=5, csv_rows=20_000, polled_job=5_000, polled_seconds=5.0)
 
 
 def bench_env() -> dict[str, str]:
@@ -162,7 +163,8 @@ def run(plan: Plan, log: Log) -> dict[str, Any]:
             with stack.workers(2, server.url(names[0], 0)):  # as shipped: one worker process per core
                 urls = server.urls(names, 0)
                 big = [f"{urls[i % len(urls)]}?n={i}" for i in range(plan.fairness_big)]
-                api["fairness"] = run_fairness(stack, big, urls[:10], plan.fairness_head_start)
+                api["fairness"] = run_fairness(stack, big, urls[:10], plan.fairness_head_start,
+                                               plan.fairness_rounds)
                 fair = api["fairness"]
                 log(f"fairness: 10-URL jobs done in {fair['small_job_s']} s behind a running {len(big):,}-URL job, "
                     f"which slowed by {fair['big_slowdown']}")

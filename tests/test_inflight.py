@@ -76,6 +76,18 @@ def test_the_limit_scales_with_decoders() -> None:
     assert asyncio.run(feed(two)) == 2 + 20
 
 
+def test_downloads_that_all_fail_slowly_still_open_up() -> None:
+    # Timeouts: nothing is ever decoded, yet a chunk of them must not crawl 4 at a time (the broker's
+    # visibility timeout assumes about FER_FETCH_CONCURRENCY of them at once).
+    async def go() -> int:
+        in_flight = InFlight(4, 64)
+        async with in_flight:
+            await in_flight.fetched(10.0)
+            return in_flight.limit
+
+    assert asyncio.run(go()) == 64
+
+
 @pytest.mark.parametrize(("low", "high"), [(0, 4), (5, 4)])
 def test_bad_bounds(low: int, high: int) -> None:
     with pytest.raises(ValueError, match="low <= high"):
