@@ -9,15 +9,13 @@ together (Celery's threads pool), so that while one chunk waits for its last slo
 others keep the fetches and the CPU busy.
 
 Inside, one event loop runs in the Pipeline's own thread with one aiohttp session. Each ``run``
-gets coroutines that pull its URLs from one iterator; all of them share the process's URLs in
-flight (``worker.inflight``: downloading or waiting for the decoder, between ``MIN_IN_FLIGHT`` and
-``fetch_concurrency``, sized from how long downloads and decoding take). Decoding and face
-detection (``FacesMode.DETECT``: ``worker.faces``) run on ``FER_DECODE_THREADS`` threads (Pillow
-and LiteRT release the GIL), so the event loop keeps fetching meanwhile; the process's one face
-detector serves one of those threads at a time; inference runs on one dedicated thread;
-``on_results`` (Redis writes) runs in a thread of its own, off the loop. Faces from many images
-share classifier batches of ``batch_size`` faces; an image whose faces are not all classified yet
-is not reported.
+gets coroutines that pull its URLs from one iterator; all of them share the process's
+``fetch_concurrency`` download slots. Decoding and face detection (``FacesMode.DETECT``:
+``worker.faces``) run on ``FER_DECODE_THREADS`` threads (Pillow and LiteRT release the GIL), so
+the event loop keeps fetching meanwhile; the process's one face detector serves one of those
+threads at a time; inference runs on one dedicated thread; ``on_results`` (Redis writes) runs in a thread of
+its own, off the loop. Faces from many images share classifier batches of ``batch_size`` faces;
+an image whose faces are not all classified yet is not reported.
 
 The loop, its thread and the session live as long as the Pipeline: a worker keeps its keep-alive
 connections from one chunk to the next. ``close()`` it when done.
@@ -42,15 +40,12 @@ from worker.errors import InternalError, NoFace, UrlError
 from worker.faces import FaceCrop, FaceFinder
 from worker.fetch import fetch, make_session
 from worker.images import decode
-from worker.inflight import InFlight
 from worker.jobs import FacesMode
 from worker.model import Classifier
 from worker.settings import Settings
 from worker.urls import validate_url
 
 log = logging.getLogger(__name__)
-
-MIN_IN_FLIGHT = 16  # URLs in flight per process when bodies wait for the decoder (0 ms origins)
 
 
 @dataclass(frozen=True)
@@ -85,12 +80,7 @@ class Pipeline:
         self._thread = threading.Thread(target=self._loop.run_forever, name="fer-loop", daemon=True)
         self._thread.start()
         self._session: aiohttp.ClientSession | None = None
-        self._in_flight: InFlight | None = None
-
-    def timed_prepare(self, index: int, url: str, data: bytes, faces: FacesMode) -> tuple[Pending, float]:
-        """``prepare``, and the seconds it took on this thread (``worker.inflight`` needs them)."""
-        started = time.perf_counter()
-        return self.prepare(index, url, data, faces), time.perf_counter() - started
+        self._fetch_slots: asyncio.Semaphore | None = None
 
     def prepare(self, index: int, url: str, data: bytes, faces: FacesMode) -> Pending:
         """Image bytes to what the classifier needs: the whole image, or each face found in it."""
@@ -136,10 +126,9 @@ class Pipeline:
     async def _run(self, items: Iterator[tuple[int, str]], on_results: OnResults, faces: FacesMode) -> None:
         if self._session is None or self._session.closed:
             self._session = make_session(self.settings)  # inside the loop: the session binds to it
-            high = self.settings.fetch_concurrency
-            self._in_flight = InFlight(min(MIN_IN_FLIGHT, high), high, self.settings.decode_threads)
-        assert self._in_flight is not None
-        await _Run(self, on_results, faces).main(self._session, self._in_flight, items)
+            self._fetch_slots = asyncio.Semaphore(self.settings.fetch_concurrency)
+        assert self._fetch_slots is not None
+        await _Run(self, on_results, faces).main(self._session, self._fetch_slots, items)
 
 
 class _Run:
@@ -155,9 +144,9 @@ class _Run:
         self.stopped = False
         self.lock = asyncio.Lock()
 
-    async def main(self, session: aiohttp.ClientSession, slots: InFlight,
+    async def main(self, session: aiohttp.ClientSession, slots: asyncio.Semaphore,
                    items: Iterator[tuple[int, str]]) -> None:
-        count = self.p.settings.fetch_concurrency  # per run; the process's InFlight bounds them all
+        count = self.p.settings.fetch_concurrency  # per run; the slots bound the process
         workers = [asyncio.ensure_future(self.consume(session, slots, items)) for _ in range(count)]
         try:
             await asyncio.gather(*workers)
@@ -168,25 +157,19 @@ class _Run:
         while (self.pending or self.errors) and not self.stopped:
             await self.flush()
 
-    async def consume(self, session: Any, slots: InFlight, items: Iterator[tuple[int, str]]) -> None:
+    async def consume(self, session: Any, slots: asyncio.Semaphore, items: Iterator[tuple[int, str]]) -> None:
         loop = asyncio.get_running_loop()
         settings = self.p.settings
         for index, url in items:  # one shared iterator: each URL goes to exactly one coroutine
             if self.stopped:
                 return
             try:
-                # The process's URLs in flight, shared by every run, bound downloads and undecoded
-                # bodies both; the times of both size them.
+                # The process's slots, shared by every run, bound downloads and undecoded bodies both.
                 async with slots:
-                    started = loop.time()
-                    try:
-                        with metrics.fetching():
-                            data = await fetch(session, validate_url(url, settings.max_url_length), settings)
-                    finally:
-                        await slots.fetched(loop.time() - started)
-                    item, seconds = await loop.run_in_executor(self.p._decode_pool, self.p.timed_prepare, index,
-                                                               url, data, self.mode)
-                    await slots.decoded(seconds)
+                    with metrics.fetching():
+                        data = await fetch(session, validate_url(url, settings.max_url_length), settings)
+                    item = await loop.run_in_executor(self.p._decode_pool, self.p.prepare, index, url, data,
+                                                      self.mode)
             except UrlError as exc:
                 self.errors.append(Result(index, url, outcomes.error(exc)))
             except Exception as exc:  # a bug must cost one URL, not the chunk
