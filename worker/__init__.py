@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import os
 
-# numpy's OpenBLAS starts a thread per core at import, and it spins at the normal CPU priority after
-# each call (the weighted NMS's small products call it): one core's worth of threads is ours already.
-# Set before anything in the package imports numpy; measured with the API's latency under load
-# (README "Benchmark").
+# numpy's OpenBLAS starts a thread per extra core at import, before the worker lowers its priority
+# (worker.tasks): it was the one worker thread left at the normal CPU priority (`ps -L`), and it
+# spins after each call (the weighted NMS's small products). One thread per process is enough: a
+# worker runs a process per core. Set before anything in the package imports numpy.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from collections.abc import Iterable  # noqa: E402
