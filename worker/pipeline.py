@@ -11,11 +11,11 @@ others keep the fetches and the CPU busy.
 Inside, one event loop runs in the Pipeline's own thread with one aiohttp session. Each ``run``
 gets coroutines that pull its URLs from one iterator; all of them share the process's
 ``fetch_concurrency`` download slots. Decoding and face detection (``FacesMode.DETECT``:
-``worker.faces``) run on ``FER_DECODE_THREADS`` threads (Pillow and LiteRT release the GIL), so
-the event loop keeps fetching meanwhile; the process's one face detector serves one of those
-threads at a time; inference runs on one dedicated thread; ``on_results`` (Redis writes) runs in a thread of
-its own, off the loop. Faces from many images share classifier batches of ``batch_size`` faces;
-an image whose faces are not all classified yet is not reported.
+``worker.faces``) run on ``FER_DECODE_THREADS`` threads (Pillow and LiteRT release the GIL), so the
+event loop keeps fetching meanwhile; the process's one face detector serves one of those threads at
+a time; inference runs on one dedicated thread; ``on_results`` (Redis writes) runs in a thread of
+its own, off the loop. Faces from many images share classifier batches of ``batch_size`` faces; an
+image whose faces are not all classified yet is not reported.
 
 The loop, its thread and the session live as long as the Pipeline: a worker keeps its keep-alive
 connections from one chunk to the next. ``close()`` it when done.

@@ -69,7 +69,7 @@ def pipeline() -> Pipeline:
 def _be_nice(**_: object) -> None:
     """Lower the worker's CPU priority before its threads and children start (they inherit it):
     FER_WORKER_NICE, and Linux's SCHED_IDLE policy with FER_WORKER_SCHED_IDLE (the worker runs
-    only on CPU time that nothing else on the host wants: the API's answers never wait for it)."""
+    only on CPU time that nothing else on the host wants: the API's requests get the CPU first)."""
     settings = get_settings()
     if settings.worker_nice:
         os.nice(settings.worker_nice)
