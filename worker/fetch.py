@@ -44,7 +44,6 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_ATTEMPTS = 4  # per URL, counting the first
 BACKOFF_BASE = 0.25  # seconds; waits are uniform in [0, base * 2**n], capped
 BACKOFF_CAP = 4.0
-CHUNK_SIZE = 64 * 1024
 _DROPPED_ERRNOS = frozenset({errno.ECONNRESET, errno.ECONNABORTED, errno.EPIPE})
 
 
@@ -183,12 +182,16 @@ async def _read_body(response: aiohttp.ClientResponse, limit: int) -> bytes:
     declared = response.content_length
     if declared is not None and declared > limit:
         raise TooLarge(f"body of {declared} bytes announced, limit is {limit}")
-    body = bytearray()
-    async for chunk in response.content.iter_chunked(CHUNK_SIZE):
-        body += chunk
-        if len(body) > limit:
+    # The parser's own blocks, joined once: a body that arrived in one block is kept as it is, not
+    # copied (a download slot holds each body until it is decoded: copies cost memory there).
+    blocks: list[bytes] = []
+    size = 0
+    while block := await response.content.readany():
+        size += len(block)
+        if size > limit:
             raise TooLarge(f"body larger than the limit of {limit} bytes")
-    return bytes(body)
+        blocks.append(block)
+    return b"".join(blocks)
 
 
 def _map_client_error(exc: Exception, url: URL) -> UrlError | _Transient:
