@@ -147,7 +147,7 @@ def callback_url(value: Any, settings: Settings) -> str:
     from worker.errors import UrlError
     from worker.urls import validate_url
 
-    if not settings.webhook_secret.get_secret_value():
+    if not settings.webhook_secret:
         raise BadRequest("this server sends no webhooks: FER_WEBHOOK_SECRET is not set", code="webhooks_disabled",
                          parameter="callback_url")
     try:

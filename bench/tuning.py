@@ -102,7 +102,7 @@ STACK_VARIANTS: tuple[StackVariant, ...] = (
     StackVariant("decode_threads", "2", (0, 100), env={"FER_DECODE_THREADS": "2"}),
     StackVariant("chunk_size", "16", (0, 100), api_env={"FER_CHUNK_SIZE": "16"}),
     StackVariant("chunk_size", "256", (0, 100), api_env={"FER_CHUNK_SIZE": "256"}),
-    StackVariant("batch_size", "64", (0,), env={"FER_BATCH_SIZE": "64"}),
+    StackVariant("batch_size", "16", (0,), env={"FER_BATCH_SIZE": "16"}),
     StackVariant("prefetch_multiplier", "4", (0, 100), args=("--prefetch-multiplier", "4")),
     StackVariant("model", "int8", (0,), env={"FER_MODEL_PATH": str(MODELS_DIR / "emotion_classifier_int8.tflite")}),
     StackVariant("faces", "whole", (0,), faces="whole"),
@@ -111,13 +111,13 @@ STACK_VARIANTS: tuple[StackVariant, ...] = (
 
 def embedded_sweeps(urls: Sequence[str], runs: int, env: Mapping[str, str]) -> list[dict[str, Any]]:
     """(b) at 0 ms in one process (as before one per core), with 2 decode threads per process, batch
-    sizes 8, 64 and 256, and whole images."""
+    sizes 16, 64 and 256, and whole images."""
     rows = []
     raw = run_child("embedded", list(urls), runs, env, processes=1)
     rows.append(summarize(raw, method="embedded", latency_ms=0, knob="processes", value="1"))
     raw = run_child("embedded", list(urls), runs, {**env, "FER_DECODE_THREADS": "2"})
     rows.append(summarize(raw, method="embedded", latency_ms=0, knob="decode_threads", value="2"))
-    for batch in (8, 64, 256):
+    for batch in (16, 64, 256):
         raw = run_child("embedded", list(urls), runs, {**env, "FER_BATCH_SIZE": str(batch)})
         rows.append(summarize(raw, method="embedded", latency_ms=0, knob="batch_size", value=str(batch)))
     raw = run_child("embedded", list(urls), runs, env, faces="whole")

@@ -43,7 +43,7 @@ def env(redis_url: str) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def settings(env: dict[str, str]) -> Settings:
-    return Settings(**{key.removeprefix("FER_").lower(): value for key, value in env.items()})
+    return Settings.from_env(env)
 
 
 @pytest.fixture()
@@ -62,7 +62,7 @@ def make_app() -> Iterator[Callable[..., Flask]]:
     apps: list[Flask] = []
 
     def make(settings: Settings, **updates: Any) -> Flask:
-        apps.append(create_app(settings.model_copy(update=updates), TESTING=True))
+        apps.append(create_app(settings.replace(**updates), TESTING=True))
         return apps[-1]
 
     yield make

@@ -53,8 +53,8 @@ class Keys:
 
 
 def idle_settings(settings: Settings, path: Path, **updates: Any) -> Settings:
-    return settings.model_copy(update={"redis_url": settings.redis_url.rsplit("/", 1)[0] + "/7",
-                                       "api_keys_file": path, **updates})
+    return settings.replace(**{"redis_url": settings.redis_url.rsplit("/", 1)[0] + "/7",
+                                "api_keys_file": path, **updates})
 
 
 @pytest.fixture()

@@ -48,7 +48,7 @@ class ModelInfo:
 
 
 class Classifier:
-    def __init__(self, model_path: Path, metadata_path: Path, num_threads: int = 1, batch_size: int = 16) -> None:
+    def __init__(self, model_path: Path, metadata_path: Path, num_threads: int = 1, batch_size: int = 8) -> None:
         self.info = ModelInfo.load(metadata_path)
         self.batch_size = batch_size
         try:

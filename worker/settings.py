@@ -1,79 +1,125 @@
 """Typed settings from the environment, shared by the API, the workers and the CLI.
 
 Every variable has a default, listed in the README's configuration table. ``REDIS_URL`` has no
-prefix; everything else is ``FER_*``.
+prefix (``FER_REDIS_URL`` is read when it is absent); everything else is ``FER_`` and the field's
+name in capitals, e.g. ``FER_CHUNK_SIZE``. Names are matched regardless of case.
+
+``Settings.from_env()`` reads the environment; ``Settings(**values)`` takes the given values over
+the defaults and reads nothing. Either way each value is converted to its field's type (strings as
+the environment gives them, e.g. ``"127.0.0.1/32, ::1/128"`` for a network list) and checked
+against its bounds; anything wrong raises one :class:`SettingsError` naming every bad variable.
+
+A plain frozen dataclass, not pydantic-settings: importing pydantic costs each worker process about
+11 MB of its 150 MB budget (README, tuning table).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import math
+import os
+import typing
+from collections.abc import Callable, Mapping
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Literal
-
-from pydantic import AliasChoices, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from types import UnionType
+from typing import Any, Literal
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="FER_", frozen=True, extra="ignore", populate_by_name=True)
+class SettingsError(ValueError):
+    """One or more settings have a value of the wrong type or out of bounds."""
 
-    redis_url: str = Field(
-        "redis://localhost:6379/0", validation_alias=AliasChoices("REDIS_URL", "FER_REDIS_URL")
-    )
+
+def _setting(default: Any, *, ge: float | None = None, gt: float | None = None, le: float | None = None,
+             parse: Callable[[Any], Any] | None = None, secret: bool = False) -> Any:
+    checks = {"ge": ge, "gt": gt, "le": le, "parse": parse}
+    metadata = {key: value for key, value in checks.items() if value is not None}
+    return dataclasses.field(default=default, repr=not secret, metadata=metadata)
+
+
+def _parse_networks(value: Any) -> tuple[Network, ...]:
+    """``"10.0.0.0/8, ::1/128"`` (or networks, or their strings) as a tuple of networks."""
+    parts = value.split(",") if isinstance(value, str) else value
+    return tuple(ipaddress.ip_network(part.strip() if isinstance(part, str) else part) for part in parts
+                 if not isinstance(part, str) or part.strip())
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    redis_url: str = "redis://localhost:6379/0"
     model_path: Path = MODELS_DIR / "emotion_classifier.tflite"
     model_metadata: Path | None = None  # default: emotion_classifier.json beside the model
     face_detector: Path = MODELS_DIR / "face_detection.json"  # detector models beside it, and framing
 
-    max_urls: int = Field(100_000, ge=1)
-    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
-    max_url_length: int = Field(2048, ge=16)
-    chunk_size: int = Field(64, ge=1)
-    worker_chunks: int = Field(4, ge=1)  # chunks one worker process runs at once (Celery's threads pool)
+    max_urls: int = _setting(100_000, ge=1)
+    max_body_bytes: int = _setting(16 * 1024 * 1024, ge=1024)
+    max_url_length: int = _setting(2048, ge=16)
+    chunk_size: int = _setting(64, ge=1)
+    worker_chunks: int = _setting(4, ge=1)  # chunks one worker process runs at once (Celery's threads pool)
     # Celery's pool: threads (chunks share the process's model and downloads) or prefork (one process
     # per chunk, FER_WORKER_CHUNKS processes); set here because Celery ignores --pool=prefork once
     # the app configures another pool.
     worker_pool: Literal["threads", "prefork", "solo"] = "threads"
     # Added to a worker's niceness at start: on a host shared with the API, the API's requests get
     # the CPU first and a busy worker still takes what is left (0: as started).
-    worker_nice: int = Field(19, ge=0, le=19)
+    worker_nice: int = _setting(19, ge=0, le=19)
     worker_sched_idle: bool = True  # Linux's SCHED_IDLE: the worker takes only CPU nothing else wants
-    job_window: int = Field(8, ge=1)  # chunks of one job in the queue at once
-    stall_timeout: float = Field(120.0, gt=0)  # seconds without progress before lost chunks are resent
-    sweep_interval: float = Field(10.0, gt=0)
-    batch_size: int = Field(16, ge=1)
-    decode_threads: int = Field(1, ge=1)  # per process: decoding and face finding beside the download loop
-    result_ttl: int = Field(24 * 3600, ge=60)
-    predict_timeout: float = Field(30.0, gt=0)
+    job_window: int = _setting(8, ge=1)  # chunks of one job in the queue at once
+    stall_timeout: float = _setting(120.0, gt=0)  # seconds without progress before lost chunks are resent
+    sweep_interval: float = _setting(10.0, gt=0)
+    batch_size: int = _setting(8, ge=1)
+    decode_threads: int = _setting(1, ge=1)  # per process: decoding and face finding beside the download loop
+    result_ttl: int = _setting(24 * 3600, ge=60)
+    predict_timeout: float = _setting(30.0, gt=0)
     api_keys_file: Path | None = None  # the API's keys (api/keys.py); unset: no API keys needed
 
-    fetch_concurrency: int = Field(192, ge=1)  # downloads in flight per worker process
-    fetch_timeout: float = Field(10.0, gt=0)
-    max_image_bytes: int = Field(10_000_000, ge=1)
-    max_redirects: int = Field(5, ge=0)
-    max_pixels: int = Field(50_000_000, ge=1)
-    allowed_networks: Annotated[tuple[Network, ...], NoDecode] = ()
+    fetch_concurrency: int = _setting(192, ge=1)  # downloads in flight per worker process
+    fetch_timeout: float = _setting(10.0, gt=0)
+    max_image_bytes: int = _setting(10_000_000, ge=1)
+    max_redirects: int = _setting(5, ge=0)
+    max_pixels: int = _setting(50_000_000, ge=1)
+    allowed_networks: tuple[Network, ...] = _setting((), parse=_parse_networks)
 
     # Webhooks (worker/webhooks.py): without a secret, a job with a callback_url is refused (400).
-    webhook_secret: SecretStr = SecretStr("")
-    webhook_retry_delay: float = Field(10.0, gt=0)  # first retry; doubles up to 10 minutes
-    webhook_max_age: float = Field(3600.0, gt=0)  # seconds after the first attempt before giving up
+    webhook_secret: str = _setting("", secret=True)  # never in repr() or logs
+    webhook_retry_delay: float = _setting(10.0, gt=0)  # first retry; doubles up to 10 minutes
+    webhook_max_age: float = _setting(3600.0, gt=0)  # seconds after the first attempt before giving up
 
     # Observability: each worker host's Prometheus port (worker/exporter.py; 0: none) and the log format
     # of the API and the workers (worker/logs.py): human-readable text, or one JSON object per line.
-    metrics_port: int = Field(9808, ge=0, le=65535)
+    metrics_port: int = _setting(9808, ge=0, le=65535)
     log_format: Literal["text", "json"] = "text"
 
-    @field_validator("allowed_networks", mode="before")
+    def __post_init__(self) -> None:
+        problems = []
+        for spec in dataclasses.fields(self):
+            value = getattr(self, spec.name)
+            try:
+                object.__setattr__(self, spec.name, _convert(spec, value))
+            except (TypeError, ValueError) as exc:
+                shown = "(hidden)" if not spec.repr else repr(value)
+                problems.append(f"{env_names(spec.name)[0]}={shown}: {exc}")
+        if problems:
+            raise SettingsError("invalid settings: " + "; ".join(problems))
+
     @classmethod
-    def _parse_networks(cls, value: object) -> object:
-        if isinstance(value, str):
-            return tuple(ipaddress.ip_network(part.strip()) for part in value.split(",") if part.strip())
-        return value
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from ``environ`` (default: ``os.environ``), then ``overrides``, over the defaults."""
+        found = {key.upper(): value for key, value in (os.environ if environ is None else environ).items()}
+        values: dict[str, Any] = {}
+        for spec in dataclasses.fields(cls):
+            name = next((name for name in env_names(spec.name) if name in found), None)
+            if name is not None:
+                values[spec.name] = found[name]
+        return cls(**(values | overrides))
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with ``changes``, converted and checked like any other value."""
+        return dataclasses.replace(self, **changes)
 
     @property
     def metadata_path(self) -> Path:
@@ -94,7 +140,66 @@ class Settings(BaseSettings):
         return int(2 * waves * self.fetch_timeout + 10)
 
 
+def env_names(field: str) -> tuple[str, ...]:
+    """The environment variables a field is read from, the first present winning."""
+    return ("REDIS_URL", "FER_REDIS_URL") if field == "redis_url" else (f"FER_{field.upper()}",)
+
+
 @cache
 def get_settings() -> Settings:
     """The process-wide settings, read from the environment once."""
-    return Settings()
+    return Settings.from_env()
+
+
+# -- conversion -----------------------------------------------------------------------------------
+
+_TRUE = frozenset({"1", "true", "yes", "on", "t", "y"})
+_FALSE = frozenset({"0", "false", "no", "off", "f", "n"})
+
+
+def _convert(spec: dataclasses.Field[Any], value: Any) -> Any:
+    value = _to_type(_TYPES[spec.name], value, spec.metadata.get("parse"))
+    for bound, holds, words in (("ge", float.__ge__, ">="), ("gt", float.__gt__, ">"), ("le", float.__le__, "<=")):
+        limit = spec.metadata.get(bound)
+        if limit is not None and not holds(float(value), float(limit)):
+            raise ValueError(f"must be {words} {limit}")
+    return value
+
+
+def _to_type(kind: Any, value: Any, parse: Callable[[Any], Any] | None) -> Any:
+    if parse is not None:
+        return parse(value)
+    if isinstance(kind, UnionType):  # X | None: None, or an empty variable, means unset
+        if value is None or value == "":
+            return None
+        (kind,) = [arg for arg in typing.get_args(kind) if arg is not type(None)]
+    if typing.get_origin(kind) is Literal:
+        if value not in typing.get_args(kind):
+            raise ValueError(f"must be one of {', '.join(typing.get_args(kind))}")
+        return value
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in _TRUE | _FALSE:
+            return text in _TRUE
+        raise ValueError("must be true or false")
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise TypeError("must be an integer")
+        return int(value)
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise TypeError("must be a number")
+        number = float(value)
+        if math.isnan(number):
+            raise ValueError("must be a number")
+        return number
+    if kind is Path:
+        return Path(value)
+    if not isinstance(value, str):
+        raise TypeError("must be a string")
+    return value
+
+
+_TYPES = typing.get_type_hints(Settings, {"Network": Network, **globals()})

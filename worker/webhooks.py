@@ -123,7 +123,7 @@ def deliver(jobs: JobStore, settings: Settings, job_id: str) -> WebhookStatus | 
             return None
         started = time.time()
         attempt = job.webhook_attempts + 1
-        secret = settings.webhook_secret.get_secret_value()
+        secret = settings.webhook_secret
         if not secret:
             answer = Answer(False, "FER_WEBHOOK_SECRET is not set on this worker: nothing is sent unsigned")
         else:
