@@ -10,7 +10,7 @@ the environment gives them, e.g. ``"127.0.0.1/32, ::1/128"`` for a network list)
 against its bounds; anything wrong raises one :class:`SettingsError` naming every bad variable.
 
 A plain frozen dataclass, not pydantic-settings: importing pydantic costs each worker process about
-11 MB of its 150 MB budget (README, tuning table).
+11 MB of its 150 MB budget (README, Benchmark, "Memory").
 """
 
 from __future__ import annotations
