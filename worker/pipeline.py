@@ -12,10 +12,12 @@ Inside, one event loop runs in the Pipeline's own thread with one aiohttp sessio
 gets coroutines that pull its URLs from one iterator; all of them share the process's
 ``fetch_concurrency`` download slots. Decoding and face detection (``FacesMode.DETECT``:
 ``worker.faces``) run on ``FER_DECODE_THREADS`` threads (Pillow and LiteRT release the GIL), so the
-event loop keeps fetching meanwhile; the process's one face detector serves one of those threads at
-a time; inference runs on one dedicated thread; ``on_results`` (Redis writes) runs in a thread of
-its own, off the loop. Faces from many images share classifier batches of ``batch_size`` faces; an
-image whose faces are not all classified yet is not reported.
+event loop keeps fetching meanwhile. Slots and decode threads serve the runs' ``owner``s (their
+jobs) in turn (``worker.turns``): a small job's chunk does not queue behind a big job's backlog.
+The process's one face detector serves one of those threads at a time; inference runs on one
+dedicated thread; ``on_results`` (Redis writes) runs in a thread of its own, off the loop. Faces
+from many images share classifier batches of ``batch_size`` faces; an image whose faces are not all
+classified yet is not reported.
 
 The loop, its thread and the session live as long as the Pipeline: a worker keeps its keep-alive
 connections from one chunk to the next. ``close()`` it when done.
@@ -27,7 +29,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +45,7 @@ from worker.images import decode
 from worker.jobs import FacesMode
 from worker.model import Classifier
 from worker.settings import Settings
+from worker.turns import TurnPool, TurnSlots
 from worker.urls import validate_url
 
 log = logging.getLogger(__name__)
@@ -73,14 +76,14 @@ class Pipeline:
         self.settings = settings
         self.classifier = classifier
         self.finder = FaceFinder.load(settings.face_detector, classifier.size)  # shared by the decode threads
-        self._decode_pool = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="fer-decode")
+        self._decode_pool = TurnPool(settings.decode_threads, "fer-decode")
         self._infer_pool = ThreadPoolExecutor(1, thread_name_prefix="fer-infer")
         self._report_pool = ThreadPoolExecutor(1, thread_name_prefix="fer-report")
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="fer-loop", daemon=True)
         self._thread.start()
         self._session: aiohttp.ClientSession | None = None
-        self._fetch_slots: asyncio.Semaphore | None = None
+        self._fetch_slots: TurnSlots | None = None
 
     def prepare(self, index: int, url: str, data: bytes, faces: FacesMode) -> Pending:
         """Image bytes to what the classifier needs: the whole image, or each face found in it."""
@@ -114,28 +117,35 @@ class Pipeline:
             self._session = None
 
     def run(self, items: Iterable[tuple[int, str]], on_results: OnResults,
-            faces: FacesMode = FacesMode.DETECT) -> None:
-        """Process ``items`` to the end (see the module docstring); safe to call from many threads."""
-        future = asyncio.run_coroutine_threadsafe(self._run(iter(items), on_results, faces), self._loop)
+            faces: FacesMode = FacesMode.DETECT, owner: Hashable | None = None) -> None:
+        """Process ``items`` to the end (see the module docstring); safe to call from many threads.
+
+        Runs with the same ``owner`` (a job id) share one turn at the download slots and decode
+        threads; without one, the run takes turns on its own.
+        """
+        owner = object() if owner is None else owner
+        future = asyncio.run_coroutine_threadsafe(self._run(iter(items), on_results, faces, owner), self._loop)
         try:
             future.result()
         except BaseException:
             future.cancel()  # e.g. KeyboardInterrupt in the caller: stop this run's coroutines
             raise
 
-    async def _run(self, items: Iterator[tuple[int, str]], on_results: OnResults, faces: FacesMode) -> None:
+    async def _run(self, items: Iterator[tuple[int, str]], on_results: OnResults, faces: FacesMode,
+                   owner: Hashable) -> None:
         if self._session is None or self._session.closed:
             self._session = make_session(self.settings)  # inside the loop: the session binds to it
-            self._fetch_slots = asyncio.Semaphore(self.settings.fetch_concurrency)
+            self._fetch_slots = TurnSlots(self.settings.fetch_concurrency)
         assert self._fetch_slots is not None
-        await _Run(self, on_results, faces).main(self._session, self._fetch_slots, items)
+        await _Run(self, on_results, faces, owner).main(self._session, self._fetch_slots, items)
 
 
 class _Run:
     """The state of one ``Pipeline.run`` call."""
 
-    def __init__(self, pipeline: Pipeline, on_results: OnResults, faces: FacesMode) -> None:
+    def __init__(self, pipeline: Pipeline, on_results: OnResults, faces: FacesMode, owner: Hashable) -> None:
         self.p = pipeline
+        self.owner = owner
         self.on_results = on_results
         self.mode = faces
         self.pending: list[Pending] = []
@@ -144,7 +154,7 @@ class _Run:
         self.stopped = False
         self.lock = asyncio.Lock()
 
-    async def main(self, session: aiohttp.ClientSession, slots: asyncio.Semaphore,
+    async def main(self, session: aiohttp.ClientSession, slots: TurnSlots,
                    items: Iterator[tuple[int, str]]) -> None:
         count = self.p.settings.fetch_concurrency  # per run; the slots bound the process
         workers = [asyncio.ensure_future(self.consume(session, slots, items)) for _ in range(count)]
@@ -157,19 +167,17 @@ class _Run:
         while (self.pending or self.errors) and not self.stopped:
             await self.flush()
 
-    async def consume(self, session: Any, slots: asyncio.Semaphore, items: Iterator[tuple[int, str]]) -> None:
-        loop = asyncio.get_running_loop()
+    async def consume(self, session: Any, slots: TurnSlots, items: Iterator[tuple[int, str]]) -> None:
         settings = self.p.settings
         for index, url in items:  # one shared iterator: each URL goes to exactly one coroutine
             if self.stopped:
                 return
             try:
                 # The process's slots, shared by every run, bound downloads and undecoded bodies both.
-                async with slots:
+                async with slots.hold(self.owner):
                     with metrics.fetching():
                         data = await fetch(session, validate_url(url, settings.max_url_length), settings)
-                    item = await loop.run_in_executor(self.p._decode_pool, self.p.prepare, index, url, data,
-                                                      self.mode)
+                    item = await self.p._decode_pool.run(self.owner, self.p.prepare, index, url, data, self.mode)
             except UrlError as exc:
                 self.errors.append(Result(index, url, outcomes.error(exc)))
             except Exception as exc:  # a bug must cost one URL, not the chunk

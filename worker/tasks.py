@@ -124,7 +124,7 @@ def process_chunk(jobs: JobStore, pipe: Pipeline, job_id: str, start: int, stop:
         return jobs.status(job_id) is not JobStatus.CANCELLED
 
     if todo:
-        pipe.run(todo, store_batch, job.faces)
+        pipe.run(todo, store_batch, job.faces, owner=job_id)
     return added
 
 

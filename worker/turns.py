@@ -1,0 +1,156 @@
+"""Taking turns: a worker process's download slots and decode threads serve its jobs in turn.
+
+A worker process runs several chunks at once, each with many coroutines waiting for work. With a
+plain FIFO semaphore and a FIFO thread pool, a 10-URL job's chunk that starts beside three chunks of
+a 10,000-URL job queues behind all of their waiting coroutines (hundreds of URLs; about 2 s on this
+machine at 0 ms latency), so its wait grows with the big job's backlog. Here each waiter names its
+``owner`` (the job), and whatever frees up goes to the owners in turn, oldest waiter first within
+an owner: the small job gets every other slot and every other decode, however much the big one has
+queued, and the big job loses only what the small one actually uses.
+
+- :class:`TurnSlots`: an asyncio semaphore (``async with slots.hold(owner)``), for one event loop.
+- :class:`TurnPool`: a thread pool whose queue is served the same way (``await pool.run(owner, fn,
+  *args)`` from the loop; ``submit`` from anywhere).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Hashable
+from concurrent.futures import Future
+from contextlib import asynccontextmanager
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class Turns(Generic[T]):
+    """Waiting items queued per owner; ``pop`` takes the next owner's oldest item (round-robin)."""
+
+    def __init__(self) -> None:
+        self._queues: dict[Hashable, deque[T]] = {}  # insertion order is the order of turns
+
+    def __len__(self) -> int:
+        return sum(len(queue) for queue in self._queues.values())
+
+    def __bool__(self) -> bool:
+        return bool(self._queues)
+
+    def push(self, owner: Hashable, item: T) -> None:
+        self._queues.setdefault(owner, deque()).append(item)
+
+    def pop(self) -> T:
+        """The oldest item of the owner whose turn it is; that owner goes to the back of the line."""
+        owner = next(iter(self._queues))
+        queue = self._queues.pop(owner)
+        item = queue.popleft()
+        if queue:
+            self._queues[owner] = queue
+        return item
+
+    def remove(self, owner: Hashable, item: T) -> None:
+        queue = self._queues.get(owner)
+        if queue is not None and item in queue:
+            queue.remove(item)
+            if not queue:
+                del self._queues[owner]
+
+
+class TurnSlots:
+    """``value`` slots for one event loop; a freed slot goes to the next owner in turn."""
+
+    def __init__(self, value: int) -> None:
+        if value < 1:
+            raise ValueError("TurnSlots needs at least one slot")
+        self.free = value
+        self._waiting: Turns[asyncio.Future[None]] = Turns()
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    async def acquire(self, owner: Hashable) -> None:
+        if self.free > 0 and not self._waiting:
+            self.free -= 1
+            return
+        granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.push(owner, granted)
+        try:
+            await granted
+        except asyncio.CancelledError:
+            if granted.done() and not granted.cancelled():
+                self.release()  # the slot came with the cancellation: pass it on
+            else:
+                self._waiting.remove(owner, granted)
+            raise
+
+    def release(self) -> None:
+        while self._waiting:
+            granted = self._waiting.pop()
+            if not granted.done():
+                granted.set_result(None)  # the slot passes straight to the waiter
+                return
+        self.free += 1
+
+    @asynccontextmanager
+    async def hold(self, owner: Hashable) -> AsyncIterator[None]:
+        await self.acquire(owner)
+        try:
+            yield
+        finally:
+            self.release()
+
+
+_Work = tuple[Future[Any], Callable[..., Any], tuple[Any, ...]]
+
+
+class TurnPool:
+    """``threads`` threads that run submitted calls, taking the owners in turn."""
+
+    def __init__(self, threads: int, name: str) -> None:
+        self._queue: Turns[_Work] = Turns()
+        self._ready = threading.Condition()
+        self._closed = False
+        self._threads = [threading.Thread(target=self._work, name=f"{name}_{n}", daemon=True)
+                         for n in range(threads)]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, owner: Hashable, fn: Callable[..., T], *args: Any) -> Future[T]:
+        future: Future[T] = Future()
+        with self._ready:
+            if self._closed:
+                raise RuntimeError("TurnPool is shut down")
+            self._queue.push(owner, (future, fn, args))
+            self._ready.notify()
+        return future
+
+    async def run(self, owner: Hashable, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.wrap_future(self.submit(owner, fn, *args))
+
+    def shutdown(self) -> None:
+        """Run what is queued, then stop the threads."""
+        with self._ready:
+            self._closed = True
+            self._ready.notify_all()
+        for thread in self._threads:
+            thread.join()
+
+    def _work(self) -> None:
+        while True:
+            with self._ready:
+                while not self._queue and not self._closed:
+                    self._ready.wait()
+                if not self._queue:
+                    return
+                future, fn, args = self._queue.pop()
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                result = fn(*args)
+            except BaseException as exc:
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
