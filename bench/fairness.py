@@ -4,11 +4,16 @@ A ``big`` job (10,000 URLs at 0 ms by default) runs alone for ``head_start`` sec
 ``rounds`` small jobs (10 URLs each) are submitted one after the other, each when the previous is
 done. A small job's time from POST to done says whether it waited behind the big job's queue; the
 big job's speed while the small ones run (answers per second, sampled every 20 ms from the job
-store), against its speed over the seconds before, says what sharing cost it (several rounds make
-that window long enough to measure: with 5 rounds, about 3.5 s, three runs in a row measured
-slowdowns of 0.02, -0.005 and 0.09 on this machine, whose speed drifts by 10-15 % from one minute
-to the next; 10 is the default). Chained chunks (``FER_JOB_WINDOW``) are what keep the
-queue short: the small job's chunks wait behind at most a window of the big job's.
+store), against its speed alone (the mean of the seconds before and as many seconds after), says
+what sharing cost it. Several rounds make that window long enough to measure (with 5 rounds, about
+3.5 s, three runs in a row measured slowdowns of 0.02, -0.005 and 0.09 on this machine, whose
+speed drifts by 10-15 % from one minute to the next; 10 is the default), and the window after
+evens out a drift. ``small_share`` is the small jobs' own images per second against the big job's
+speed alone: what the big job gives up to them by sharing at all, part of its slowdown.
+
+Chained chunks (``FER_JOB_WINDOW``) keep the queue short: the small job's chunk waits behind at
+most a window of the big job's. In the worker, download slots and decode threads serve jobs in
+turn (``worker.turns``): its URLs do not wait behind the big job's backlog there either.
 """
 
 from __future__ import annotations
@@ -50,6 +55,12 @@ def run_fairness(stack: Stack, big: Sequence[str], small: Sequence[str], head_st
     sharing_to = time.monotonic()
     samples.append((sharing_to, _processed(stack, big_id)))
     outlived = _processed(stack, big_id) >= len(big)  # the small jobs waited for the big one to end
+    # The big job alone again, for as long as before (the machine's speed drifts: compare the
+    # sharing window with the mean of the windows around it).
+    after_to = sharing_to + head_start - 1.0
+    while time.monotonic() < after_to and (done := _processed(stack, big_id)) < len(big):
+        samples.append((time.monotonic(), done))
+        time.sleep(SAMPLE)
     _, big_done = stack.wait_job(big_id)
     assert stack.store is not None
     big_job = stack.store.get(big_id)
@@ -64,12 +75,19 @@ def run_fairness(stack: Stack, big: Sequence[str], small: Sequence[str], head_st
     # "Before" skips the first second (the big job's first chunks warming up the pool).
     before = rate(big_posted + 1.0, sharing_from)
     during = None if outlived else rate(sharing_from, sharing_to)
+    after = rate(sharing_to, after_to) if time.monotonic() >= after_to and not outlived else None
+    alone = before if before is None or after is None else (before + after) / 2
+    # The small jobs' own images while they ran: what the big job gives up to them by sharing at all.
+    small_rate = rounds * len(small) / (sharing_to - sharing_from)
     return {"big_urls": len(big), "small_urls": len(small), "head_start_s": head_start, "rounds": rounds,
             "small_job_s": [round(s, 3) for s in small_seconds], "small_job_max_s": round(max(small_seconds), 3),
             "big_job_s": round(big_done - big_posted, 3), "big_job_ended_first": outlived,
             "big_rate_before": None if before is None else round(before, 1),
             "big_rate_while_sharing": None if during is None else round(during, 1),
-            "big_slowdown": None if not before or during is None else round(1 - during / before, 3)}
+            "big_rate_after": None if after is None else round(after, 1),
+            "big_slowdown": None if not alone or during is None else round(1 - during / alone, 3),
+            "small_images_per_s": round(small_rate, 1),
+            "small_share": None if not alone else round(small_rate / alone, 3)}
 
 
 def main(argv: list[str] | None = None) -> int:
