@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
 import time
-from collections.abc import Callable, Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sized
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -124,28 +125,32 @@ class Pipeline:
         threads; without one, the run takes turns on its own.
         """
         owner = object() if owner is None else owner
-        future = asyncio.run_coroutine_threadsafe(self._run(iter(items), on_results, faces, owner), self._loop)
+        # No more download coroutines than URLs: a 10-URL chunk starts 10, not fetch_concurrency.
+        count = min(self.settings.fetch_concurrency, len(items) if isinstance(items, Sized) else math.inf)
+        run = _Run(self, on_results, faces, owner, max(1, int(count)))
+        future = asyncio.run_coroutine_threadsafe(self._run(run, iter(items)), self._loop)
         try:
             future.result()
         except BaseException:
             future.cancel()  # e.g. KeyboardInterrupt in the caller: stop this run's coroutines
             raise
 
-    async def _run(self, items: Iterator[tuple[int, str]], on_results: OnResults, faces: FacesMode,
-                   owner: Hashable) -> None:
+    async def _run(self, run: _Run, items: Iterator[tuple[int, str]]) -> None:
         if self._session is None or self._session.closed:
             self._session = make_session(self.settings)  # inside the loop: the session binds to it
             self._fetch_slots = TurnSlots(self.settings.fetch_concurrency)
         assert self._fetch_slots is not None
-        await _Run(self, on_results, faces, owner).main(self._session, self._fetch_slots, items)
+        await run.main(self._session, self._fetch_slots, items)
 
 
 class _Run:
     """The state of one ``Pipeline.run`` call."""
 
-    def __init__(self, pipeline: Pipeline, on_results: OnResults, faces: FacesMode, owner: Hashable) -> None:
+    def __init__(self, pipeline: Pipeline, on_results: OnResults, faces: FacesMode, owner: Hashable,
+                 consumers: int) -> None:
         self.p = pipeline
         self.owner = owner
+        self.consumers = consumers  # download coroutines; the process's slots bound them all
         self.on_results = on_results
         self.mode = faces
         self.pending: list[Pending] = []
@@ -156,8 +161,7 @@ class _Run:
 
     async def main(self, session: aiohttp.ClientSession, slots: TurnSlots,
                    items: Iterator[tuple[int, str]]) -> None:
-        count = self.p.settings.fetch_concurrency  # per run; the slots bound the process
-        workers = [asyncio.ensure_future(self.consume(session, slots, items)) for _ in range(count)]
+        workers = [asyncio.ensure_future(self.consume(session, slots, items)) for _ in range(self.consumers)]
         try:
             await asyncio.gather(*workers)
         finally:  # on an error (e.g. on_results failing), leave no coroutine behind in the shared loop
