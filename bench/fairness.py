@@ -5,10 +5,10 @@ A ``big`` job (10,000 URLs at 0 ms by default) runs alone for ``head_start`` sec
 done. A small job's time from POST to done says whether it waited behind the big job's queue; the
 big job's speed while the small ones run (answers per second, sampled every 20 ms from the job
 store), against its speed alone (the mean of the seconds before and as many seconds after), says
-what sharing cost it. Several rounds make that window long enough to measure (with 5 rounds, about
-3.5 s, three runs in a row measured slowdowns of 0.02, -0.005 and 0.09 on this machine, whose
-speed drifts by 10-15 % from one minute to the next; 10 is the default), and the window after
-evens out a drift. ``small_share`` is the small jobs' own images per second against the big job's
+what sharing cost it. Several rounds make that window long enough to measure: this machine's speed
+drifts by 10-15 % from one minute to the next, and with 10 rounds (about 5 s) three runs in a row
+measured slowdowns of 0.09, 0.20 and 0.06, with 20 (about 10 s, the default) 0.02 and -0.01; the
+window after evens out a drift. ``small_share`` is the small jobs' own images per second against the big job's
 speed alone: what the big job gives up to them by sharing at all, part of its slowdown.
 
 Chained chunks (``FER_JOB_WINDOW``) keep the queue short: the small job's chunk waits behind at
@@ -37,7 +37,7 @@ def _processed(stack: Stack, job_id: str) -> int:
 
 
 def run_fairness(stack: Stack, big: Sequence[str], small: Sequence[str], head_start: float = 5.0,
-                 rounds: int = 10) -> dict[str, Any]:
+                 rounds: int = 20) -> dict[str, Any]:
     """Time small jobs behind the running big one; workers must be running."""
     big_id, big_posted, _ = stack.submit(big)
     samples: list[tuple[float, int]] = []
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--big", type=int, default=10_000, help="URLs of the big job")
     parser.add_argument("--window", type=int, help="FER_JOB_WINDOW for the API and the worker")
-    parser.add_argument("--rounds", type=int, default=10, help="small jobs, one after another")
+    parser.add_argument("--rounds", type=int, default=20, help="small jobs, one after another")
     args = parser.parse_args(argv)
     from bench.stack import fresh_stack
 
