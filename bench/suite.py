@@ -168,7 +168,7 @@ def run(plan: Plan, log: Log) -> dict[str, Any]:
                 fair = api["fairness"]
                 log(f"fairness: 10-URL jobs done in {fair['small_job_s']} s behind a running {len(big):,}-URL job, "
                     f"which slowed by {fair['big_slowdown']} (the small jobs' own images: {fair['small_share']} "
-                    "of its speed before)")
+                    "of its speed alone)")
                 api["load"] = run_load(stack.api_url, urls, plan.load)
                 polled = [f"{urls[i % len(urls)]}?p={i}" for i in range(plan.polled_job)]
                 api["big_job_polls"] = poll_during_job(stack, polled, plan.polled_seconds)
