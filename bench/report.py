@@ -13,6 +13,7 @@ METHOD_NAMES = {
     "stack": "(c) full stack: API + Redis + Celery",
     "limit": "(d) in-memory limit, 2 processes",
 }
+AFTER_THE_STACK = " (again, after the stack)"
 DETECTION_FLOOR = "detection + framing + crop per 640x480 photo (ms)"
 
 
@@ -41,7 +42,10 @@ def floors(results: Sequence[dict[str, Any]], api: dict[str, Any],
     slow_a, slow_c = _best(results, "original", 100), _best(results, "stack", 100, "whole")
     fast_a, fast_c = _best(results, "original", 0), _best(results, "stack", 0, "whole")
     slow_detect, fast_detect = _best(results, "stack", 100, "detect"), _best(results, "stack", 0, "detect")
-    limit = _best(results, "limit", None, "detect")
+    # (d) is measured twice: first, beside (b), and again right after the stack rows (``when``: "after").
+    limits = [row for row in results if row["method"] == "limit" and row.get("faces_mode") == "detect"]
+    limit = next((row for row in limits if row.get("when") != "after"), None)
+    limit_after = next((row for row in limits if row.get("when") == "after"), limit)
     for name, a, c, d, target in (("100 ms: (c) / (a), whole images", slow_a, slow_c, slow_detect, 50),
                                   ("0 ms: (c) / (a), whole images", fast_a, fast_c, fast_detect, 2)):
         if a and c:
@@ -57,13 +61,14 @@ def floors(results: Sequence[dict[str, Any]], api: dict[str, Any],
                 check(f"{latency} ms: (b) / (d)", row["images_per_s"] / limit["images_per_s"], 0.75, True,
                       f"{row['images_per_s']} vs {limit['images_per_s']} images/s, fer-batch run with "
                       f"{row['processes']} processes")
-    if limit:  # the defaults: 2 worker processes, one per core
+    if limit_after:  # the defaults: 2 worker processes, one per core
         for latency, target in ((0, 0.75), (100, 0.75), (1000, 0.40)):
             row = next((r for r in results if r["method"] == "stack" and r["processes"] == 2
                         and r.get("latency_ms") == latency and r["faces_mode"] == "detect" and not r.get("knob")), None)
             if row:
-                check(f"{latency} ms: (c) / (d)", row["images_per_s"] / limit["images_per_s"], target, True,
-                      f"{row['images_per_s']} vs {limit['images_per_s']} images/s, both detecting faces, "
+                check(f"{latency} ms: (c) / (d)", row["images_per_s"] / limit_after["images_per_s"], target, True,
+                      f"{row['images_per_s']} vs {limit_after['images_per_s']} images/s ((d) measured after the "
+                      f"stack rows; first: {limit['images_per_s'] if limit else '-'}), both detecting faces, "
                       "2 worker processes")
     b = (detection or {}).get("bench_images")
     if b:
@@ -147,7 +152,8 @@ def results_table(rows: Sequence[dict[str, Any]]) -> list[str]:
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
         latency = "in memory" if row.get("latency_ms") is None else f"{row['latency_ms']} ms"
-        lines.append(f"| {METHOD_NAMES[row['method']]} | {row['faces_mode']} | {latency} | {row.get('processes', 1)} | "
+        method = METHOD_NAMES[row["method"]] + (AFTER_THE_STACK if row.get("when") == "after" else "")
+        lines.append(f"| {method} | {row['faces_mode']} | {latency} | {row.get('processes', 1)} | "
                      f"{row['images_per_s']:,.1f} | {row['faces_per_s']:,.1f} | {_cell(row['job_seconds'])} | "
                      f"{_cell(row['first_result_s'], 3)} | {_cell(row['peak_rss_mb'], 0)} | "
                      f"{_cell(row['cold_start_s'])} | {row['answered']}/{row['images']} | {row['no_face']} | "

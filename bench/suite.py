@@ -155,6 +155,11 @@ def run(plan: Plan, log: Log) -> dict[str, Any]:
                 rows, tops = stack_case(stack, server, names, processes, latencies, plan.runs, faces="whole")
                 for row in rows:
                     add(row, tops[row["latency_ms"]], f"stack{processes}p-whole@{row['latency_ms']}")
+            # (d) again, right after the stack rows: this host's speed drifts by 10-20 % within minutes,
+            # so (b) is held to the (d) measured beside it, before, and (c) to this one (bench.report).
+            raw = run_limit(images.paths(), plan.runs, processes=2, batch_size=settings.batch_size, faces="detect")
+            add(summarize(raw, method="limit", faces_mode="detect", latency_ms=None, processes=2, when="after"),
+                None, "limit-after")
             api["get"] = [get_load(stack, last_job, query, plan.get_concurrency, plan.get_requests, 30)
                           for query in ("", "?limit=1")]
             for row in api["get"]:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.report import floors
 from tests.services import ROOT
 
 
@@ -72,11 +73,29 @@ def test_quick_benchmark_runs_every_method_and_writes_its_report(tmp_path: Path)
         "0 ms: (c) / (a), whole images", "0 ms: (c) / (d)", "GET /jobs/<id> per second",
         "detection + framing + crop per 640x480 photo (ms)"}
     assert "| (d) in-memory limit" in done.stdout and "| solvay1927.jpg |" in done.stdout
+    # (d) measured twice: first, and again after the stack rows, which are held to that one.
+    limits = [row.get("when") for row in report["results"]
+              if row["method"] == "limit" and row["faces_mode"] == "detect"]
+    assert limits == [None, "after"] and "(d) in-memory limit, 2 processes (again, after the stack)" in done.stdout
     try:
         import matplotlib  # noqa: F401
     except ImportError:
         return
     assert report_path.with_suffix(".png").stat().st_size > 10_000
+
+
+def test_b_is_held_to_the_first_limit_and_c_to_the_one_measured_after_the_stack() -> None:
+    def row(method: str, speed: float, latency: int | None = None, **labels: object) -> dict[str, object]:
+        return {"method": method, "faces_mode": "detect", "latency_ms": latency, "processes": 2,
+                "images_per_s": speed, "peak_rss_mb": 100.0, "cold_start_s": 1.0, **labels}
+
+    results = [row("limit", 400.0), row("embedded", 300.0, 0), row("stack", 240.0, 0),
+               row("limit", 300.0, when="after")]
+    values = {floor["floor"]: floor["value"] for floor in floors(results, {})}
+    assert values["0 ms: (b) / (d)"] == 0.75 and values["0 ms: (c) / (d)"] == 0.8
+    # Without a second (d), both are held to the first.
+    values = {floor["floor"]: floor["value"] for floor in floors(results[:3], {})}
+    assert values["0 ms: (c) / (d)"] == 0.6
 
 
 def test_storage_measures_what_a_url_costs_in_redis_queued_and_done() -> None:
