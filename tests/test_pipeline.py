@@ -48,7 +48,7 @@ def pipeline() -> Iterator[RecordingPipeline]:
 
 
 def test_every_url_is_answered_once_in_batches(server: ImageServer, pipeline: RecordingPipeline) -> None:
-    urls = [server.url(f"/photos/fer_justin.jpg?n={n}") for n in range(20)] + [server.url("/status/404")]
+    urls = [server.url(f"/photos/fer_justin.jpg?n={n}") for n in range(20)] + [server.url("/status/404"), "ftp://x/y"]
     batches: list[list[Result]] = []
     pipeline.run(list(enumerate(urls)), batches.append, FacesMode.WHOLE)
     answered = sorted(result.index for batch in batches for result in batch)
@@ -56,7 +56,8 @@ def test_every_url_is_answered_once_in_batches(server: ImageServer, pipeline: Re
     classified = [sum(r.outcome["status"] == "ok" for r in batch) for batch in batches]
     assert all(count <= pipeline.settings.batch_size for count in classified)  # one face per photo
     outcomes = {result.index: result.outcome for batch in batches for result in batch}
-    assert outcomes[20]["status"] == "error" and outcomes[0]["status"] == "ok"
+    assert outcomes[0]["status"] == "ok" and outcomes[20]["error"]["code"] == "http_error"
+    assert outcomes[21]["error"]["code"] == "invalid_url"  # checked by fetch, reported on its URL
 
 
 def test_a_small_job_does_not_wait_behind_a_big_jobs_backlog(server: ImageServer,

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sized
@@ -47,7 +46,6 @@ from worker.jobs import FacesMode
 from worker.model import Classifier
 from worker.settings import Settings
 from worker.turns import TurnPool, TurnSlots
-from worker.urls import validate_url
 
 log = logging.getLogger(__name__)
 
@@ -126,8 +124,10 @@ class Pipeline:
         """
         owner = object() if owner is None else owner
         # No more download coroutines than URLs: a 10-URL chunk starts 10, not fetch_concurrency.
-        count = min(self.settings.fetch_concurrency, len(items) if isinstance(items, Sized) else math.inf)
-        run = _Run(self, on_results, faces, owner, max(1, int(count)))
+        count = self.settings.fetch_concurrency
+        if isinstance(items, Sized):
+            count = max(1, min(count, len(items)))
+        run = _Run(self, on_results, faces, owner, count)
         future = asyncio.run_coroutine_threadsafe(self._run(run, iter(items)), self._loop)
         try:
             future.result()
@@ -180,7 +180,7 @@ class _Run:
                 # The process's slots, shared by every run, bound downloads and undecoded bodies both.
                 async with slots.hold(self.owner):
                     with metrics.fetching():
-                        data = await fetch(session, validate_url(url, settings.max_url_length), settings)
+                        data = await fetch(session, url, settings)  # which checks the URL first
                     item = await self.p._decode_pool.run(self.owner, self.p.prepare, index, url, data, self.mode)
             except UrlError as exc:
                 self.errors.append(Result(index, url, outcomes.error(exc)))
