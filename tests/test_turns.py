@@ -153,3 +153,61 @@ def test_pool_skips_a_call_cancelled_while_queued_and_finishes_the_queue_on_shut
     gate.set()
     pool.shutdown()
     assert blocker.done() and kept.done() and ran == [2]
+
+
+class _CountingLoop(asyncio.SelectorEventLoop):
+    """Counts the wake-ups other threads ask of it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.woken_by: list[str] = []
+
+    def call_soon_threadsafe(self, callback, *args, context=None):  # type: ignore[no-untyped-def]
+        self.woken_by.append(threading.current_thread().name)
+        return super().call_soon_threadsafe(callback, *args, context=context)
+
+
+def test_pool_hands_awaited_results_to_the_loop_in_groups_and_the_rest_when_idle():
+    pool = TurnPool(1, "test-turns", settle_every=3)
+    gate = threading.Event()
+
+    async def main() -> tuple[object, list[object]]:
+        first = asyncio.ensure_future(pool.run("a", gate.wait, 5))
+        rest = [asyncio.ensure_future(pool.run("a", lambda n=n: 1 / n)) for n in range(6)]
+        await asyncio.sleep(0.05)  # all seven queued, the first one running
+        gate.set()
+        return await first, await asyncio.gather(*rest, return_exceptions=True)
+
+    loop = _CountingLoop()
+    try:
+        with asyncio.Runner(loop_factory=lambda: loop) as runner:
+            gated, results = runner.run(main())
+    finally:
+        pool.shutdown()
+    assert gated is True
+    assert isinstance(results[0], ZeroDivisionError) and results[1:] == [1.0, 0.5, 1 / 3, 0.25, 0.2]
+    # Seven results, one wake-up per three, and the last one alone when the queue ran dry.
+    assert [name for name in loop.woken_by if name.startswith("test-turns")] == ["test-turns_0"] * 3
+
+
+def test_pool_drops_an_awaited_call_cancelled_while_queued():
+    pool = TurnPool(1, "test-turns", settle_every=4)
+    gate = threading.Event()
+    ran: list[int] = []
+
+    async def main() -> None:
+        blocker = asyncio.ensure_future(pool.run("a", gate.wait, 5))
+        dropped = asyncio.ensure_future(pool.run("a", ran.append, 1))
+        kept = asyncio.ensure_future(pool.run("a", ran.append, 2))
+        await asyncio.sleep(0.05)
+        dropped.cancel()
+        await asyncio.sleep(0)
+        gate.set()
+        assert await blocker is True and await kept is None
+        assert dropped.cancelled()
+
+    try:
+        asyncio.run(main())
+    finally:
+        pool.shutdown()
+    assert ran == [2]

@@ -10,12 +10,13 @@ queued, and the big job loses only what the small one actually uses.
 
 - :class:`TurnSlots`: an asyncio semaphore (``async with slots.hold(owner)``), for one event loop.
 - :class:`TurnPool`: a thread pool whose queue is served the same way (``await pool.run(owner, fn,
-  *args)`` from the loop; ``submit`` from anywhere).
+  *args)`` from the loop, results handed over a few at a time; ``submit`` from anywhere).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Hashable
@@ -103,16 +104,25 @@ class TurnSlots:
             self.release()
 
 
-_Work = tuple[Future[Any], Callable[..., Any], tuple[Any, ...]]
+_Work = tuple["Future[Any] | asyncio.Future[Any]", Callable[..., Any], tuple[Any, ...]]
+_Settled = tuple["asyncio.Future[Any]", BaseException | None, Any]
 
 
 class TurnPool:
-    """``threads`` threads that run submitted calls, taking the owners in turn."""
+    """``threads`` threads that run submitted calls, taking the owners in turn.
 
-    def __init__(self, threads: int, name: str) -> None:
+    Calls awaited from an event loop (``run``) are settled there in groups: a thread hands its
+    results to the loop once ``settle_every`` of them are ready, or as soon as nothing is left in the
+    queue. Each hand-over wakes the loop (a write to its wake-up socket, a turn of the loop); at one
+    per result, on a busy worker, those wake-ups cost the loop about as much as the downloads.
+    """
+
+    def __init__(self, threads: int, name: str, settle_every: int = 1) -> None:
         self._queue: Turns[_Work] = Turns()
         self._ready = threading.Condition()
         self._closed = False
+        self._settle_every = max(1, settle_every)
+        self._settled: list[_Settled] = []  # results waiting to be handed to their loop
         self._threads = [threading.Thread(target=self._work, name=f"{name}_{n}", daemon=True)
                          for n in range(threads)]
         for thread in self._threads:
@@ -120,15 +130,13 @@ class TurnPool:
 
     def submit(self, owner: Hashable, fn: Callable[..., T], *args: Any) -> Future[T]:
         future: Future[T] = Future()
-        with self._ready:
-            if self._closed:
-                raise RuntimeError("TurnPool is shut down")
-            self._queue.push(owner, (future, fn, args))
-            self._ready.notify()
+        self._push(owner, (future, fn, args))
         return future
 
     async def run(self, owner: Hashable, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.wrap_future(self.submit(owner, fn, *args))
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._push(owner, (future, fn, args))
+        return await future
 
     def shutdown(self) -> None:
         """Run what is queued, then stop the threads."""
@@ -138,6 +146,13 @@ class TurnPool:
         for thread in self._threads:
             thread.join()
 
+    def _push(self, owner: Hashable, work: _Work) -> None:
+        with self._ready:
+            if self._closed:
+                raise RuntimeError("TurnPool is shut down")
+            self._queue.push(owner, work)
+            self._ready.notify()
+
     def _work(self) -> None:
         while True:
             with self._ready:
@@ -146,6 +161,9 @@ class TurnPool:
                 if not self._queue:
                     return
                 future, fn, args = self._queue.pop()
+            if isinstance(future, asyncio.Future):
+                self._settle(future, fn, args)
+                continue
             if not future.set_running_or_notify_cancel():
                 continue
             try:
@@ -154,3 +172,33 @@ class TurnPool:
                 future.set_exception(exc)
             else:
                 future.set_result(result)
+
+    def _settle(self, future: asyncio.Future[Any], fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        """Run an awaited call (unless it was cancelled meanwhile) and hand its result over in a group."""
+        if not future.cancelled():
+            try:
+                settled: _Settled = (future, None, fn(*args))
+            except BaseException as exc:
+                settled = (future, exc, None)
+        with self._ready:
+            if not future.cancelled():
+                self._settled.append(settled)
+            if len(self._settled) < self._settle_every and self._queue:
+                return  # the thread that runs the next call hands this result over with its own
+            group, self._settled = self._settled, []
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Settled]] = {}
+        for item in group:
+            by_loop.setdefault(item[0].get_loop(), []).append(item)
+        for loop, items in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits any more
+                loop.call_soon_threadsafe(_set_all, items)
+
+
+def _set_all(group: list[_Settled]) -> None:
+    for future, exc, result in group:
+        if future.done():  # cancelled while it ran
+            continue
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
