@@ -182,11 +182,7 @@ class _Run:
             if self.stopped:
                 return
             try:
-                # The process's slots, shared by every run, bound downloads and undecoded bodies both.
-                async with slots.hold(self.owner):
-                    with metrics.fetching():
-                        data = await fetch(session, url, settings)  # which checks the URL first
-                    item = await self.p._decode_pool.run(self.owner, self.p.prepare, index, url, data, self.mode)
+                item = await self.download_and_prepare(session, slots, index, url)
             except UrlError as exc:
                 self.errors.append(Result(index, url, outcomes.error(exc)))
             except Exception as exc:  # a bug must cost one URL, not the chunk
@@ -197,6 +193,15 @@ class _Run:
                 self.face_count += len(item.crops)
             if self.face_count >= settings.batch_size or len(self.errors) >= settings.batch_size:
                 await self.flush()
+
+    async def download_and_prepare(self, session: Any, slots: TurnSlots, index: int, url: str) -> Pending:
+        """One URL's body, downloaded and decoded within one of the process's slots, which bound
+        downloads and undecoded bodies both. The body lives no longer than the slot: a coroutine
+        waiting for its next slot, or for a flush, holds no body."""
+        async with slots.hold(self.owner):
+            with metrics.fetching():
+                data = await fetch(session, url, self.p.settings)  # which checks the URL first
+            return await self.p._decode_pool.run(self.owner, self.p.prepare, index, url, data, self.mode)
 
     async def flush(self) -> None:
         async with self.lock:
