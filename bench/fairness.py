@@ -1,15 +1,15 @@
 """Fair sharing between jobs: a small job submitted behind a big one that is already running.
 
 A ``big`` job (10,000 URLs at 0 ms by default) runs alone for ``head_start`` seconds; then
-``rounds`` small jobs (10 URLs each) are submitted one after the other, each when the previous is
-done. A small job's time from POST to done says whether it waited behind the big job's queue; the
-big job's speed while the small ones run (answers per second, sampled every 20 ms from the job
-store), against its speed alone (the mean of the seconds before and as many seconds after), says
-what sharing cost it. Several rounds make that window long enough to measure: this machine's speed
-drifts by 10-15 % from one minute to the next, and with 10 rounds (about 5 s) three runs in a row
-measured slowdowns of 0.09, 0.20 and 0.06, with 20 (about 10 s, the default) 0.02 and -0.01; the
-window after evens out a drift. ``small_share`` is the small jobs' own images per second against the big job's
-speed alone: what the big job gives up to them by sharing at all, part of its slowdown.
+``rounds`` small jobs (10 URLs each) are submitted one after the other, each after a rest: as
+long as ``rest`` times the previous small job took, during which the big job runs alone again. A
+small job's time from POST to done says whether it waited behind the big job's queue. The big
+job's speed while a small one runs against its speed in the rests between them says what sharing
+cost it: the two kinds of window alternate every few tenths of a second, so the machine's own
+drift (10-20 % from one minute to the next here) falls on both alike. (Until 12-03 the sharing
+windows were compared with the seconds before and after all of them: 0.04-0.16 in four runs.)
+``small_share`` is the small jobs' own images per second against the big job's speed alone: what
+the big job gives up to them by sharing at all, part of its slowdown.
 
 Chained chunks (``FER_JOB_WINDOW``) keep the queue short: the small job's chunk waits behind at
 most a window of the big job's. In the worker, download slots and decode threads serve jobs in
@@ -28,6 +28,9 @@ from typing import Any
 from bench.stack import Stack
 
 SAMPLE = 0.02
+FIRST_REST = 0.3  # seconds, before the first small job (later rests follow the small jobs' times)
+
+Window = tuple[float, int, float, int]  # start time, big job's answers then, end time, answers then
 
 
 def _processed(stack: Stack, job_id: str) -> int:
@@ -36,58 +39,55 @@ def _processed(stack: Stack, job_id: str) -> int:
     return int(succeeded or 0) + int(failed or 0)
 
 
-def run_fairness(stack: Stack, big: Sequence[str], small: Sequence[str], head_start: float = 5.0,
-                 rounds: int = 20) -> dict[str, Any]:
+def _rate(windows: Sequence[Window]) -> float | None:
+    """The big job's answers per second over ``windows`` put together."""
+    seconds = sum(end - start for start, _, end, _ in windows)
+    return sum(after - before for _, before, _, after in windows) / seconds if seconds > 0 else None
+
+
+def run_fairness(stack: Stack, big: Sequence[str], small: Sequence[str], head_start: float = 3.0,
+                 rounds: int = 20, rest: float = 0.5) -> dict[str, Any]:
     """Time small jobs behind the running big one; workers must be running."""
     big_id, big_posted, _ = stack.submit(big)
-    samples: list[tuple[float, int]] = []
     while time.monotonic() < big_posted + head_start:
-        samples.append((time.monotonic(), _processed(stack, big_id)))
         time.sleep(SAMPLE)
-    small_seconds = []
-    sharing_from = time.monotonic()
+    alone: list[Window] = []
+    sharing: list[Window] = []
+    small_seconds: list[float] = []
     for n in range(rounds):
+        began, before = time.monotonic(), _processed(stack, big_id)
+        time.sleep(rest * small_seconds[-1] if small_seconds else FIRST_REST)
+        alone.append((began, before, time.monotonic(), _processed(stack, big_id)))
+        began, before = time.monotonic(), _processed(stack, big_id)
         small_id, small_posted, _ = stack.submit([f"{url}?round={n}" for url in small])
         while _processed(stack, small_id) < len(small):
-            samples.append((time.monotonic(), _processed(stack, big_id)))
             time.sleep(SAMPLE)
-        small_seconds.append(time.monotonic() - small_posted)
-    sharing_to = time.monotonic()
-    samples.append((sharing_to, _processed(stack, big_id)))
-    outlived = _processed(stack, big_id) >= len(big)  # the small jobs waited for the big one to end
-    # The big job alone again, for as long as before (the machine's speed drifts: compare the
-    # sharing window with the mean of the windows around it).
-    after_to = sharing_to + head_start - 1.0
-    while time.monotonic() < after_to and (done := _processed(stack, big_id)) < len(big):
-        samples.append((time.monotonic(), done))
-        time.sleep(SAMPLE)
+        done = time.monotonic()
+        sharing.append((began, before, done, _processed(stack, big_id)))
+        small_seconds.append(done - small_posted)
     _, big_done = stack.wait_job(big_id)
     assert stack.store is not None
     big_job = stack.store.get(big_id)
     assert big_job is not None and big_job.processed == len(big), big_job
-
-    def rate(start: float, stop: float) -> float | None:
-        inside = [(t, n) for t, n in samples if start <= t <= stop]
-        if len(inside) < 2 or inside[-1][0] - inside[0][0] <= 0:
-            return None
-        return (inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0])
-
-    # "Before" skips the first second (the big job's first chunks warming up the pool).
-    before = rate(big_posted + 1.0, sharing_from)
-    during = None if outlived else rate(sharing_from, sharing_to)
-    after = rate(sharing_to, after_to) if time.monotonic() >= after_to and not outlived else None
-    alone = before if before is None or after is None else (before + after) / 2
+    # A window in which the big job ended says nothing about its speed (the small jobs outlived it):
+    # only the windows before are counted.
+    outlived = any(window[3] >= len(big) for window in alone + sharing)
+    rate_alone = _rate([window for window in alone if window[3] < len(big)])
+    rate_sharing = _rate([window for window in sharing if window[3] < len(big)])
     # The small jobs' own images while they ran: what the big job gives up to them by sharing at all.
-    small_rate = rounds * len(small) / (sharing_to - sharing_from)
+    sharing_seconds = sum(end - start for start, _, end, _ in sharing)
+    small_rate = rounds * len(small) / sharing_seconds
     return {"big_urls": len(big), "small_urls": len(small), "head_start_s": head_start, "rounds": rounds,
-            "small_job_s": [round(s, 3) for s in small_seconds], "small_job_max_s": round(max(small_seconds), 3),
+            "rest": rest, "small_job_s": [round(s, 3) for s in small_seconds],
+            "small_job_max_s": round(max(small_seconds), 3),
             "big_job_s": round(big_done - big_posted, 3), "big_job_ended_first": outlived,
-            "big_rate_before": None if before is None else round(before, 1),
-            "big_rate_while_sharing": None if during is None else round(during, 1),
-            "big_rate_after": None if after is None else round(after, 1),
-            "big_slowdown": None if not alone or during is None else round(1 - during / alone, 3),
+            "seconds_alone": round(sum(end - start for start, _, end, _ in alone), 2),
+            "seconds_sharing": round(sharing_seconds, 2),
+            "big_rate_alone": None if rate_alone is None else round(rate_alone, 1),
+            "big_rate_while_sharing": None if rate_sharing is None else round(rate_sharing, 1),
+            "big_slowdown": None if not rate_alone or rate_sharing is None else round(1 - rate_sharing / rate_alone, 3),
             "small_images_per_s": round(small_rate, 1),
-            "small_share": None if not alone else round(small_rate / alone, 3)}
+            "small_share": None if not rate_alone else round(small_rate / rate_alone, 3)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,13 +96,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--big", type=int, default=10_000, help="URLs of the big job")
     parser.add_argument("--window", type=int, help="FER_JOB_WINDOW for the API and the worker")
     parser.add_argument("--rounds", type=int, default=20, help="small jobs, one after another")
+    parser.add_argument("--rest", type=float, default=0.5, help="the big job alone after each small job, "
+                        "for this many times as long as the small job took")
     args = parser.parse_args(argv)
     from bench.stack import fresh_stack
 
     extra = {"FER_JOB_WINDOW": str(args.window)} if args.window else {}
     with fresh_stack(extra_env=extra) as (stack, urls):
         big = [f"{urls[i % len(urls)]}?n={i}" for i in range(args.big)]
-        result = run_fairness(stack, big, urls[:10], rounds=args.rounds)
+        result = run_fairness(stack, big, urls[:10], rounds=args.rounds, rest=args.rest)
     print(json.dumps(result, indent=2))
     return 0
 

@@ -103,8 +103,8 @@ def floors(results: Sequence[dict[str, Any]], api: dict[str, Any],
     if fair:
         detail = (f"{fair['rounds']} jobs of {fair['small_urls']} URLs, one after the other, behind a running "
                   f"{fair['big_urls']:,}-URL job: {fair['small_job_s']} s; the big job "
-                  f"{fair['big_rate_before']} -> {fair['big_rate_while_sharing']} URLs/s while they shared, "
-                  f"the small jobs' own images {fair.get('small_images_per_s')}/s")
+                  f"{fair['big_rate_alone']} URLs/s alone (between them), {fair['big_rate_while_sharing']} while "
+                  f"they shared, the small jobs' own images {fair.get('small_images_per_s')}/s")
         check("fairness: small job done behind a big one (s)", fair["small_job_max_s"], 2, False, detail)
         check("fairness: the big job's slowdown while sharing", fair["big_slowdown"], 0.10, False, detail)
     polls = api.get("big_job_polls")

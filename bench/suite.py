@@ -55,7 +55,7 @@ class Plan:
     tune: bool = True
     load: Load = Load()  # bench.loadtest: 200 pollers and 20 submitters of 1,000-URL jobs for 60 s
     fairness_big: int = 10_000  # bench.fairness: 10-URL jobs behind a running job of this many URLs
-    fairness_head_start: float = 5.0
+    fairness_head_start: float = 3.0
     fairness_rounds: int = 20  # small jobs one after another: the window the big job's speed is measured over
     csv_rows: int = 1_000_000  # bench.bigjobs: a CSV this long through fer-batch submit
     polled_job: int = 100_000  # bench.bigjobs: GET /jobs/<id> timed while a job this big runs
