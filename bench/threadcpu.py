@@ -103,7 +103,8 @@ def main(argv: list[str] | None = None) -> None:
                     ranked = sorted(per_photo.items(), key=lambda kv: -kv[1])
                     parts = ", ".join(f"{name} {ms:.3f}" for name, ms in ranked if ms >= 0.005)
                     print(f"settle every {settle_every}: {answered / seconds:,.0f} images/s, CPU ms per photo "
-                          f"{sum(per_photo.values()):.3f}: {parts}; peak RSS {vmhwm_mb():.1f} MB", flush=True)
+                          f"{sum(per_photo.values()):.3f}: {parts}; this process's peak RSS so far {vmhwm_mb():.1f} MB",
+                          flush=True)
             finally:
                 pipeline.close()
 
