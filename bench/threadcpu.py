@@ -19,10 +19,14 @@ import re
 import threading
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from bench import imageset
 from bench.procs import vmhwm_mb
 from bench.server import ImageServerProcess
+
+if TYPE_CHECKING:
+    from worker.pipeline import Pipeline, Result
 
 HZ = os.sysconf("SC_CLK_TCK")
 
@@ -42,17 +46,14 @@ def thread_cpu() -> dict[str, float]:
     return found
 
 
-def run_chunks(pipeline: object, urls: Sequence[str], chunk_size: int, chunks_at_once: int) -> int:
+def run_chunks(pipeline: Pipeline, urls: Sequence[str], chunk_size: int, chunks_at_once: int) -> int:
     """Every URL through ``pipeline`` in chunks, ``chunks_at_once`` at a time; returns the answers."""
-    from worker.pipeline import Pipeline
-
-    assert isinstance(pipeline, Pipeline)
     pairs = list(enumerate(urls))
     chunks = iter([pairs[i : i + chunk_size] for i in range(0, len(pairs), chunk_size)])
     lock = threading.Lock()
     answered = [0]
 
-    def count(results: list[object]) -> bool:
+    def count(results: list[Result]) -> bool:
         with lock:
             answered[0] += len(results)
         return True

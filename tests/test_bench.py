@@ -11,11 +11,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
+from bench.fairness import _rate
 from bench.report import floors
+from bench.threadcpu import thread_cpu
 from tests.services import ROOT
 
 
@@ -106,3 +110,31 @@ def test_storage_measures_what_a_url_costs_in_redis_queued_and_done() -> None:
     assert result["url_chars"] < result["queued_bytes_per_url"] < 4 * result["url_chars"]
     assert result["queued_bytes_per_url"] + result["outcome_json_bytes"] / 2 < result["done_bytes_per_url"]
     assert result["done_bytes_per_url"] < 3 * (result["url_chars"] + result["outcome_json_bytes"])
+
+
+def test_fairness_rates_put_the_windows_together() -> None:
+    # (start s, big job's answers then, end s, answers then): 100 in 1 s and 200 in 2 s.
+    assert _rate([(0.0, 0, 1.0, 100), (5.0, 100, 7.0, 300)]) == 100.0
+    assert _rate([]) is None
+
+
+def test_thread_cpu_adds_up_threads_of_one_name() -> None:
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            sum(range(1000))
+
+    threads = [threading.Thread(target=spin, name=f"spinner_{n}") for n in range(2)]
+    for thread in threads:
+        thread.start()
+    try:
+        first = thread_cpu()
+        time.sleep(0.3)
+        second = thread_cpu()
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert "spinner" in first and not any(name.startswith("spinner_") for name in first)
+    assert second["spinner"] > first["spinner"] >= 0 and "MainThread" in second
