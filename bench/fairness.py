@@ -6,9 +6,9 @@ long as ``rest`` times the previous small job took, during which the big job run
 small job's time from POST to done says whether it waited behind the big job's queue. The big
 job's speed while a small one runs against its speed in the rests between them says what sharing
 cost it: the two kinds of window alternate every few tenths of a second, so the machine's own
-drift (10-20 % from one minute to the next here) falls on both alike. (Until 12-03 the sharing
-windows were compared with the seconds before and after all of them: 0.04-0.16 in four runs.)
-``small_share`` is the small jobs' own images per second against the big job's speed alone: what
+drift (10-20 % from one minute to the next here) falls on both alike (until 12-03 the sharing
+windows were compared with the seconds before and after all of them: 0.04-0.16 in five suite
+runs). ``small_share`` is the small jobs' own images per second against the big job's speed alone: what
 the big job gives up to them by sharing at all, part of its slowdown.
 
 Chained chunks (``FER_JOB_WINDOW``) keep the queue short: the small job's chunk waits behind at

@@ -175,13 +175,14 @@ class TurnPool:
 
     def _settle(self, future: asyncio.Future[Any], fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
         """Run an awaited call (unless it was cancelled meanwhile) and hand its result over in a group."""
+        settled: _Settled | None = None
         if not future.cancelled():
             try:
-                settled: _Settled = (future, None, fn(*args))
+                settled = (future, None, fn(*args))
             except BaseException as exc:
                 settled = (future, exc, None)
         with self._ready:
-            if not future.cancelled():
+            if settled is not None:
                 self._settled.append(settled)
             if len(self._settled) < self._settle_every and self._queue:
                 return  # the thread that runs the next call hands this result over with its own
