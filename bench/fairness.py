@@ -39,9 +39,13 @@ def _processed(stack: Stack, job_id: str) -> int:
     return int(succeeded or 0) + int(failed or 0)
 
 
+def _seconds(windows: Sequence[Window]) -> float:
+    return sum(end - start for start, _, end, _ in windows)
+
+
 def _rate(windows: Sequence[Window]) -> float | None:
     """The big job's answers per second over ``windows`` put together."""
-    seconds = sum(end - start for start, _, end, _ in windows)
+    seconds = _seconds(windows)
     return sum(after - before for _, before, _, after in windows) / seconds if seconds > 0 else None
 
 
@@ -75,13 +79,13 @@ def run_fairness(stack: Stack, big: Sequence[str], small: Sequence[str], head_st
     rate_alone = _rate([window for window in alone if window[3] < len(big)])
     rate_sharing = _rate([window for window in sharing if window[3] < len(big)])
     # The small jobs' own images while they ran: what the big job gives up to them by sharing at all.
-    sharing_seconds = sum(end - start for start, _, end, _ in sharing)
+    sharing_seconds = _seconds(sharing)
     small_rate = rounds * len(small) / sharing_seconds
     return {"big_urls": len(big), "small_urls": len(small), "head_start_s": head_start, "rounds": rounds,
             "rest": rest, "small_job_s": [round(s, 3) for s in small_seconds],
             "small_job_max_s": round(max(small_seconds), 3),
             "big_job_s": round(big_done - big_posted, 3), "big_job_ended_first": outlived,
-            "seconds_alone": round(sum(end - start for start, _, end, _ in alone), 2),
+            "seconds_alone": round(_seconds(alone), 2),
             "seconds_sharing": round(sharing_seconds, 2),
             "big_rate_alone": None if rate_alone is None else round(rate_alone, 1),
             "big_rate_while_sharing": None if rate_sharing is None else round(rate_sharing, 1),

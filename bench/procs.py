@@ -20,20 +20,26 @@ def vmhwm_mb(pid: int | str = "self") -> float | None:
     return None
 
 
-def _stat_fields(pid: int) -> list[str] | None:
+def _stat_fields(pid: int, stat: str = "") -> list[str] | None:
     try:
-        text = Path(f"/proc/{pid}/stat").read_text()
+        text = Path(stat or f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     return text[text.rindex(")") + 2 :].split()  # fields after "pid (comm) ", starting at state
 
 
+def _cpu(fields: list[str] | None) -> float:
+    return 0.0 if fields is None else (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds a process has used so far (0 if it is gone)."""
-    fields = _stat_fields(pid)
-    if fields is None:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+    return _cpu(_stat_fields(pid))
+
+
+def thread_cpu_seconds(tid: int) -> float:
+    """User + system CPU seconds one thread of this process has used so far (0 if it is gone)."""
+    return _cpu(_stat_fields(tid, f"/proc/self/task/{tid}/stat"))
 
 
 def children(pid: int) -> list[int]:

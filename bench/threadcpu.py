@@ -22,27 +22,20 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from bench import imageset
-from bench.procs import vmhwm_mb
+from bench.procs import thread_cpu_seconds, vmhwm_mb
 from bench.server import ImageServerProcess
 
 if TYPE_CHECKING:
     from worker.pipeline import Pipeline, Result
-
-HZ = os.sysconf("SC_CLK_TCK")
-
 
 def thread_cpu() -> dict[str, float]:
     """CPU seconds so far of this process's Python threads, summed by name (``fer-decode_0`` ->
     ``fer-decode``)."""
     found: dict[str, float] = {}
     for thread in threading.enumerate():
-        try:
-            with open(f"/proc/self/task/{thread.native_id}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-        except OSError:  # ended meanwhile
-            continue
-        name = re.sub(r"_\d+$", "", thread.name)
-        found[name] = found.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / HZ
+        if thread.native_id is not None:
+            name = re.sub(r"_\d+$", "", thread.name)
+            found[name] = found.get(name, 0.0) + thread_cpu_seconds(thread.native_id)
     return found
 
 
