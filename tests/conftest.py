@@ -73,7 +73,7 @@ def make_app() -> Iterator[Callable[..., Flask]]:
 
 @pytest.fixture(scope="session")
 def worker(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
-    """One real ``celery -A worker worker`` (as shipped: one process, threads) for the whole session."""
+    """One real ``python -m worker`` (as shipped: one process, threads) for the whole session."""
     proc = WorkerProcess(env, "session-worker", log_dir=tmp_path_factory.mktemp("workers"))
     try:
         yield proc.wait_ready()

@@ -145,13 +145,13 @@ class Process:
 
 
 class WorkerProcess(Process):
-    """``celery -A worker worker`` as a subprocess, as shipped: one process running
+    """``python -m worker`` as a subprocess, as shipped: one process running
     ``FER_WORKER_CHUNKS`` chunks at once on Celery's threads pool. ``concurrency`` is Celery's
     ``--concurrency``; ``pool`` sets ``FER_WORKER_POOL`` (e.g. ``"prefork"``)."""
 
     def __init__(self, env: Mapping[str, str], name: str, concurrency: int | None = None,
                  log_dir: Path | None = None, extra_args: tuple[str, ...] = (), pool: str | None = None) -> None:
-        cmd = [sys.executable, "-m", "celery", "-A", "worker", "worker", "--loglevel=INFO", "-n", f"{name}@%h",
+        cmd = [sys.executable, "-m", "worker", "--loglevel=INFO", "-n", f"{name}@%h",
                "--without-gossip", "--without-mingle"]
         cmd += [f"--concurrency={concurrency}"] if concurrency else []
         cmd += extra_args

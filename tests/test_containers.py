@@ -339,7 +339,7 @@ def test_dockerfile_shape(image: str) -> None:
         assert "/healthz" in " ".join(dockerfile_healthcheck(path))
         assert ["models/", "models/"] not in copies
     else:
-        assert dockerfile_cmd(path)[:4] == ["celery", "-A", "worker", "worker"]
+        assert dockerfile_cmd(path)[:3] == ["python", "-m", "worker"]
         assert "inspect ping" in " ".join(dockerfile_healthcheck(path))
         assert ["models/", "models/"] in copies
 

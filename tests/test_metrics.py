@@ -1,6 +1,6 @@
 """Prometheus metrics and JSON logs, scraped and read from real processes.
 
-The module's stack: a real ``celery -A worker worker`` (2 pool processes, each replaced after every
+The module's stack: a real ``python -m worker`` (2 pool processes, each replaced after every
 task: ``--max-tasks-per-child=1``) serving its metrics on a free port, and the API under gunicorn
 (2 worker processes, ``gunicorn.conf.py``'s multiprocess directory), both with
 ``FER_LOG_FORMAT=json``, on a Redis database of their own (no other test's worker takes its chunks).

@@ -53,6 +53,23 @@ def test_a_working_worker_process_has_no_tensorflow_loaded() -> None:
     assert out.stdout.strip() == "[]"
 
 
+def test_python_m_worker_is_celerys_worker_command_without_the_rest_of_celery() -> None:
+    """The shipped entry takes ``celery worker``'s options but leaves out the ``celery`` program's
+    other subcommands: their click-repl and prompt_toolkit cost every process 7 MiB."""
+    code = (
+        "import sys; from worker.__main__ import main\n"
+        "try: main(['--help'])\nexcept SystemExit as exit: assert exit.code == 0, exit.code\n"
+        "heavy = {'celery.bin.celery', 'celery.bin.amqp', 'click_repl', 'prompt_toolkit'}\n"
+        "print(sorted(heavy & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    *help_lines, loaded = out.stdout.strip().splitlines()
+    assert loaded == "[]"
+    help_text = "\n".join(help_lines)
+    assert "Usage: python -m worker [OPTIONS]" in help_text
+    assert all(option in help_text for option in ("--concurrency", "--loglevel", "--hostname", "--queues"))
+
+
 def _new_results(log: str, job_id: str) -> int:
     return sum(int(n) for n in re.findall(rf"job {job_id} \[\d+, \d+\): (\d+) new results", log))
 
