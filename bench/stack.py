@@ -27,7 +27,7 @@ import httpx
 from bench import BUILD, ROOT
 from bench.answers import answer_of
 from bench.procs import children, cpu_seconds, tree_cpu_seconds, vmhwm_mb
-from tests.services import WorkerProcess, free_port, redis_server, wait_until
+from tests.services import SHIPPED, WorkerProcess, free_port, redis_server, wait_until
 from worker.jobs import JobStore, connect
 
 API_WORKERS = 2  # as Dockerfile.api: WEB_CONCURRENCY=2, gthread with 4 threads
@@ -167,10 +167,12 @@ class Stack:
 
     @contextlib.contextmanager
     def workers(self, processes: int, cold_url: str, extra_env: Mapping[str, str] | None = None,
-                extra_args: tuple[str, ...] = (), prefork: bool = False) -> Iterator[Workers]:
-        """Start ``processes`` worker processes as shipped: one ``celery worker`` each (the threads
-        pool, ``FER_WORKER_CHUNKS`` chunks at once). With ``prefork``, one ``celery worker`` with
-        ``processes`` prefork children instead, one chunk each (the design before threads).
+                extra_args: tuple[str, ...] = (), prefork: bool = False,
+                command: tuple[str, ...] = SHIPPED) -> Iterator[Workers]:
+        """Start ``processes`` worker processes as shipped: one ``python -m worker`` each (the threads
+        pool, ``FER_WORKER_CHUNKS`` chunks at once). With ``prefork``, one worker with ``processes``
+        prefork children instead, one chunk each (the design before threads). ``command``: what
+        follows the interpreter (``tests.services.CELERY_PROGRAM``: through the ``celery`` program).
 
         A 1-URL job is submitted as they are launched: its answer time is their cold start. The
         workers are ready (every process has its model) when the block starts.
@@ -180,10 +182,12 @@ class Stack:
         ports = [free_port() for _ in range(1 if prefork else processes)]  # each worker's metrics endpoint
         if prefork:
             procs = [WorkerProcess({**env, "FER_METRICS_PORT": str(ports[0])}, f"bench-prefork-{os.getpid()}",
-                                   concurrency=processes, pool="prefork", log_dir=self.log_dir, extra_args=extra_args)]
+                                   concurrency=processes, pool="prefork", log_dir=self.log_dir, extra_args=extra_args,
+                                   command=command)]
         else:
             procs = [WorkerProcess({**env, "FER_METRICS_PORT": str(port)}, f"bench-{processes}p-{i}-{os.getpid()}",
-                                   log_dir=self.log_dir, extra_args=extra_args) for i, port in enumerate(ports)]
+                                   log_dir=self.log_dir, extra_args=extra_args, command=command)
+                     for i, port in enumerate(ports)]
         try:
             job_id, _, _ = self.submit([cold_url])
             _, answered = self.wait_job(job_id, timeout=120)

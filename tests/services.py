@@ -144,14 +144,20 @@ class Process:
         self._log.close()
 
 
+SHIPPED = ("-m", "worker")  # worker/__main__.py: Celery's worker command alone
+CELERY_PROGRAM = ("-m", "celery", "-A", "worker", "worker")  # the same through the whole `celery` program
+
+
 class WorkerProcess(Process):
     """``python -m worker`` as a subprocess, as shipped: one process running
     ``FER_WORKER_CHUNKS`` chunks at once on Celery's threads pool. ``concurrency`` is Celery's
-    ``--concurrency``; ``pool`` sets ``FER_WORKER_POOL`` (e.g. ``"prefork"``)."""
+    ``--concurrency``; ``pool`` sets ``FER_WORKER_POOL`` (e.g. ``"prefork"``); ``command`` is what
+    follows the interpreter (``CELERY_PROGRAM`` starts the same worker through ``celery``)."""
 
     def __init__(self, env: Mapping[str, str], name: str, concurrency: int | None = None,
-                 log_dir: Path | None = None, extra_args: tuple[str, ...] = (), pool: str | None = None) -> None:
-        cmd = [sys.executable, "-m", "worker", "--loglevel=INFO", "-n", f"{name}@%h",
+                 log_dir: Path | None = None, extra_args: tuple[str, ...] = (), pool: str | None = None,
+                 command: tuple[str, ...] = SHIPPED) -> None:
+        cmd = [sys.executable, *command, "--loglevel=INFO", "-n", f"{name}@%h",
                "--without-gossip", "--without-mingle"]
         cmd += [f"--concurrency={concurrency}"] if concurrency else []
         cmd += extra_args

@@ -138,3 +138,18 @@ def test_thread_cpu_adds_up_threads_of_one_name() -> None:
             thread.join()
     assert "spinner" in first and not any(name.startswith("spinner_") for name in first)
     assert second["spinner"] > first["spinner"] >= 0 and "MainThread" in second
+
+
+def test_commands_compares_the_shipped_worker_command_with_the_celery_program() -> None:
+    import os
+
+    from bench.commands import COMMANDS, vmrss_mb
+    from bench.procs import vmhwm_mb
+
+    assert COMMANDS["python -m worker"] == ("-m", "worker")
+    assert COMMANDS["celery -A worker worker"][:2] == ("-m", "celery")
+    before = vmrss_mb(os.getpid())
+    held = b"\x01" * 20_000_000  # 20 MB written: resident now, so the peak is at least as high
+    now, peak = vmrss_mb(os.getpid()), vmhwm_mb()
+    assert now - before > 19 and peak is not None and now <= peak
+    del held

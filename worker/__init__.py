@@ -1,4 +1,4 @@
-"""The Celery app: ``celery -A worker worker`` finds ``app`` here.
+"""The Celery app: ``python -m worker`` (worker/__main__.py) and ``celery -A worker worker`` run ``app``.
 
 The API imports this module only to send tasks by name (``send_chunks``, ``send_webhook``); the task code in
 ``worker.tasks`` (fetching, decoding, LiteRT) is imported by worker processes alone. Every worker
