@@ -13,19 +13,12 @@ import argparse
 import sys
 
 from bench import imageset
-from bench.procs import vmhwm_mb
+from bench.procs import vmhwm_mb, vmrss_mb
 from bench.server import ImageServerProcess
 from bench.stack import Stack
 from tests.services import CELERY_PROGRAM, SHIPPED
 
 COMMANDS = {"python -m worker": SHIPPED, "celery -A worker worker": CELERY_PROGRAM}
-
-
-def vmrss_mb(pid: int) -> float:
-    """Resident set size now (VmRSS) in MB (10^6 bytes), as ``bench.procs`` counts the peak."""
-    with open(f"/proc/{pid}/status") as status:
-        kb = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
-    return kb * 1024 / 1e6
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
             for label, command in COMMANDS.items():
                 with stack.workers(1, server.url(names[0], 0), command=command) as workers:
                     pid = workers.main_pids()[0]
-                    ready = vmrss_mb(pid)
+                    ready = vmrss_mb(pid) or 0.0
                     speeds = []
                     for latency in (0, 100):
                         seconds = [stack.run_job(server.urls(names, latency))["seconds"] for _ in range(args.runs)]

@@ -18,7 +18,6 @@ from bench.answers import tally
 from bench.procs import cpu_seconds
 from bench.server import ImageServerProcess
 from bench.stack import Stack, cpu_delta, cpu_snapshot
-from tests.services import SHIPPED
 
 
 def machine_cpu_seconds() -> float:
@@ -63,7 +62,7 @@ def summarize(raw: Mapping[str, Any], **labels: Any) -> dict[str, Any]:
 
 def stack_case(stack: Stack, server: ImageServerProcess, names: Sequence[str], processes: int, latencies: Sequence[int],
                runs: int, prefork: bool = False, extra_env: Mapping[str, str] | None = None,
-               extra_args: tuple[str, ...] = (), faces: str = "detect", command: tuple[str, ...] = SHIPPED,
+               extra_args: tuple[str, ...] = (), faces: str = "detect",
                **labels: Any) -> tuple[list[dict[str, Any]], dict[int, list[str]]]:
     """Start ``processes`` Celery worker processes (``Stack.workers``) and time ``runs`` jobs of
     ``names`` at each latency.
@@ -74,7 +73,7 @@ def stack_case(stack: Stack, server: ImageServerProcess, names: Sequence[str], p
     """
     rows = []
     labels_by_latency: dict[int, list[str]] = {}
-    with stack.workers(processes, server.url(names[0], 0), extra_env, extra_args, prefork, command) as workers:
+    with stack.workers(processes, server.url(names[0], 0), extra_env, extra_args, prefork) as workers:
         components = {"image_server": [server.pid], "api": [stack.api_pid], "redis": [stack.redis_pid],
                       "workers": workers.main_pids()}
         for latency in latencies:

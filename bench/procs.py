@@ -9,15 +9,24 @@ from pathlib import Path
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def vmhwm_mb(pid: int | str = "self") -> float | None:
-    """Peak resident set size (VmHWM) of a process in MB (10^6 bytes); None if it is gone."""
+def _status_mb(pid: int | str, field: str) -> float | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024 / 1e6
     except OSError:
         return None
     return None
+
+
+def vmhwm_mb(pid: int | str = "self") -> float | None:
+    """Peak resident set size (VmHWM) of a process in MB (10^6 bytes); None if it is gone."""
+    return _status_mb(pid, "VmHWM")
+
+
+def vmrss_mb(pid: int | str = "self") -> float | None:
+    """Resident set size now (VmRSS) of a process in MB (10^6 bytes); None if it is gone."""
+    return _status_mb(pid, "VmRSS")
 
 
 def _stat_fields(pid: int, stat: str = "") -> list[str] | None:

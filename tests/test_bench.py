@@ -141,15 +141,14 @@ def test_thread_cpu_adds_up_threads_of_one_name() -> None:
 
 
 def test_commands_compares_the_shipped_worker_command_with_the_celery_program() -> None:
-    import os
-
-    from bench.commands import COMMANDS, vmrss_mb
-    from bench.procs import vmhwm_mb
+    from bench.commands import COMMANDS
+    from bench.procs import vmhwm_mb, vmrss_mb
 
     assert COMMANDS["python -m worker"] == ("-m", "worker")
     assert COMMANDS["celery -A worker worker"][:2] == ("-m", "celery")
-    before = vmrss_mb(os.getpid())
+    before = vmrss_mb()
     held = b"\x01" * 20_000_000  # 20 MB written: resident now, so the peak is at least as high
-    now, peak = vmrss_mb(os.getpid()), vmhwm_mb()
-    assert now - before > 19 and peak is not None and now <= peak
+    now, peak = vmrss_mb(), vmhwm_mb()
+    assert before is not None and now is not None and peak is not None
+    assert now - before > 19 and now <= peak
     del held
