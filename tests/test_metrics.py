@@ -71,6 +71,7 @@ class Stack:
     worker: WorkerProcess
     api: Process
     job: dict[str, Any]
+    idle: Samples  # scraped once the worker was ready, before the job
 
 
 @pytest.fixture(scope="module", params=["threads", "prefork"])
@@ -103,6 +104,7 @@ def stack(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory, request
     try:
         with ImageServer(extra_hosts=()) as images:
             worker.wait_ready()
+            idle = scrape(f"http://127.0.0.1:{metrics_port}/metrics")
             wait_until(api_up, 60, "gunicorn")
             names = sorted(images.photos)
             urls = [images.url(f"/photos/{names[i % len(names)]}?n={i}") for i in range(24)]
@@ -113,7 +115,7 @@ def stack(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory, request
             job_url = f"{api_url}/jobs/{posted.json()['job_id']}?limit=1000"
             wait_until(lambda: httpx.get(job_url, timeout=10).json()["status"] == "done", 120, "the job", 0.3)
             job = httpx.get(job_url, timeout=10).json()
-        yield Stack(api_url, f"http://127.0.0.1:{metrics_port}/metrics", worker, api, job)
+        yield Stack(api_url, f"http://127.0.0.1:{metrics_port}/metrics", worker, api, job, idle)
     finally:
         worker.stop()
         api.stop()
@@ -142,6 +144,13 @@ def test_worker_metrics_add_up_to_the_job(stack: Stack) -> None:
     assert total(samples, "fer_worker_chunk_seconds_count") == len(chunk_lines) >= 4
     assert total(samples, "fer_worker_chunks_in_progress") == 0
     assert samples[("fer_worker_chunk_seconds_bucket", frozenset({("le", "+Inf")}))] == len(chunk_lines)
+
+
+@pytest.mark.slow
+def test_the_in_progress_gauge_is_on_the_page_before_any_chunk(stack: Stack) -> None:
+    """An absent series is not a zero to an alert rule: the worker's main process holds it at 0."""
+    assert stack.idle[("fer_worker_chunks_in_progress", frozenset())] == 0
+    assert stack.idle[("fer_worker_chunk_seconds_count", frozenset())] == 0
 
 
 @pytest.mark.slow

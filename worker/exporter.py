@@ -8,7 +8,8 @@ prometheus_client's multiprocess mode. ``MetricsStep``, a bootstep of the worker
 - serves ``/metrics`` on ``0.0.0.0:FER_METRICS_PORT`` from a thread of the main process, adding up
   every file: counters and histograms of a pool process that exited (``--max-tasks-per-child``, a
   crash) keep counting; the in-progress gauge of a dead process is dropped (``mark_process_dead``,
-  on ``worker_process_shutdown`` in the child, and at scrape time for a child that was killed);
+  on ``worker_process_shutdown`` in the child, and at scrape time for a child that was killed),
+  while the main process's own file holds it at zero, so the series never leaves the page;
 - removes the directory when the worker exits (and, at start, those of killed workers).
 
 ``FER_METRICS_PORT=0`` turns it all off (the values then stay in each process's memory, unserved).
@@ -100,6 +101,11 @@ class MetricsStep(bootsteps.StartStopStep):
             _remove_stale_directories()
             self.path = tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{os.getpid()}-")
             os.environ[MULTIPROC_ENV] = self.path
+            # The main process's own zeros: every unlabelled series (the in-progress gauge among
+            # them) is on the page from the start, and stays there while the pool replaces a child.
+            from worker import metrics
+
+            metrics.get()
             owner = os.getpid()
             # At exit of the main process only (pool children inherit atexit handlers).
             atexit.register(lambda: os.getpid() == owner and shutil.rmtree(self.path or "", ignore_errors=True))
