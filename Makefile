@@ -20,6 +20,15 @@ $(VENV)/.all-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[$(ALL_EXTRAS)]"
 	touch $@ $(VENV)/.serve-installed
 
+# The bench's workers run under the worker image's packages alone (bench/interpreter.py): Celery and
+# kombu import some packages only when installed, and the development venv holds them.
+WORKER_VENV := .venv-worker
+$(WORKER_VENV)/.installed: requirements/worker.txt
+	$(PYTHON) -m venv $(WORKER_VENV)
+	$(WORKER_VENV)/bin/pip install --quiet --no-deps -r requirements/worker.txt
+	$(WORKER_VENV)/bin/pip check
+	touch $@
+
 demo: $(VENV)/.serve-installed  ## a real batch end to end: Redis, API, one worker, local images
 	$(BIN)/python scripts/demo.py
 
@@ -88,13 +97,13 @@ page-picture: $(VENV)/.serve-installed chromium  ## docs/page.png: the web page'
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_page.py -k test_submit_progress_results
 	cp build/page/results.png docs/page.png
 
-bench: $(VENV)/.serve-installed  ## full benchmark (about 10 min): bench/results/<date>.json and .png
+bench: $(VENV)/.serve-installed $(WORKER_VENV)/.installed  ## full benchmark (about 10 min): bench/results/<date>.json and .png
 	@test $(VENV)/.bench-installed -nt pyproject.toml || { $(BIN)/pip install --quiet -e ".[$(SERVE_EXTRAS),bench]" && touch $(VENV)/.bench-installed; }
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench --worker-python $(WORKER_VENV)/bin/python
 
-bench-quick: $(VENV)/.serve-installed  ## the same in under a minute (100 images, 1 run): build/bench/quick/
+bench-quick: $(VENV)/.serve-installed $(WORKER_VENV)/.installed  ## the same in under a minute (100 images, 1 run): build/bench/quick/
 	@test $(VENV)/.bench-installed -nt pyproject.toml || { $(BIN)/pip install --quiet -e ".[$(SERVE_EXTRAS),bench]" && touch $(VENV)/.bench-installed; }
-	$(BIN)/python -m bench --quick
+	$(BIN)/python -m bench --quick --worker-python $(WORKER_VENV)/bin/python
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache

@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, help="how many images (default 2,000; 100 with --quick)")
     parser.add_argument("--runs", type=int, help="runs per measurement, median reported (default 3; 1 with --quick)")
     parser.add_argument("--out", type=Path, help="output folder (default bench/results; build/bench/quick if --quick)")
+    parser.add_argument("--worker-python", help="the workers' interpreter (default: this one; make bench gives "
+                        ".venv-worker/bin/python, the worker image's packages alone: bench/interpreter.py)")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
     changes: dict[str, object] = {}
@@ -38,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
         changes["images"] = args.images
     if args.runs:
         changes["runs"] = args.runs
+    if args.worker_python:
+        changes["worker_python"] = str(Path(args.worker_python).absolute())  # not resolved: a venv's python is a link
     plan = dataclasses.replace(plan, **changes)
     out_dir = args.out or (BUILD / "quick" if plan.quick else RESULTS)
     started = time.monotonic()

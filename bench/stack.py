@@ -37,8 +37,10 @@ API_THREADS = 4
 class Stack:
     """redis-server and the API (gunicorn); ``workers(...)`` starts Celery workers against them."""
 
-    def __init__(self, env: Mapping[str, str], log_dir: Path | None = None) -> None:
+    def __init__(self, env: Mapping[str, str], log_dir: Path | None = None,
+                 worker_python: str = sys.executable) -> None:
         self.base_env = dict(env)
+        self.worker_python = worker_python  # the workers' interpreter (``python -m bench --worker-python``)
         self.log_dir = log_dir or BUILD / "logs"
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self._exit = contextlib.ExitStack()
@@ -183,10 +185,11 @@ class Stack:
         if prefork:
             procs = [WorkerProcess({**env, "FER_METRICS_PORT": str(ports[0])}, f"bench-prefork-{os.getpid()}",
                                    concurrency=processes, pool="prefork", log_dir=self.log_dir, extra_args=extra_args,
-                                   command=command)]
+                                   command=command, python=self.worker_python)]
         else:
             procs = [WorkerProcess({**env, "FER_METRICS_PORT": str(port)}, f"bench-{processes}p-{i}-{os.getpid()}",
-                                   log_dir=self.log_dir, extra_args=extra_args, command=command)
+                                   log_dir=self.log_dir, extra_args=extra_args, command=command,
+                                   python=self.worker_python)
                      for i, port in enumerate(ports)]
         try:
             job_id, _, _ = self.submit([cold_url])

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from api.localrun import default_processes
-from bench import ROOT, imageset
+from bench import ROOT, imageset, interpreter
 from bench.answers import agreement
 from bench.apiload import get_load, post_big_jobs
 from bench.bigjobs import poll_during_job, submit_csv
@@ -60,6 +60,7 @@ class Plan:
     csv_rows: int = 1_000_000  # bench.bigjobs: a CSV this long through fer-batch submit
     polled_job: int = 100_000  # bench.bigjobs: GET /jobs/<id> timed while a job this big runs
     polled_seconds: float = 30.0
+    worker_python: str = sys.executable  # the workers' interpreter (bench.interpreter; make bench: .venv-worker)
 
 
 FULL = Plan(False, 2000, 3, 200, ((1, (0, 100)), (2, (0, 100, 1000)), (3, (0, 100))),
@@ -141,7 +142,7 @@ def run(plan: Plan, log: Log) -> dict[str, Any]:
                 processes = default_processes() if method == "embedded" else 1
                 add(summarize(raw, method=method, faces_mode=faces, latency_ms=latency, processes=processes),
                     raw["labels"], f"{method}@{latency}")
-        with Stack(env) as stack:
+        with Stack(env, worker_python=plan.worker_python) as stack:
             big = [f"{server.url(names[i % len(names)], 0)}?n={i}" for i in range(plan.post_urls)]
             api["post"] = post_big_jobs(stack, big, plan.post_repeats)
             log(f"POST /jobs with {plan.post_urls:,} URLs: {api['post']['seconds']} s")
@@ -211,7 +212,7 @@ def run(plan: Plan, log: Log) -> dict[str, Any]:
         "plan": asdict(plan),
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform(),
                     "load_average_at_end": round(load_average(), 2), "busy_processes_at_start": busy_before,
-                    "busy_processes_at_end": busy_processes()},
+                    "busy_processes_at_end": busy_processes(), "workers": interpreter.facts(plan.worker_python)},
         "model": model_facts(),
         "settings": {key: getattr(settings, key) for key in ("chunk_size", "worker_chunks", "batch_size",
                                                               "fetch_concurrency", "job_window")},

@@ -152,12 +152,13 @@ class WorkerProcess(Process):
     """``python -m worker`` as a subprocess, as shipped: one process running
     ``FER_WORKER_CHUNKS`` chunks at once on Celery's threads pool. ``concurrency`` is Celery's
     ``--concurrency``; ``pool`` sets ``FER_WORKER_POOL`` (e.g. ``"prefork"``); ``command`` is what
-    follows the interpreter (``CELERY_PROGRAM`` starts the same worker through ``celery``)."""
+    follows the interpreter (``CELERY_PROGRAM`` starts the same worker through ``celery``), ``python``
+    the interpreter (this one unless told: the bench gives one with the worker image's packages)."""
 
     def __init__(self, env: Mapping[str, str], name: str, concurrency: int | None = None,
                  log_dir: Path | None = None, extra_args: tuple[str, ...] = (), pool: str | None = None,
-                 command: tuple[str, ...] = SHIPPED) -> None:
-        cmd = [sys.executable, *command, "--loglevel=INFO", "-n", f"{name}@%h",
+                 command: tuple[str, ...] = SHIPPED, python: str = sys.executable) -> None:
+        cmd = [python, *command, "--loglevel=INFO", "-n", f"{name}@%h",
                "--without-gossip", "--without-mingle"]
         cmd += [f"--concurrency={concurrency}"] if concurrency else []
         cmd += extra_args

@@ -32,6 +32,7 @@ def test_quick_benchmark_runs_every_method_and_writes_its_report(tmp_path: Path)
     report = json.loads(report_path.read_text())
 
     assert report["quick"] is True and report["command"].startswith("python -m bench --quick")
+    assert report["machine"]["workers"]["path"] == report["plan"]["worker_python"] == sys.executable
     rows = {(row["method"], row["faces_mode"], row["latency_ms"]) for row in report["results"]}
     assert rows >= {("limit", "detect", None), ("limit", "whole", None), ("original", "whole", 0),
                     ("original", "whole", 100), ("embedded", "detect", 0), ("embedded", "detect", 100),
@@ -152,3 +153,27 @@ def test_commands_compares_the_shipped_worker_command_with_the_celery_program() 
     assert before is not None and now is not None and peak is not None
     assert now - before > 19 and now <= peak
     del held
+
+
+def _fake_python(path: Path, version: str, found: list[list[str]]) -> str:
+    """An executable answering bench.interpreter's question as an interpreter holding ``found`` would."""
+    path.write_text(f"#!/bin/sh\necho '{json.dumps([version, found])}'\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_interpreter_facts_tell_the_worker_image_packages_from_more(tmp_path: Path) -> None:
+    from bench import interpreter
+
+    pins = sorted(interpreter.pinned())
+    assert len(pins) > 20 and any(pin.startswith("celery==") for pin in pins)
+    # Names as distributions spell them (ai_edge_litert, PyYAML), with the venv's own pip.
+    image = [[name.replace("-", "_").upper(), version] for name, _, version in (pin.partition("==") for pin in pins)]
+    shipped = interpreter.facts(_fake_python(tmp_path / "image", "3.11.14", [*image, ["pip", "26.3"]]))
+    assert shipped == {"path": str(tmp_path / "image"), "python": "3.11.14", "packages": len(pins),
+                       "image_packages": True, "extra": [], "missing": []}
+    more = interpreter.facts(_fake_python(tmp_path / "dev", "3.11.7", [*image[1:], ["PyYAML", "6.0.3"]]))
+    assert not more["image_packages"] and more["extra"] == ["pyyaml==6.0.3"] and more["missing"] == pins[:1]
+    here = interpreter.facts(sys.executable)  # the test venv holds pytest, which no worker image does
+    assert here["python"] == sys.version.split()[0] and not here["image_packages"]
+    assert any(extra.startswith("pytest==") for extra in here["extra"])

@@ -1,0 +1,44 @@
+"""The interpreter the bench's workers run under, and whether it holds the worker image's packages.
+
+A worker's memory depends on what it imports, and Celery and kombu import some packages only when
+they are installed (PyYAML, greenlet, psutil, pygments: 2.8 MiB in every worker run from the
+development venv). The worker image installs ``requirements/worker.txt`` and nothing else;
+``make bench`` runs the workers under ``.venv-worker``, a venv made from that same file, so the
+peak RSS the floors judge is that of the worker as shipped. ``facts`` records which it was.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from typing import Any
+
+from bench import ROOT
+
+REQUIREMENTS = ROOT / "requirements" / "worker.txt"
+INSTALLER = {"pip", "setuptools", "wheel", "fer-batch"}  # the venv's own tools; fer-batch is the code under test
+_LIST = ("import importlib.metadata as m, json, sys; "
+         "print(json.dumps([sys.version.split()[0], [[d.metadata['Name'], d.version] for d in m.distributions()]]))")
+
+
+def canonical(name: str) -> str:
+    """A distribution's name as PEP 503 compares them (``ai_edge_litert`` is ``ai-edge-litert``)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def pinned() -> set[str]:
+    """``name==version`` of every pin in the worker image's requirements file, names made canonical."""
+    pins = (line.split("#")[0].strip() for line in REQUIREMENTS.read_text().splitlines())
+    return {f"{canonical(name)}=={version}" for name, _, version in (pin.partition("==") for pin in pins if pin)}
+
+
+def facts(python: str) -> dict[str, Any]:
+    """The interpreter's path and version, how many packages it holds, and whether those are exactly
+    the worker image's (its installer's own packages aside)."""
+    done = subprocess.run([python, "-c", _LIST], capture_output=True, text=True, timeout=120, check=True)
+    version, found = json.loads(done.stdout)
+    installed = {f"{canonical(name)}=={ver}" for name, ver in found if canonical(name) not in INSTALLER}
+    image = pinned()
+    return {"path": python, "python": version, "packages": len(installed), "image_packages": installed == image,
+            "extra": sorted(installed - image), "missing": sorted(image - installed)}
