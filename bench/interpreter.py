@@ -1,10 +1,11 @@
 """The interpreter the bench's workers run under, and whether it holds the worker image's packages.
 
 A worker's memory depends on what it imports, and Celery and kombu import some packages only when
-they are installed (PyYAML, greenlet, psutil, pygments: 2.8 MiB in every worker run from the
-development venv). The worker image installs ``requirements/worker.txt`` and nothing else;
-``make bench`` runs the workers under ``.venv-worker``, a venv made from that same file, so the
-peak RSS the floors judge is that of the worker as shipped. ``facts`` records which it was.
+they are installed (PyYAML, greenlet, psutil, pygments: a worker's peak is 4.3 MB higher when run
+from the development venv, README "Benchmark"). The worker image installs
+``requirements/worker.txt`` and nothing else; ``make bench`` runs the workers under
+``.venv-worker``, a venv made from that same file, so the peak RSS the floors judge is that of the
+worker as shipped. ``facts`` records which it was.
 """
 
 from __future__ import annotations
