@@ -11,9 +11,10 @@ worker as shipped. ``facts`` records which it was.
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 from typing import Any
+
+from packaging.utils import canonicalize_name
 
 from bench import ROOT
 
@@ -23,15 +24,11 @@ _LIST = ("import importlib.metadata as m, json, sys; "
          "print(json.dumps([sys.version.split()[0], [[d.metadata['Name'], d.version] for d in m.distributions()]]))")
 
 
-def canonical(name: str) -> str:
-    """A distribution's name as PEP 503 compares them (``ai_edge_litert`` is ``ai-edge-litert``)."""
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def pinned() -> set[str]:
     """``name==version`` of every pin in the worker image's requirements file, names made canonical."""
     pins = (line.split("#")[0].strip() for line in REQUIREMENTS.read_text().splitlines())
-    return {f"{canonical(name)}=={version}" for name, _, version in (pin.partition("==") for pin in pins if pin)}
+    pairs = (pin.partition("==") for pin in pins if pin)
+    return {f"{canonicalize_name(name)}=={version}" for name, _, version in pairs}
 
 
 def facts(python: str) -> dict[str, Any]:
@@ -39,7 +36,8 @@ def facts(python: str) -> dict[str, Any]:
     the worker image's (its installer's own packages aside)."""
     done = subprocess.run([python, "-c", _LIST], capture_output=True, text=True, timeout=120, check=True)
     version, found = json.loads(done.stdout)
-    installed = {f"{canonical(name)}=={ver}" for name, ver in found if canonical(name) not in INSTALLER}
+    installed = {f"{canonicalize_name(name)}=={ver}" for name, ver in found}
+    installed = {pin for pin in installed if pin.partition("==")[0] not in INSTALLER}
     image = pinned()
     return {"path": python, "python": version, "packages": len(installed), "image_packages": installed == image,
             "extra": sorted(installed - image), "missing": sorted(image - installed)}
