@@ -51,3 +51,20 @@ def test_against_labels_undoes_only_the_lean_that_the_votes_add() -> None:
     np.testing.assert_allclose(lean(votes_run, SHARED, "uniform"), relative * target_prior(SHARED))
     with pytest.raises(ValueError, match="against"):
         lean(votes_run, SHARED, "balanced")
+
+
+def test_the_balanced_loss_is_cross_entropy_of_the_prior_shifted_answers() -> None:
+    """``--balance``: the loss sees the model's answer times ``prior ** tau``, so a model that
+    answers in proportion to ``target / prior`` (the prior divided out) scores best."""
+    pytest.importorskip("keras")
+    from training.adjust import balanced_loss
+
+    prior = np.array([0.12, 0.02, 0.1, 0.25, 0.15, 0.1, 0.26], np.float32)
+    target = np.eye(7, dtype=np.float32)[[6, 1]]
+    answers = np.array([[0.1, 0.05, 0.1, 0.1, 0.1, 0.05, 0.5], [0.1, 0.3, 0.1, 0.1, 0.1, 0.1, 0.2]], np.float32)
+    shifted = adjust(answers, prior, -1.0)  # times the prior, renormalised
+    expected = -np.log(shifted[np.arange(2), [6, 1]])
+    np.testing.assert_allclose(np.asarray(balanced_loss(prior, 1.0)(target, answers)), expected, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(balanced_loss(prior, 0.0)(target, answers)),
+                               -np.log(answers[np.arange(2), [6, 1]]), rtol=1e-5)
+    assert expected[1] > -np.log(answers[1, 1])  # rare disgust must be answered more strongly than plain CE asks

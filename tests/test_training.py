@@ -273,6 +273,22 @@ def test_translation_moves_the_face_by_up_to_its_share_of_the_frame() -> None:
     assert shift.max() <= 0.1 + 1 / INPUT_SIZE and np.quantile(shift, 0.9) > 0.05
 
 
+def test_photo_look_changes_gamma_and_sharpness_per_image_within_range() -> None:
+    import tensorflow as tf
+
+    from training.augment import photo_look
+
+    rng = np.random.default_rng(0)
+    x = np.repeat(rng.random((1, INPUT_SIZE, INPUT_SIZE, 1)).astype(np.float32), 64, axis=0)
+    out = photo_look(tf.constant(x), gamma=0.4, sharpen=1.5).numpy()
+    assert out.shape == x.shape and out.min() >= 0.0 and out.max() <= 1.0
+    assert len({round(float(v), 4) for v in out.mean(axis=(1, 2, 3))}) > 50  # each image its own draw
+    detail = np.abs(np.diff(out, axis=2)).mean(axis=(1, 2, 3))  # fine detail: blurred below, sharpened above
+    original = np.abs(np.diff(x, axis=2)).mean()
+    assert detail.min() < 0.8 * original and detail.max() > 1.2 * original
+    np.testing.assert_allclose(photo_look(tf.constant(x), gamma=0.0, sharpen=0.0).numpy(), x)
+
+
 # --- weight averaging ----------------------------------------------------------------------------------
 
 

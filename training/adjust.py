@@ -83,6 +83,22 @@ class Adjusted:
         return adjust(self.classifier.predict(faces), self.prior, self.tau)
 
 
+def balanced_loss(prior: np.ndarray, tau: float) -> Any:
+    """The logit-adjusted cross-entropy (Menon et al. 2021, eq. 10) for a softmax model: the loss
+    sees ``log p + tau * log(prior)``, so the model's own outputs learn the answers with the prior
+    divided out (``tau`` = 1: as if every class were equally common). ``training.train --balance``."""
+    from keras import ops
+    from keras.losses import categorical_crossentropy
+
+    shift = ops.convert_to_tensor((tau * np.log(prior)).astype(np.float32))
+
+    def loss(y_true: Any, y_pred: Any) -> Any:
+        logits = ops.log(ops.clip(y_pred, 1e-7, 1.0)) + shift
+        return categorical_crossentropy(y_true, logits, from_logits=True)
+
+    return loss
+
+
 def fold_into_bias(model: Any, prior: np.ndarray, tau: float) -> None:
     """Subtract ``tau * log(prior)`` from the bias of the model's last (softmax) dense layer."""
     layer = model.layers[-1]

@@ -19,10 +19,11 @@ validation split (PublicTest):
   ``--photos``, real photos with an expression in a ``photos.csv``: see ``training.framing_eval``;
 - ``ms_per_face`` at batch 64 on one core.
 
-With ``--adjust TAU``, each model is also scored with its answers logit-adjusted by ``TAU``
-against the prior of its own training targets (``training.adjust``), as "NAME tau=TAU"; with
-``--lean TAU``, against that prior over FER2013's label prior (only the votes' lean), as
-"NAME lean=TAU".
+A model may be an ensemble (``NAME=A.tflite+B.tflite``). With ``--adjust TAU``, each model is
+also scored with its answers logit-adjusted by ``TAU`` against the prior of its own training
+targets (``training.adjust``), as "NAME tau=TAU"; with ``--lean TAU``, against that prior over
+FER2013's label prior (only the votes' lean), as "NAME lean=TAU"; with ``--flip``, with test-time
+flip, as "NAME flip" (``training.variants``).
 
 Writes ``<out>/compare.json`` and prints a Markdown table. Nothing here needs TensorFlow.
 """
@@ -37,8 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from training import framing_eval
-from training.adjust import Adjusted, lean
+from training import framing_eval, variants
 from training.data import Split, load_split
 from training.evaluate import confusion_matrix, metrics
 from training.labels import LABELS, NUM_CLASSES
@@ -129,12 +129,13 @@ def markdown(reports: dict[str, dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("models", nargs="+", help="NAME=path/to/model.tflite")
+    parser.add_argument("models", nargs="+", help="NAME=MODEL.tflite[+MODEL.tflite...] (training.variants)")
     parser.add_argument("--data", type=Path, required=True, help="folder with val.npz (and ferplus_votes.npz)")
     parser.add_argument("--photos", type=Path, nargs="*", default=[])
     parser.add_argument("--out", type=Path, default=Path("build/compare"))
     parser.add_argument("--adjust", type=float, action="append", default=[], metavar="TAU")
     parser.add_argument("--lean", type=float, action="append", default=[], metavar="TAU")
+    parser.add_argument("--flip", action="store_true", help="also each model with test-time flip")
     args = parser.parse_args(argv)
     val = load_split(args.data, "val")
     votes = load_votes(args.data / VOTES, "val", len(val)) if (args.data / VOTES).is_file() else None
@@ -147,21 +148,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     shipped = {"detect": Calibration.load(get_settings().face_detector)}
     cuts = {name: framing_eval.cut(detector, shipped, samples, CLASSIFIER_SIZE) for name, samples in photo_sets.items()}
     reports = {}
-    for item in args.models:
-        name, _, path = item.partition("=")
-        model, metadata_path = Path(path), Path(path).parent / "emotion_classifier.json"
-        classifier = Classifier(model, metadata_path, batch_size=64)
-        variants = {name: classifier}
-        metadata = json.loads(metadata_path.read_text())
-        ms_per_face = round(speed(model, metadata_path, val.x[:1024]), 3)
-        for option, against, taus in (("tau", "uniform", args.adjust), ("lean", "labels", args.lean)):
-            if taus:
-                prior = lean(metadata, args.data, against)
-                variants.update({f"{name} {option}={tau:g}": Adjusted(classifier, prior, tau) for tau in taus})
-        for label, variant in variants.items():
-            reports[label] = {"model": str(model), **compare_one(variant, val, votes, cuts), "ms_per_face": ms_per_face}
-            print(f"{label}: {json.dumps({k: v for k, v in reports[label].items() if k != 'plurality_confusion'})}",
-                  flush=True)
+    timed: dict[Path, float] = {}
+    for label, (variant, files) in variants.expand(args.models, args.data, args.adjust, args.lean, args.flip).items():
+        for model in files:
+            if model not in timed:
+                timed[model] = round(speed(model, model.parent / "emotion_classifier.json", val.x[:1024]), 3)
+        ms_per_face = sum(timed[model] for model in files) * (2 if isinstance(variant, variants.Flipped) else 1)
+        reports[label] = {"model": "+".join(map(str, files)), **compare_one(variant, val, votes, cuts),
+                          "ms_per_face": round(ms_per_face, 3)}
+        print(f"{label}: {json.dumps({k: v for k, v in reports[label].items() if k != 'plurality_confusion'})}",
+              flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "compare.json").write_text(json.dumps(reports, indent=2) + "\n")
     plot_pluralities(reports, args.out / "plurality.png")

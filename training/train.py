@@ -35,6 +35,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+from training.adjust import balanced_loss  # noqa: E402
 from training.augment import dataset  # noqa: E402
 from training.average import WeightAverage, choose_average  # noqa: E402
 from training.data import clean_training_mask, load_split  # noqa: E402
@@ -95,6 +96,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="rows with fewer of their votes on an emotion keep their label (with --votes)")
     parser.add_argument("--zoom", type=float, default=0.1, help="random zoom range, as a share of the frame")
     parser.add_argument("--translation", type=float, default=0.1, help="random shift range, as a share")
+    parser.add_argument("--gamma", type=float, default=0.0,
+                        help="random gamma: x ** exp(U(-g, g)) per image (training.augment.photo_look)")
+    parser.add_argument("--sharpen", type=float, default=0.0,
+                        help="random unsharp-mask amount in U(-1, s): from a blur to a sharpening")
+    parser.add_argument("--balance", type=float, default=0.0, metavar="TAU",
+                        help="logit-adjusted loss against the targets' prior (training.adjust.balanced_loss)")
     args = parser.parse_args(argv)
     if args.votes and args.teacher:
         parser.error("--votes and --teacher both set the soft targets: give one")
@@ -127,6 +134,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"votes: {int((votes.emotion_share >= args.min_emotion_share).sum())} of {len(train)} images use "
               f"the raters' distribution, weight {mix}", flush=True)
 
+    smoothed = np.eye(NUM_CLASSES)[train.y] * (1 - args.label_smoothing) + args.label_smoothing / NUM_CLASSES
+    prior = ((1 - mix) * smoothed + (mix * soft if soft is not None else 0)).mean(axis=0)
     weights = class_weights(train.y) if args.class_weights == "sqrt" else np.ones(NUM_CLASSES, np.float32)
     steps = -(-len(train) // args.batch_size)
     schedule = keras.optimizers.schedules.CosineDecay(
@@ -142,7 +151,7 @@ def main(argv: list[str] | None = None) -> dict:
         model = keras.models.load_model(args.init, compile=False)
     model.compile(
         optimizer=keras.optimizers.AdamW(schedule, weight_decay=5e-4),
-        loss=keras.losses.CategoricalCrossentropy(),
+        loss=balanced_loss(prior, args.balance) if args.balance else keras.losses.CategoricalCrossentropy(),
         metrics=["accuracy"],
     )
     args.work_dir.mkdir(parents=True, exist_ok=True)
@@ -157,7 +166,8 @@ def main(argv: list[str] | None = None) -> dict:
     averager = WeightAverage(args.average_from, args.work_dir / "average.npz") if args.average_from else None
     model.fit(
         dataset(train.x, train.y, args.batch_size, True, args.seed, args.label_smoothing, args.erasing,
-                soft, mix, zoom=args.zoom, translation=args.translation),
+                soft, mix, zoom=args.zoom, translation=args.translation, gamma=args.gamma,
+                sharpen=args.sharpen),
         validation_data=dataset(val.x, val.y, 512, False),
         epochs=args.epochs,
         class_weight=dict(enumerate(weights.tolist())),
@@ -189,7 +199,9 @@ def main(argv: list[str] | None = None) -> dict:
         "teachers": [p.name for p in args.teacher],
         **({"votes": {"file": args.votes.name, "weight": args.vote_weight, "min_emotion_share": args.min_emotion_share}}
            if args.votes else {}),
-        "augment": {"zoom": args.zoom, "translation": args.translation, "erasing": args.erasing},
+        "augment": {"zoom": args.zoom, "translation": args.translation, "erasing": args.erasing,
+                    "gamma": args.gamma, "sharpen": args.sharpen},
+        **({"balance": {"tau": args.balance, "prior": prior.round(4).tolist()}} if args.balance else {}),
         **({"weight_average": averaged} if averaged else {}),
         "command": "python -m training.train " + shlex.join(sys.argv[1:] if argv is None else argv),
         "train_wall_time_s": round(time.monotonic() - started),
