@@ -68,3 +68,27 @@ def test_the_balanced_loss_is_cross_entropy_of_the_prior_shifted_answers() -> No
     np.testing.assert_allclose(np.asarray(balanced_loss(prior, 0.0)(target, answers)),
                                -np.log(answers[np.arange(2), [6, 1]]), rtol=1e-5)
     assert expected[1] > -np.log(answers[1, 1])  # rare disgust must be answered more strongly than plain CE asks
+
+
+def test_calibration_error_and_temperature_by_hand() -> None:
+    from training.calibration import ece, fit_temperature, fold_temperature, reliability, scale
+
+    probs = np.array([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.6, 0.4]])
+    labels = np.array([0, 1, 0, 0])  # the 0.9 bin is right half the time, the 0.6 bin always
+    assert ece(probs, labels, bins=10) == pytest.approx(0.5 * 0.4 + 0.5 * 0.4)
+    votes = np.array([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.6, 0.4]])  # raters agree with the scores
+    assert ece(probs, votes, bins=10) == pytest.approx(0.0)
+    assert [b["faces"] for b in reliability(probs, labels, bins=10)] == [2, 2]
+    np.testing.assert_allclose(scale(probs, 1.0), probs, atol=1e-9)
+    sure = np.array([[0.99, 0.01]] * 4)
+    assert fit_temperature(sure, np.array([[0.7, 0.3]] * 4)) > 1.5  # over-confident: soften
+    assert scale(sure, 2.0)[0, 0] == pytest.approx(0.99**0.5 / (0.99**0.5 + 0.01**0.5))
+    keras = pytest.importorskip("keras")
+    from training.model import build_model
+
+    model = build_model("sepnet", 0.0)
+    faces = np.random.default_rng(0).random((3, 48, 48, 1)).astype(np.float32)
+    before = model.predict(faces, verbose=0)
+    fold_temperature(model, 2.0)
+    assert isinstance(model.layers[-1], keras.layers.Dense)
+    np.testing.assert_allclose(model.predict(faces, verbose=0), scale(before, 2.0), atol=1e-5)

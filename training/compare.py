@@ -38,15 +38,15 @@ from typing import Any
 
 import numpy as np
 
-from training import framing_eval, variants
+from training import framing_eval, posed, variants
+from training.calibration import ece, fit_temperature, reliability, scale
 from training.data import Split, load_split
 from training.evaluate import confusion_matrix, metrics
 from training.labels import LABELS, NUM_CLASSES
 from training.votes import Votes, load_votes, plurality_agreement
 from worker.detect import FaceDetector
-from worker.framing import Calibration
 from worker.model import Classifier
-from worker.settings import MODELS_DIR, get_settings
+from worker.settings import MODELS_DIR
 
 VOTES = "ferplus_votes.npz"
 CLASSIFIER_SIZE = (48, 48)  # px: every compared model takes FER2013's 48x48 faces
@@ -90,10 +90,11 @@ def plot_pluralities(reports: dict[str, dict[str, Any]], path: Path, columns: in
     fig.savefig(path, dpi=90)
 
 
-def compare_one(classifier: Any, val: Split, votes: Votes | None,
-                photo_sets: dict[str, framing_eval.Cut]) -> dict[str, Any]:
+def compare_one(classifier: Any, val: Split, votes: Votes | None, photo_sets: dict[str, framing_eval.Cut],
+                posed_sets: dict[str, framing_eval.Cut] | None = None) -> dict[str, Any]:
     """Every truth for one classifier (``ms_per_face`` is the caller's: one timing per model file)."""
-    predicted = classifier.predict(val.x).argmax(1)
+    probabilities = classifier.predict(val.x)
+    predicted = probabilities.argmax(1)
     fer = metrics(val.y, predicted)
     report: dict[str, Any] = {
         "fer2013_accuracy": round(fer["accuracy"], 4),
@@ -109,18 +110,43 @@ def compare_one(classifier: Any, val: Split, votes: Votes | None,
         report["plurality_agreement"] = round(share, 4)
         report["plurality_rows"] = rows
         report["plurality_confusion"] = confusion.tolist()
+        rated = votes.distribution.sum(1) > 0
+        report["calibration"] = calibration_report(probabilities, val.y, votes.distribution, rated)
+    report["posed"] = {name: posed.score(classifier, next(iter(done.crops.values())), done.labels)
+                       for name, done in (posed_sets or {}).items()}
     report["pipeline"] = {set_name: framing_eval.classify(classifier, done) for set_name, done in photo_sets.items()}
     return report
 
 
+def calibration_report(probabilities: np.ndarray, labels: np.ndarray, distribution: np.ndarray,
+                       rated: np.ndarray) -> dict[str, Any]:
+    """ECE against the raters (on the faces they rated) and the labels; the fitted temperature."""
+    temperature = fit_temperature(probabilities[rated], distribution[rated])
+    scaled = scale(probabilities, temperature)
+    return {"ece_votes": round(ece(probabilities[rated], distribution[rated]), 4),
+            "ece_labels": round(ece(probabilities, labels), 4),
+            "temperature": temperature,
+            "ece_votes_scaled": round(ece(scaled[rated], distribution[rated]), 4),
+            "reliability_votes": reliability(probabilities[rated], distribution[rated])}
+
+
 def markdown(reports: dict[str, dict[str, Any]]) -> str:
     sets = sorted({name for report in reports.values() for name in report["pipeline"]})
-    head = ["model", "FER2013 labels", "plurality", "macro-F1", "predicted neutral",
+    posed_sets = list(dict.fromkeys(name for report in reports.values() for name in report.get("posed", {})))
+    head = ["model", *[f"{name}: right / neutral / lowest recall" for name in posed_sets], "FER2013 labels",
+            "plurality", "ECE (raters)", "macro-F1", "predicted neutral",
             *[f"{name} (detect / whole)" for name in sets], "ms/face"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, r in reports.items():
-        cells = [name, f"{r['fer2013_accuracy']:.2%}", f"{r.get('plurality_agreement', float('nan')):.2%}",
-                 f"{r['macro_f1']:.3f}", f"{r['predicted']['neutral']:.1%}"]
+        cells = [name]
+        for s in posed_sets:
+            p = r["posed"][s]
+            worst = min(p["recall"], key=p["recall"].get)
+            cells.append(f"{p['accuracy']:.1%} / {p['predicted']['neutral']:.0%} / {worst} {p['recall'][worst]:.0%}")
+        ece_votes = r.get("calibration", {}).get("ece_votes")
+        cells += [f"{r['fer2013_accuracy']:.2%}", f"{r.get('plurality_agreement', float('nan')):.2%}",
+                  "-" if ece_votes is None else f"{ece_votes:.3f}", f"{r['macro_f1']:.3f}",
+                  f"{r['predicted']['neutral']:.1%}"]
         cells += [f"{r['pipeline'][s]['detect']:.1%} / {r['pipeline'][s]['whole']:.1%}" for s in sets]
         cells.append(f"{r['ms_per_face']:.2f}")
         lines.append("| " + " | ".join(cells) + " |")
@@ -132,6 +158,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("models", nargs="+", help="NAME=MODEL.tflite[+MODEL.tflite...] (training.variants)")
     parser.add_argument("--data", type=Path, required=True, help="folder with val.npz (and ferplus_votes.npz)")
     parser.add_argument("--photos", type=Path, nargs="*", default=[])
+    parser.add_argument("--posed", type=Path, nargs="*", default=[],
+                        help="sets of posed photos with a photos.csv (training.devsets), scored per class")
+    parser.add_argument("--margin", type=float, default=1.0,
+                        help="the framing's frame side times this, for every photo set (training.posed)")
     parser.add_argument("--out", type=Path, default=Path("build/compare"))
     parser.add_argument("--adjust", type=float, action="append", default=[], metavar="TAU")
     parser.add_argument("--lean", type=float, action="append", default=[], metavar="TAU")
@@ -145,8 +175,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.photos:
         photo_sets["labelled_photos"] = framing_eval.labelled_photos(args.photos)
         photo_sets["labelled_photos_small_faces"] = framing_eval.small_faces(detector, photo_sets["labelled_photos"])
-    shipped = {"detect": Calibration.load(get_settings().face_detector)}
+    shipped = {"detect": posed.framings([args.margin], False)[f"margin x{args.margin:g}"]}
     cuts = {name: framing_eval.cut(detector, shipped, samples, CLASSIFIER_SIZE) for name, samples in photo_sets.items()}
+    posed_cuts = {folder.name: framing_eval.cut(detector, shipped, framing_eval.labelled_photos([folder]),
+                                                CLASSIFIER_SIZE) for folder in args.posed}
     reports = {}
     timed: dict[Path, float] = {}
     for label, (variant, files) in variants.expand(args.models, args.data, args.adjust, args.lean, args.flip).items():
@@ -154,7 +186,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             if model not in timed:
                 timed[model] = round(speed(model, model.parent / "emotion_classifier.json", val.x[:1024]), 3)
         ms_per_face = sum(timed[model] for model in files) * (2 if isinstance(variant, variants.Flipped) else 1)
-        reports[label] = {"model": "+".join(map(str, files)), **compare_one(variant, val, votes, cuts),
+        reports[label] = {"model": "+".join(map(str, files)), **compare_one(variant, val, votes, cuts, posed_cuts),
                           "ms_per_face": round(ms_per_face, 3)}
         print(f"{label}: {json.dumps({k: v for k, v in reports[label].items() if k != 'plurality_confusion'})}",
               flush=True)
