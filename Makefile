@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 SERVE_EXTRAS := api,worker,cli,dev
 ALL_EXTRAS   := api,worker,cli,dev,train
 
-.PHONY: demo test test-compose lint chromium train evaluate framing detect-eval detect-passes faces-picture page-picture bench bench-quick clean
+.PHONY: demo test test-compose lint chromium train devsets evaluate framing detect-eval detect-passes faces-picture page-picture bench bench-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -78,8 +78,27 @@ $(RUNS)/votes/emotion_classifier.json: $(RUNS)/swa/emotion_classifier.json | $(V
 		--init $(<D)/emotion_classifier.keras --epochs 12 --learning-rate 5e-4 --seed 4 --average-from 3 \
 		--votes $(FER)/ferplus_votes.npz --vote-weight 0.5 --zoom 0.3
 
-evaluate: $(VENV)/.all-installed
-	$(BIN)/python -m training.evaluate models/emotion_classifier.tflite --data ../shared/data/fer2013/val.npz
+# The posed development sets (models/README.md): public repositories cloned once into build/sources,
+# then rebuilt from pinned commits into build/devsets. Evaluation only; nothing here is trained on.
+SOURCES := build/sources
+DEVSETS := build/devsets
+DEVSET_REPOS := znj592277593/Facial-Emotion-Recognition freelance-work/mit_psycology_dept \
+	GreysonShafiei/GPT-4_Facial_Expressions muxspace/facial_expressions
+devsets: $(VENV)/.serve-installed  ## the posed development sets into build/devsets (clones about 0.8 GB once)
+	@mkdir -p $(SOURCES)
+	@for repo in $(DEVSET_REPOS); do dir=$(SOURCES)/$$(basename $$repo); \
+		test -d $$dir || git clone --quiet --no-checkout https://github.com/$$repo $$dir || exit 1; done
+	$(BIN)/python -m training.devsets --cfee $(SOURCES)/Facial-Emotion-Recognition \
+		--wsefep $(SOURCES)/mit_psycology_dept --wsefep-norms $(SOURCES)/GPT-4_Facial_Expressions \
+		--muxspace $(SOURCES)/facial_expressions --out $(DEVSETS)
+
+# Every truth for the shipped model and the previous one (the card's lead table); the posed sets
+# are scored when build/devsets holds them (make devsets).
+POSED := $(foreach set,cfee-dev wsefep muxspace,$(wildcard $(DEVSETS)/$(set)))
+evaluate: $(VENV)/.serve-installed  ## the model card's table: posed sets, PublicTest, calibration, photos, ms per face
+	$(BIN)/python -m training.compare shipped=models/emotion_classifier.tflite \
+		previous=models/previous/emotion_classifier.tflite --data $(FER) \
+		--photos ../shared/data/photos ../shared/data/faces $(if $(POSED),--posed $(POSED)) --out build/evaluate
 
 framing: $(VENV)/.serve-installed  ## calibrate face framing on FER2013, measure the choices: models/face_detection.json (about 3 min)
 	$(BIN)/python -m training.framing --data ../shared/data/fer2013 --photos ../shared/data/photos ../shared/data/faces

@@ -163,6 +163,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("models", nargs="+", help="NAME=MODEL.tflite[+MODEL.tflite...] (training.variants)")
     parser.add_argument("--data", type=Path, required=True, help="folder with val.npz (and ferplus_votes.npz)")
     parser.add_argument("--photos", type=Path, nargs="*", default=[])
+    parser.add_argument("--no-served", action="store_true",
+                        help="skip PublicTest served as photos (val_served_320px, val_in_a_photo): minutes saved")
     parser.add_argument("--posed", type=Path, nargs="*", default=[],
                         help="sets of posed photos with a photos.csv (training.devsets), scored per class")
     parser.add_argument("--margin", type=float, default=1.0,
@@ -175,8 +177,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     val = load_split(args.data, "val")
     votes = load_votes(args.data / VOTES, "val", len(val)) if (args.data / VOTES).is_file() else None
     detector = FaceDetector(MODELS_DIR)
-    photo_sets = {"val_served_320px": framing_eval.served_faces(val.x, val.y),
-                  "val_in_a_photo": framing_eval.in_photos(val.x, val.y)}
+    photo_sets = {} if args.no_served else {"val_served_320px": framing_eval.served_faces(val.x, val.y),
+                                            "val_in_a_photo": framing_eval.in_photos(val.x, val.y)}
     if args.photos:
         photo_sets["labelled_photos"] = framing_eval.labelled_photos(args.photos)
         photo_sets["labelled_photos_small_faces"] = framing_eval.small_faces(detector, photo_sets["labelled_photos"])
