@@ -225,7 +225,7 @@ RESPONSES: dict[str, Any] = {
     "MethodNotAllowed": _error("a method the path does not have", "method_not_allowed", headers={
         "Allow": {"required": True, "schema": {"type": "string"}, "description": "the path's methods"}}),
     "NotFound": _error("no such path (with API keys on, 401 comes first)", "not_found"),
-    # Answered by gunicorn before the API sees the request, so not an ErrorBody (README, "OpenAPI and docs").
+    # Answered by gunicorn before the API sees the request, so not an ErrorBody (docs/api.md, "OpenAPI and docs").
     "UriTooLong": {"description": "gunicorn's own answer to a request line over 4,094 bytes (its "
                                   "`limit_request_line`): an HTML page, not JSON",
                    "content": {"text/html": {"schema": {"type": "string"}}}},
