@@ -43,7 +43,7 @@ from api.keys import add_key
 from api.openapi import OPTIONAL_PATHS, UNDESCRIBED_RULES, document, document_for, openapi_path
 from tests.imageserver import ImageServer
 from tests.services import ROOT, free_port, redis_server, wait_until
-from worker.errors import HttpError, InvalidUrl, NoFace
+from worker.errors import ERROR_CODES, HttpError, InvalidUrl, NoFace
 from worker.jobs import FacesMode, JobStore, connect
 from worker.outcomes import EMOTIONS, error, ok, ok_faces
 from worker.settings import Settings
@@ -108,18 +108,22 @@ def test_the_document_is_valid_openapi_3_1(spec: schemathesis.schemas.BaseSchema
     served = idle_app.test_client().get("/openapi.json")
     assert served.status_code == 200 and served.json["openapi"] == "3.1.0"
     json.dumps(document())  # plain JSON data
-    # Every error answer is an ErrorBody, with the enum of its codes.
-    for path, item in document()["paths"].items():
-        for method, operation in item.items():
-            if method == "parameters":
-                continue
-            for status, answer in operation["responses"].items():
-                if status == "414":  # gunicorn's, not the API's: the only error that is not an ErrorBody
-                    assert answer == {"$ref": "#/components/responses/UriTooLong"}
-                elif int(status) >= 400 and "$ref" not in answer:
-                    schema = answer["content"]["application/json"]["schema"]
-                    assert schema["allOf"][0] == {"$ref": "#/components/schemas/ErrorBody"}, (path, status)
-                    assert schema["allOf"][1]["properties"]["error"]["properties"]["code"]["enum"]
+    # Every error answer is the one Error schema; each names its codes, all of them in ErrorCode's enum.
+    components = document()["components"]
+    enum = components["schemas"]["ErrorCode"]["enum"]
+    answers = [(f"{method} {path}", status, answer) for path, item in document()["paths"].items()
+               for method, operation in item.items() if method != "parameters"
+               for status, answer in operation["responses"].items()]
+    answers += [(f"components {name}", "4xx", answer) for name, answer in components["responses"].items()
+                if name != "UriTooLong"]
+    for where, status, answer in answers:
+        if status == "414":  # gunicorn's, not the API's: the only error that is not an Error
+            assert answer == {"$ref": "#/components/responses/UriTooLong"}
+        elif (status == "4xx" or int(status) >= 400) and "$ref" not in answer:
+            assert answer["content"] == {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}, \
+                (where, status)
+            assert answer["x-error-codes"] and set(answer["x-error-codes"]) <= set(enum), (where, status)
+    assert len(enum) == len(set(enum)) and set(ERROR_CODES) <= set(enum)
 
 
 def test_every_error_code_of_the_docs_is_in_the_document() -> None:
