@@ -1,4 +1,4 @@
-"""API keys, tenants and a key's limits (issue 13 items 4 and 6), against the real session Redis.
+"""API keys, tenants and a key's limits, against the real session Redis.
 
 Apps are built by ``create_app`` with ``api_keys_file`` set to a file written by ``api.keys``
 (what ``fer-batch keys add`` writes); no worker consumes their tasks (Redis database 7), so jobs
