@@ -6,7 +6,13 @@ BIN    := $(VENV)/bin
 SERVE_EXTRAS := api,worker,cli,dev
 ALL_EXTRAS   := api,worker,cli,dev,train
 
-.PHONY: demo test test-compose lint chromium train devsets evaluate framing detect-eval detect-passes faces-picture page-picture bench bench-quick clean
+.PHONY: help demo test test-compose lint chromium train devsets evaluate framing detect-eval detect-passes faces-picture page-picture bench bench-quick clean
+.DEFAULT_GOAL := help
+
+# Bare `make` lists the targets: each target's `##` comment is its line here (tests/test_docs.py checks it).
+help:  ## this list (the default target: bare `make` installs nothing)
+	@echo "fer-batch: on a fresh machine, \`make demo\` then \`make test\`. Targets:"
+	@awk 'BEGIN {FS = ":[^#]*## "} /^[a-zA-Z0-9_.-]+:[^#]*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,7 +59,7 @@ chromium:  ## Debian's Chromium for tests/test_page.py, installed as root when m
 test-compose: $(VENV)/.serve-installed  ## build, scale to 3 workers, kill one, restart Redis, Flower, down -v
 	PYTHON=$(BIN)/python scripts/compose-test.sh
 
-lint: $(VENV)/.serve-installed
+lint: $(VENV)/.serve-installed  ## ruff only (make test runs it first)
 	$(BIN)/ruff check .
 
 # The shipped model's three runs and its logit adjustment (about 2.5 h on 2 cores; models/README.md).
@@ -116,7 +122,7 @@ page-picture: $(VENV)/.serve-installed chromium  ## docs/page.png: the web page'
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_page.py -k test_submit_progress_results
 	cp build/page/results.png docs/page.png
 
-bench: $(VENV)/.serve-installed $(WORKER_VENV)/.installed  ## full benchmark (about 10 min): bench/results/<date>.json and .png
+bench: $(VENV)/.serve-installed $(WORKER_VENV)/.installed  ## full benchmark, tuning sweeps included (about 20 min): bench/results/<date>.json and .png
 	@test $(VENV)/.bench-installed -nt pyproject.toml || { $(BIN)/pip install --quiet -e ".[$(SERVE_EXTRAS),bench]" && touch $(VENV)/.bench-installed; }
 	$(BIN)/python -m bench --worker-python $(WORKER_VENV)/bin/python
 
@@ -124,5 +130,6 @@ bench-quick: $(VENV)/.serve-installed $(WORKER_VENV)/.installed  ## the same in 
 	@test $(VENV)/.bench-installed -nt pyproject.toml || { $(BIN)/pip install --quiet -e ".[$(SERVE_EXTRAS),bench]" && touch $(VENV)/.bench-installed; }
 	$(BIN)/python -m bench --quick --worker-python $(WORKER_VENV)/bin/python
 
-clean:
+clean:  ## remove build/ (demo, bench and test output, training runs) and tool caches; keeps the venvs
 	rm -rf build .pytest_cache .ruff_cache
+	@echo "make clean: kept $(VENV) and $(WORKER_VENV) (rm -rf them to reinstall from scratch), models/ and bench/results/"

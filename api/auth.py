@@ -1,11 +1,11 @@
 """Access control (optional): API keys, and which key a job belongs to.
 
 Off unless ``FER_API_KEYS_FILE`` names a keys file (``api.keys``). On, every request except
-``/healthz``, ``/readyz``, ``/metrics`` and the web page (``/`` and ``/static/``) needs
-``Authorization: Bearer <key>`` (401 ``unauthorized`` with ``WWW-Authenticate: Bearer`` otherwise,
-unknown routes included), the key's rate limit applies (``api.limits``), and a job is visible only
-to the key that created it: another key's job answers 404 ``job_not_found``, exactly as an unknown
-job does.
+``/healthz``, ``/readyz``, ``/metrics``, the web page (``/`` and ``/static/``) and the API's
+description (``/openapi.json``, ``/docs`` and its files) needs ``Authorization: Bearer <key>``
+(401 ``unauthorized`` with ``WWW-Authenticate: Bearer`` otherwise, unknown routes included), the
+key's rate limit applies (``api.limits``), and a job is visible only to the key that created it:
+another key's job answers 404 ``job_not_found``, exactly as an unknown job does.
 
 The key itself is never logged nor repeated in an answer: only its name is kept, in ``g.api_key``.
 """
@@ -36,8 +36,8 @@ def init_app(app: Flask, keys_file: Path | None) -> None:
         return
     keyring = Keyring(keys_file)
     if not len(keyring):
-        log.warning("the API keys file %s holds no key: every request but /healthz and /readyz answers 401",
-                    keys_file)
+        log.warning("the API keys file %s holds no key: every request answers 401 but those of /healthz, "
+                    "/readyz, /metrics, /openapi.json, /docs and the web page", keys_file)
     app.extensions["fer.keys"] = keyring
     app.before_request(authenticate)
 

@@ -1,4 +1,4 @@
-"""The API's Prometheus metrics and ``GET /metrics`` (README, "Metrics").
+"""The API's Prometheus metrics and ``GET /metrics`` (docs/operations.md, "Metrics").
 
 Requests are counted and timed around every request (``before_request`` / ``after_request``; a
 streamed CSV is timed to its first byte); ``routes.submit`` counts the jobs it creates. The queue,

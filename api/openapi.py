@@ -3,8 +3,10 @@
 The document is kept by hand, as Python data, but built from the code's own constants: the per-URL
 error codes (``worker.errors``), emotions and the Lambda keys (``worker.outcomes``), job, result,
 faces and webhook statuses (``worker.jobs``, ``worker.deliveries``) and the paging limits
-(``api.routes``). Every error answer references ``ErrorBody`` (``{"error": {code, message, ...}}``,
-as ``api.errors`` renders it) with the enum of the stable codes that answer can carry.
+(``api.routes``). Every error answer is one schema, ``Error`` (``{"error": {code, message, ...}}``,
+as ``api.errors`` renders it), whose ``code`` is the enum ``ErrorCode`` of every stable code; each
+answer lists the codes it can carry in its description and in ``x-error-codes``. One schema, not
+one per answer: a client generated from the document gets one error class.
 
 tests/test_openapi.py keeps it honest: every Flask URL rule is described (and nothing else), and
 Schemathesis fuzzes a live API (gunicorn, a real Redis) with keys off and on, checking that no
@@ -104,10 +106,11 @@ ERROR_EXTRAS: dict[str, Any] = {
 }
 
 SCHEMA_DEFS: dict[str, Any] = {
-    "ErrorBody": _obj({"error": _obj({"code": {"type": "string", "description": "stable: branch on it"},
-                                      "message": {"type": "string", "description": "for people"},
-                                      **ERROR_EXTRAS}, ["code", "message"], closed=False)},
-                      description="Every error answer: a stable `code`, a `message` and, for some, more fields."),
+    "Error": _obj({"error": _ref("ErrorDetail")},
+                  description="Every error answer: a stable `code`, a `message` and, for some, more fields."),
+    "ErrorDetail": _obj({"code": _ref("ErrorCode"), "message": {"type": "string", "description": "for people"},
+                         **ERROR_EXTRAS}, ["code", "message"], closed=False),
+    # "ErrorCode", the enum of every code an error answer below carries, is added after the paths.
     "FacesMode": {"type": "string", "enum": [mode.value for mode in FacesMode], "default": FacesMode.DETECT.value,
                   "description": "`detect`: every face in each photo; `whole`: each image is one face (crops)"},
     "Emotions": _obj({name: PROBABILITY for name in EMOTIONS},
@@ -198,11 +201,15 @@ HEADERS: dict[str, Any] = {
 }
 
 
+ANSWERED_CODES: list[str] = []  # every code of every error answer, in first-seen order: ErrorCode's enum
+
+
 def _error(description: str, *codes: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
-    """An error answer: ErrorBody whose ``code`` is one of ``codes``."""
-    schema = {"allOf": [_ref("ErrorBody"),
-                        {"properties": {"error": {"properties": {"code": {"type": "string", "enum": list(codes)}}}}}]}
-    response: dict[str, Any] = {"description": description, "content": _json(schema)}
+    """An error answer: an ``Error`` whose ``code`` is one of ``codes`` (named in its description and
+    ``x-error-codes``)."""
+    ANSWERED_CODES.extend(code for code in codes if code not in ANSWERED_CODES)
+    response: dict[str, Any] = {"description": f"{description}; `code`: {', '.join(f'`{c}`' for c in codes)}",
+                                "content": _json(_ref("Error")), "x-error-codes": list(codes)}
     if headers:
         response["headers"] = headers
     return response
@@ -225,7 +232,7 @@ RESPONSES: dict[str, Any] = {
     "MethodNotAllowed": _error("a method the path does not have", "method_not_allowed", headers={
         "Allow": {"required": True, "schema": {"type": "string"}, "description": "the path's methods"}}),
     "NotFound": _error("no such path (with API keys on, 401 comes first)", "not_found"),
-    # Answered by gunicorn before the API sees the request, so not an ErrorBody (README, "OpenAPI and docs").
+    # Answered by gunicorn before the API sees the request, so not an Error (docs/api.md, "OpenAPI and docs").
     "UriTooLong": {"description": "gunicorn's own answer to a request line over 4,094 bytes (its "
                                   "`limit_request_line`): an HTML page, not JSON",
                    "content": {"text/html": {"schema": {"type": "string"}}}},
@@ -422,6 +429,9 @@ OPTIONAL_PATHS: dict[str, Any] = {
         },
     },
 }
+
+SCHEMA_DEFS["ErrorCode"] = {"type": "string", "enum": ANSWERED_CODES,
+                             "description": "stable: branch on it (each answer lists the codes it can carry)"}
 
 TAGS = [
     {"name": "jobs", "description": "Batch jobs: submit, poll, read results, cancel"},

@@ -12,8 +12,8 @@ latency, and classifies them four ways in one invocation:
 
 (b), (c) and (d) find the faces in each photo first, as jobs do by default (``faces: detect``);
 an image without a face is answered ``no_face``. Every method reports images/s and faces/s. Before
-them, ``bench.detection`` times detection, framing and crop alone on one core (the issue's 3 ms
-budget per 640x480 photo). Results go to ``bench/results/<date>.json`` and a PNG chart beside it.
+them, ``bench.detection`` times detection, framing and crop alone on one core (the 3 ms floor
+per 640x480 photo, docs/benchmark.md). Results go to ``bench/results/<date>.json`` and a PNG chart beside it.
 """
 
 from __future__ import annotations

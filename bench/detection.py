@@ -1,4 +1,4 @@
-"""What face detection costs per image, in one process on one core: the issue's 3 ms budget.
+"""What face detection costs per image, in one process on one core: the 3 ms floor (docs/benchmark.md).
 
 :func:`run_detection` spawns one process, pins it to one core and creates the worker's
 :class:`worker.faces.FaceFinder` (LiteRT with one thread, as in a worker). For each image it

@@ -2,7 +2,7 @@
 
 A worker's memory depends on what it imports, and Celery and kombu import some packages only when
 they are installed (PyYAML, greenlet, psutil, pygments: a worker's peak is 4.3 MB higher when run
-from the development venv, README "Benchmark"). The worker image installs
+from the development venv, docs/benchmark.md). The worker image installs
 ``requirements/worker.txt`` and nothing else; ``make bench`` runs the workers under
 ``.venv-worker``, a venv made from that same file, so the peak RSS the floors judge is that of the
 worker as shipped. ``facts`` records which it was.

@@ -10,7 +10,7 @@ photo hosts and CDNs hand out (the cost grows by about a byte per character). ``
 is the ``POST /jobs`` alone (in-process Flask, no HTTP), for scale.
 
 Prints bytes per URL in both states and how many URLs fit in a given Redis memory budget; writes
-nothing. Used to set ``FER_MAX_URLS`` (README, "Job size").
+nothing. Used to set ``FER_MAX_URLS`` (docs/configuration.md, ``FER_MAX_URLS``).
 """
 
 from __future__ import annotations

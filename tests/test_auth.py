@@ -1,4 +1,4 @@
-"""API keys, tenants and a key's limits (issue 13 items 4 and 6), against the real session Redis.
+"""API keys, tenants and a key's limits, against the real session Redis.
 
 Apps are built by ``create_app`` with ``api_keys_file`` set to a file written by ``api.keys``
 (what ``fer-batch keys add`` writes); no worker consumes their tasks (Redis database 7), so jobs
@@ -34,7 +34,7 @@ from tests.test_api import assert_error
 from worker.jobs import JobStore, OwnerLoad
 from worker.settings import Settings
 
-README = (ROOT / "README.md").read_text()
+API_DOCS = (ROOT / "docs" / "api.md").read_text()
 JOB_ENDPOINTS = [("get", "/jobs/{id}"), ("get", "/jobs/{id}?offset=0&limit=1"), ("get", "/jobs/{id}/results.csv"),
                  ("get", "/jobs/{id}/faces.csv"), ("delete", "/jobs/{id}")]
 UNKNOWN_JOB = "0123456789abcdef0123456789abcdef"
@@ -247,7 +247,7 @@ def test_rate_limit(keyed: FlaskClient, keys: Keys) -> None:
     job_id_of(submit(keyed, keys.header("a"), urls(1)))  # other keys are not limited
 
 
-def test_every_limit_answers_in_words_and_is_in_the_readme(make_app: Callable[..., Flask],
+def test_every_limit_answers_in_words_and_is_in_the_docs(make_app: Callable[..., Flask],
                                                            settings: Settings) -> None:
     client = make_app(settings, max_urls=3, max_body_bytes=2048).test_client()
     error = assert_error(client.post("/jobs", json={"urls": urls(4)}), 413, "too_many_urls")
@@ -255,11 +255,11 @@ def test_every_limit_answers_in_words_and_is_in_the_readme(make_app: Callable[..
     error = assert_error(client.post("/jobs", data="url\n" + "x" * 3000, content_type="text/csv"), 413,
                          "body_too_large")
     assert "at most 2,048 bytes" in error["message"] and error["limit"] == 2048
-    errors = README[README.index("## Error codes"):README.index("## Architecture")]
+    errors = API_DOCS[API_DOCS.index("## Error codes"):API_DOCS.index("### URL safety")]
     for status, code in [(401, "unauthorized"), (404, "job_not_found"), (413, "too_many_urls"),
                          (413, "body_too_large"), (429, "quota_exceeded"), (429, "too_many_jobs"),
                          (429, "rate_limited")]:
-        assert re.search(rf"\| {status} \| `{code}` \|", errors), f"README error table: {status} {code}"
+        assert re.search(rf"\| {status} \| `{code}` \|", errors), f"docs/api.md error table: {status} {code}"
 
 
 # -- the keys file ----------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """The benchmark keeps working: ``python -m bench --quick`` runs every method end to end, and a
-10-second version of the load test (issue 13) against the real stack.
+10-second version of the load test against the real stack.
 
 No timing is asserted (this machine is shared and noisy): only that every method answered every
 image (its faces classified, or no face found), that methods in the same faces mode agree on the

@@ -224,6 +224,24 @@ def wait_thumbnails(page: Any) -> None:
         .every(img => img.complete)""")
 
 
+# Records, in the page, the bar's width at the moment the page marks a job done (before any frame is
+# drawn): a bar still growing from where the last poll left it would be caught short there. The pages
+# that record it animate as a user's browser does (the tests' contexts otherwise ask for reduced motion).
+WATCH_BAR = """new MutationObserver(() => {
+    const bar = document.getElementById('progress');
+    if (bar && bar.dataset.status === 'done' && !window.barWhenDone) {
+        window.barWhenDone = [document.getElementById('progress-fill').getBoundingClientRect().width, bar.clientWidth];
+    }
+}).observe(document, {attributes: true, subtree: true, attributeFilter: ['data-status']});"""
+
+
+def assert_bar_was_full_when_done(page: Any) -> None:
+    """The moment the page showed the job done, its bar was full: drawn at once, not growing (a 9/9
+    job's screenshot once caught it short)."""
+    fill, track = page.evaluate("window.barWhenDone")
+    assert track > 0 and fill == pytest.approx(track, abs=0.5), (fill, track)
+
+
 def job_id_of(page: Any) -> str:
     return page.text_content("#job-id")
 
@@ -292,12 +310,15 @@ def test_submit_progress_results_boxes_filter_and_csv(api: str, images: ImageSer
             images.url("/text"), images.url("/faces/chelsea.png")] + [images.url(f"/photos/{name}") for name in photos]
     state = browsing(api)
     page = state.page()
+    page.emulate_media(reduced_motion="no-preference")
+    page.add_init_script(WATCH_BAR)
     page.goto(api + "/")
     assert page.title() == "fer-batch"
     page.fill("#urls", "\n".join(urls) + "\n\n")  # blank lines are skipped
     page.select_option("#faces", "detect")
     page.click("#submit-button")
     wait_finished(page)
+    assert_bar_was_full_when_done(page)
     job_id = job_id_of(page)
     assert page.url == f"{api}/?job={job_id}"
     job = get_json(api, f"/jobs/{job_id}?limit=1000")
@@ -422,10 +443,13 @@ def test_cancel_a_slow_job(api: str, images: ImageServer, browsing: Callable[[st
 def test_phone_width_has_no_horizontal_scrolling(api: str, finished_job: dict[str, Any],
                                                  browsing: Callable[[str], Browsing]) -> None:
     page = browsing(api).page(PHONE)
+    page.emulate_media(reduced_motion="no-preference")
+    page.add_init_script(WATCH_BAR)
     for path in ("/", f"/?job={finished_job['job_id']}"):
         page.goto(api + path)
         if "job" in path:
             wait_finished(page)
+            assert_bar_was_full_when_done(page)  # a job opened after it finished: full from the start
             assert len(card_data(page)) == finished_job["total"]
             page.wait_for_selector('#results li[data-index="0"] .frame[data-boxes]', state="attached")
         widths = page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")

@@ -1,4 +1,4 @@
-"""Redis, the one stateful part, stopped and started again mid-job (issue 13).
+"""Redis, the one stateful part, stopped and started again mid-job.
 
 A redis-server with an append-only file (``appendfsync everysec``) in a data directory runs a
 2,000-URL job for one real worker; the test stops it (SIGTERM, and SIGKILL as a crash) at about a

@@ -20,7 +20,7 @@ from functools import cache
 from typing import Any
 
 # Seconds. Fetches include retries (at most FER_FETCH_TIMEOUT, 10 s by default); one image's decoding
-# or detector pass takes 0.2-100 ms (README, "Benchmark"); a classifier batch of 8 faces about 5 ms.
+# or detector pass takes 0.2-100 ms (docs/benchmark.md); a classifier batch of 8 faces about 5 ms.
 FETCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 STEP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 CHUNK_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
@@ -28,7 +28,7 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
 class WorkerMetrics:
-    """Every worker metric (README, "Metrics"), registered in prometheus_client's default registry."""
+    """Every worker metric (docs/operations.md, "Metrics"), registered in prometheus_client's default registry."""
 
     def __init__(self) -> None:
         from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics

@@ -51,7 +51,7 @@ from worker.turns import TurnPool, TurnSlots
 log = logging.getLogger(__name__)
 
 # Decoded photos handed to the event loop at once (or fewer, when the decode queue runs dry): one
-# wake-up of the loop per photo cost it 0.2 ms of CPU per photo, half of its work (README, tuning).
+# wake-up of the loop per photo cost it 0.2 ms of CPU per photo, half of its work (bench/results/HISTORY.md, tuning).
 SETTLE_EVERY = 8
 
 

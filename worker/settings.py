@@ -1,6 +1,6 @@
 """Typed settings from the environment, shared by the API, the workers and the CLI.
 
-Every variable has a default, listed in the README's configuration table. ``REDIS_URL`` has no
+Every variable has a default, listed in docs/configuration.md (tests/test_docs.py keeps it so). ``REDIS_URL`` has no
 prefix (``FER_REDIS_URL`` is read when it is absent); everything else is ``FER_`` and the field's
 name in capitals, e.g. ``FER_CHUNK_SIZE``. Names are matched regardless of case.
 
@@ -10,7 +10,7 @@ the environment gives them, e.g. ``"127.0.0.1/32, ::1/128"`` for a network list)
 against its bounds; anything wrong raises one :class:`SettingsError` naming every bad variable.
 
 A plain frozen dataclass, not pydantic-settings: importing pydantic costs each worker process about
-11 MB of its 150 MB budget (README, Benchmark, "Memory").
+11 MB of its 150 MB budget (bench/results/HISTORY.md, "Memory").
 """
 
 from __future__ import annotations

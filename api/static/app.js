@@ -198,7 +198,12 @@
     bar.setAttribute("aria-valuenow", job.processed);
     bar.setAttribute("aria-valuetext", `${job.processed} of ${job.total} processed, ${status}`);
     bar.dataset.status = status;
-    $("progress-fill").style.width = job.total ? `${(100 * job.processed) / job.total}%` : "0%";
+    // A done job's bar is full, drawn at once: the width's transition only eases a running job's
+    // steps, and a finished job's bar must not be seen still growing (nor short of full).
+    const fill = $("progress-fill");
+    fill.classList.toggle("settled", finished(status));
+    const share = status === "done" ? 100 : job.total ? (100 * job.processed) / job.total : 0;
+    fill.style.width = `${share}%`;
     $("stat-processed").textContent = job.processed;
     $("stat-total").textContent = job.total;
     $("stat-ok").textContent = job.succeeded;
