@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import json
 import socket
 import time
 from collections.abc import Iterator
@@ -28,8 +29,8 @@ from worker.errors import (
     TooManyRedirects,
     UrlError,
 )
-from worker.fetch import USER_AGENT, fetch, make_session
-from worker.settings import Settings
+from worker.fetch import fetch, make_session
+from worker.settings import USER_AGENT, VERSION, Settings
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -73,8 +74,10 @@ def test_fetches_a_photo(server: ImageServer) -> None:
 
 
 def test_session_identifies_itself(server: ImageServer) -> None:
-    assert b'"User-Agent": "fer-batch/0.1"' in get(server.url("/headers"))
-    assert USER_AGENT == "fer-batch/0.1"
+    assert json.loads(get(server.url("/headers")))["User-Agent"] == USER_AGENT
+    assert USER_AGENT.startswith(f"fer-batch/{VERSION} (+https://")
+    mine = "example-batch/2.0 (+mailto:ops@example.com)"
+    assert json.loads(get(server.url("/headers"), user_agent=mine))["User-Agent"] == mine
 
 
 def test_many_concurrent_fetches_share_one_session(server: ImageServer) -> None:
