@@ -24,8 +24,6 @@ is refused for a while, and its waiting URLs fail at once, each message saying `
 from __future__ import annotations
 
 import asyncio
-import email.utils
-import errno
 import random
 import time
 from collections.abc import Callable
@@ -35,18 +33,16 @@ from yarl import URL
 
 from worker import netguard
 from worker.errors import (
-    BlockedAddress,
     ConnectionFailed,
-    DnsError,
     FetchTimeout,
     HttpError,
     InternalError,
     InvalidUrl,
-    TooLarge,
     TooManyRedirects,
     UrlError,
 )
 from worker.origins import MAX_PAUSE, UNREACHABLE_AFTER, UNREACHABLE_FOR, Origin, Origins, Turn, origin_name
+from worker.responses import Transient, is_refused, map_client_error, read_body, redirect_target, retry_after_seconds
 from worker.settings import Settings
 from worker.urls import SCHEMES, validate_url
 
@@ -57,17 +53,6 @@ MAX_ATTEMPTS = 4  # per URL, counting the first
 MAX_OVERLOADED_ATTEMPTS = 8  # per URL, when the origin says it is overloaded
 BACKOFF_BASE = 0.25  # seconds; waits are uniform in [0, base * 2**n], capped
 BACKOFF_CAP = 4.0
-_DROPPED_ERRNOS = frozenset({errno.ECONNRESET, errno.ECONNABORTED, errno.EPIPE})
-
-
-class _Transient(Exception):
-    """Internal: a failure worth retrying, carrying the error to report if retries run out; ``pause``
-    is the wait before the retry when the origin set it (an overload signal), else None."""
-
-    def __init__(self, error: UrlError, pause: float | None = None) -> None:
-        super().__init__(error.message)
-        self.error = error
-        self.pause = pause
 
 
 def make_session(settings: Settings) -> aiohttp.ClientSession:
@@ -134,8 +119,8 @@ async def _fetch_with_retries(session: aiohttp.ClientSession, url: URL, settings
     while True:
         try:
             await turn.take(origin_of(url))  # the origin's time, not the URL's
-        except UrlError as refused:  # the origin refuses requests for now: this URL's own failure, if any
-            raise (last or refused) from None
+        except UrlError as refusal:  # the origin refuses requests for now: this URL's own failure, if any
+            raise (last or refusal) from None
         if left <= 0:
             raise FetchTimeout(f"no complete answer within {settings.fetch_timeout:g} s")
         started = time.monotonic()
@@ -145,7 +130,7 @@ async def _fetch_with_retries(session: aiohttp.ClientSession, url: URL, settings
         except TimeoutError:
             turn.overloaded("timeout", refusal=_unreachable(FetchTimeout, url, "timed out"))
             raise FetchTimeout(f"no complete answer within {settings.fetch_timeout:g} s") from None
-        except _Transient as transient:
+        except Transient as transient:
             left -= time.monotonic() - started
             turn.release()
             last = transient.error
@@ -190,33 +175,29 @@ async def _hop(session: aiohttp.ClientSession, url: URL, settings: Settings, tur
                 raise _overloaded(url, status, response.headers.get("Retry-After"), turn)
             turn.answered()
             if status in REDIRECT_STATUSES:
-                return _redirect_target(url, response)
+                return redirect_target(url, response)
             if status in RETRY_STATUSES:
-                raise _Transient(HttpError(status))
+                raise Transient(HttpError(status))
             if not 200 <= status < 300:
                 raise HttpError(status)
-            return await _read_body(response, settings.max_image_bytes)
-    except (UrlError, _Transient):
+            return await read_body(response, settings.max_image_bytes)
+    except (UrlError, Transient):
         raise
     except Exception as exc:
-        error = _map_client_error(exc, url)
+        error = map_client_error(exc, url)
         if isinstance(exc, TimeoutError):
             turn.overloaded("timeout", refusal=_unreachable(FetchTimeout, url, "timed out"))
-        elif isinstance(error, ConnectionFailed) and _refused(exc):
+        elif isinstance(error, ConnectionFailed) and is_refused(exc):
             pause = turn.overloaded("refused", refusal=_unreachable(ConnectionFailed, url, "refused connections"))
             if pause is not None:
-                raise _Transient(error, pause) from exc
+                raise Transient(error, pause) from exc
         raise error from exc
 
 
-def _refused(exc: Exception) -> bool:
-    return isinstance(exc, aiohttp.ClientConnectorError) and exc.os_error.errno == errno.ECONNREFUSED
-
-
-def _overloaded(url: URL, status: int, header: str | None, turn: Turn) -> UrlError | _Transient:
+def _overloaded(url: URL, status: int, header: str | None, turn: Turn) -> UrlError | Transient:
     """A 429 or 503 answer: the origin backs off; the URL retries after the pause, or fails now if
     the origin asks for a wait longer than it will pause (it is refused until then)."""
-    retry_after = _retry_after(header)
+    retry_after = retry_after_seconds(header)
     name = origin_name(origin_of(url))
 
     def refusal() -> UrlError:
@@ -227,69 +208,4 @@ def _overloaded(url: URL, status: int, header: str | None, turn: Turn) -> UrlErr
     if pause is None:
         return HttpError(status, f"server answered HTTP {status} asking to wait {retry_after or 0:.0f} s "
                                  f"(Retry-After), more than {MAX_PAUSE:g} s")
-    return _Transient(HttpError(status), pause)
-
-
-def _redirect_target(url: URL, response: aiohttp.ClientResponse) -> URL:
-    location = response.headers.get("Location", "").strip()
-    if not location:
-        raise HttpError(response.status, f"HTTP {response.status} redirect without a Location header")
-    try:
-        target = url.join(URL(location))
-    except (ValueError, TypeError) as exc:
-        raise InvalidUrl(f"redirect to a malformed URL {location!r}: {exc}") from None
-    if target.scheme not in SCHEMES or not target.host:
-        raise InvalidUrl(f"redirect to a non-http(s) URL {location!r}")
-    return target
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or HTTP date); None if absent or bad."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-async def _read_body(response: aiohttp.ClientResponse, limit: int) -> bytes:
-    """The body, stopping as soon as it grows past ``limit`` bytes."""
-    declared = response.content_length
-    if declared is not None and declared > limit:
-        raise TooLarge(f"body of {declared} bytes announced, limit is {limit}")
-    # The parser's own blocks, joined once: a body that arrived in one block is kept as it is, not
-    # copied (a download slot holds each body until it is decoded: copies cost memory there).
-    blocks: list[bytes] = []
-    size = 0
-    while block := await response.content.readany():
-        size += len(block)
-        if size > limit:
-            raise TooLarge(f"body larger than the limit of {limit} bytes")
-        blocks.append(block)
-    return b"".join(blocks)
-
-
-def _map_client_error(exc: Exception, url: URL) -> UrlError | _Transient:
-    """The UrlError (wrapped in _Transient if worth retrying) for an aiohttp or OS failure."""
-    host = url.host
-    blocked = netguard.blocked_cause(exc)
-    if blocked is not None:
-        return BlockedAddress(str(blocked))
-    if isinstance(exc, aiohttp.InvalidURL):
-        return InvalidUrl(f"invalid URL {url}: {exc}")
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        return DnsError(f"cannot resolve {host}: {exc.os_error.strerror or exc.os_error}")
-    if isinstance(exc, TimeoutError):
-        return FetchTimeout(f"timed out talking to {host}")
-    if isinstance(exc, aiohttp.ClientConnectorError):  # refused, unreachable, TLS handshake
-        return ConnectionFailed(f"cannot connect to {host}: {exc.os_error.strerror or exc.os_error}")
-    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError | ConnectionResetError):
-        return _Transient(ConnectionFailed(f"connection to {host} dropped: {exc}"))
-    if isinstance(exc, aiohttp.ClientOSError) and exc.errno in _DROPPED_ERRNOS:
-        return _Transient(ConnectionFailed(f"connection to {host} failed: {exc}"))
-    return ConnectionFailed(f"{type(exc).__name__} from {host}: {exc}")
+    return Transient(HttpError(status), pause)

@@ -196,7 +196,8 @@ class Origins:
 
 
 class Turn:
-    """One URL's handle on its origins: at most one turn held at a time, released when done."""
+    """One URL's handle on its origins: at most one turn held at a time. ``async with`` it: on exit
+    the turn is given back and the URL's waits go to the metrics (``origin_wait``)."""
 
     def __init__(self, origins: Origins, owner: Hashable) -> None:
         self.origins = origins
@@ -218,6 +219,13 @@ class Turn:
             self.waited += time.monotonic() - asked
         self.origin = origin
         self._label = metrics.origin_started(origin_name(origin))
+
+    async def __aenter__(self) -> Turn:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release()
+        metrics.origin_waited(self.waited)
 
     def release(self) -> None:
         if self.origin is not None:

@@ -8,20 +8,16 @@ done, and may be called from several threads at once: a worker process runs seve
 together (Celery's threads pool), so that while one chunk waits for its last slow downloads the
 others keep the fetches and the CPU busy.
 
-Inside, one event loop runs in the Pipeline's own thread with one aiohttp session. Each ``run``
-gets coroutines that pull its URLs from one iterator; all of them share the process's
-``fetch_concurrency`` download slots. A URL first waits for a turn at its origin
-(``worker.origins``: ``FER_FETCH_PER_ORIGIN`` at most, fewer while the origin backs off), holding
-no slot meanwhile, so a slow origin's queue leaves the slots to the other origins. Decoding and
-face detection (``FacesMode.DETECT``: ``worker.faces``) run on ``FER_DECODE_THREADS`` threads
-(Pillow and LiteRT release the GIL), so the event loop keeps fetching meanwhile. Slots and decode
-threads serve the runs' ``owner``s (their jobs) in turn (``worker.turns``): a small job's chunk
-does not queue behind a big job's backlog; the decode threads hand their results to the loop
-``SETTLE_EVERY`` at a time.
-The process's one face detector serves one of those threads at a time; inference runs on one
-dedicated thread; ``on_results`` (Redis writes) runs in a thread of its own, off the loop. Faces
-from many images share classifier batches of ``batch_size`` faces; an image whose faces are not all
-classified yet is not reported.
+Inside, one event loop runs in the Pipeline's own thread with one aiohttp session. Each ``run`` gets coroutines
+that pull its URLs from one iterator; all of them share the process's ``fetch_concurrency`` download slots, each
+URL taking a turn at its origin first (``worker.origins``), so a slow origin's queue holds no slot. Decoding and
+face detection (``FacesMode.DETECT``: ``worker.faces``) run on ``FER_DECODE_THREADS`` threads (Pillow and LiteRT
+release the GIL), so the event loop keeps fetching meanwhile. Slots and decode threads serve the runs' ``owner``s
+(their jobs) in turn (``worker.turns``): a small job's chunk does not queue behind a big job's backlog; the decode
+threads hand their results to the loop ``SETTLE_EVERY`` at a time. The process's one face detector serves one of
+those threads at a time; inference runs on one dedicated thread; ``on_results`` (Redis writes) runs in a thread of
+its own, off the loop. Faces from many images share classifier batches of ``batch_size`` faces; an image whose
+faces are not all classified yet is not reported.
 
 The loop, its thread and the session live as long as the Pipeline: a worker keeps its keep-alive
 connections from one chunk to the next. ``close()`` it when done.
@@ -92,7 +88,7 @@ class Pipeline:
         self._thread.start()
         self._session: aiohttp.ClientSession | None = None
         self._fetch_slots: TurnSlots | None = None
-        self._origins: Origins | None = None
+        self._origins = Origins(settings.fetch_per_origin)  # its timers use the running loop: no binding
 
     def prepare(self, index: int, url: str, data: bytes, faces: FacesMode) -> Pending:
         """Image bytes to what the classifier needs: the whole image, or each face found in it."""
@@ -149,8 +145,7 @@ class Pipeline:
         if self._session is None or self._session.closed:
             self._session = make_session(self.settings)  # inside the loop: the session binds to it
             self._fetch_slots = TurnSlots(self.settings.fetch_concurrency)
-            self._origins = Origins(self.settings.fetch_per_origin)
-        assert self._fetch_slots is not None and self._origins is not None
+        assert self._fetch_slots is not None
         await run.main(self._session, self._fetch_slots, items)
 
 
@@ -203,20 +198,13 @@ class _Run:
     async def download_and_prepare(self, session: Any, slots: TurnSlots, index: int, url: str) -> Pending:
         """One URL's body, downloaded and decoded within one of the process's slots, which bound
         downloads and undecoded bodies both. The body lives no longer than the slot: a coroutine
-        waiting for its next slot, or for a flush, holds no body. The URL takes its origin's turn
-        before a slot (and gives it back once the body is in)."""
-        settings = self.p.settings
-        assert self.p._origins is not None
-        turn = self.p._origins.turn(self.owner)
-        try:
-            await turn.take(origin_of(parse_url(url, settings.max_url_length)))
+        waiting for its next slot, or for a flush, holds no body. The origin's turn comes first."""
+        async with self.p._origins.turn(self.owner) as turn:
+            await turn.take(origin_of(parse_url(url, self.p.settings.max_url_length)))
             async with slots.hold(self.owner):
                 with metrics.fetching(lambda: turn.waited):
-                    data = await fetch(session, url, settings, turn)
+                    data = await fetch(session, url, self.p.settings, turn)
                 return await self.p._decode_pool.run(self.owner, self.p.prepare, index, url, data, self.mode)
-        finally:
-            turn.release()
-            metrics.origin_waited(turn.waited)
 
     async def flush(self) -> None:
         async with self.lock:
