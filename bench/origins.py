@@ -101,6 +101,27 @@ def run(stack: Stack, server: FolderServer | FolderServerProcess | None, urls: l
             "server_statuses": counts["statuses"], "listen_overflows": listen_overflows() - overflows}
 
 
+def scenarios(stack: Stack, directory: Path, names: list[str], limited_urls: int, processes: int = 2,
+              which: tuple[str, ...] = ("small", "limited"), deep_latencies: tuple[int, ...] = (),
+              extra_env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run ``which`` scenarios on ``processes`` fresh worker processes of ``stack`` (with ``extra_env``)."""
+    report: dict[str, Any] = {}
+    small = FolderServerProcess(directory)
+    limited = LimitedServer(directory, limit=4, retry_after="1", latency=0.05)
+    warm = FolderServer(directory, backlog=128)
+    with small, limited, warm, stack.workers(processes, warm.url(names[0]), extra_env=extra_env):
+        if "small" in which:
+            report["small"] = run(stack, small, [small.url(name) for name in names])
+        if "limited" in which:
+            urls = [limited.url(names[i % len(names)], i) for i in range(limited_urls)]
+            report["limited"] = run(stack, limited, urls)
+        if "deep" in which:
+            with ImageServerProcess(directory) as deep:
+                for ms in deep_latencies:
+                    report[f"deep_{ms}ms"] = run(stack, None, deep.urls(names, ms))
+    return report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--processes", type=int, default=2, help="worker processes (default 2: one per core)")
@@ -121,19 +142,9 @@ def main() -> None:
     env = {**os.environ, "FER_ALLOWED_NETWORKS": "127.0.0.1/32", **settings}
     report: dict[str, Any] = {"processes": args.processes, "tree": str(Path(__file__).resolve().parent.parent),
                               "settings": settings, "when": time.strftime("%Y-%m-%d %H:%M")}
-    small = FolderServerProcess(directory)
-    limited = LimitedServer(directory, limit=4, retry_after="1", latency=0.05)
-    warm = FolderServer(directory, backlog=128)
-    with small, limited, warm, Stack(env) as stack, stack.workers(args.processes, warm.url(names[0])):
-        if "small" in args.scenario:
-            report["small"] = run(stack, small, [small.url(name) for name in names])
-        if "limited" in args.scenario:
-            urls = [limited.url(names[i % len(names)], i) for i in range(args.limited_urls)]
-            report["limited"] = run(stack, limited, urls)
-        if "deep" in args.scenario:
-            with ImageServerProcess(directory) as deep:
-                for ms in args.deep_latency:
-                    report[f"deep_{ms}ms"] = run(stack, None, deep.urls(names, ms))
+    with Stack(env) as stack:
+        report |= scenarios(stack, directory, names, args.limited_urls, args.processes, tuple(args.scenario),
+                            tuple(args.deep_latency))
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:
