@@ -107,6 +107,18 @@ def floors(results: Sequence[dict[str, Any]], api: dict[str, Any],
                   f"they shared, the small jobs' own images {fair.get('small_images_per_s')}/s")
         check("fairness: small job done behind a big one (s)", fair["small_job_max_s"], 2, False, detail)
         check("fairness: the big job's slowdown while sharing", fair["big_slowdown"], 0.10, False, detail)
+    origins = api.get("origins", {})
+    if "small" in origins:
+        row = origins["small"]
+        detail = (f"{row['urls']} photos from a backlog-5 ThreadingHTTPServer (python -m http.server), 2 worker "
+                  f"processes, FER_FETCH_PER_ORIGIN default: {row['outcomes']}, {row['seconds']} s")
+        check("small origin: fetch errors", row["fetch_errors"], 0, False, detail)
+        check("small origin: most requests in flight", row["server_max_in_flight"], 32, False, detail)
+    if "limited" in origins:
+        row = origins["limited"]
+        check("429 origin: URLs not answered with the image", row["fetch_errors"], 0, False,
+              f"{row['urls']} URLs from a server answering 429 (Retry-After: 1) beyond 4 in flight: "
+              f"{row['outcomes']}; it answered {row['server_statuses']}")
     polls = api.get("big_job_polls")
     if polls:
         row = polls["requests"]["?limit=1"]

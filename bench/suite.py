@@ -29,10 +29,12 @@ from bench.limit import run_limit
 from bench.loadtest import Load, run_load
 from bench.local import run_child
 from bench.measure import stack_case, summarize
+from bench.origins import scenarios
 from bench.procs import busy_processes, load_average
 from bench.server import ImageServerProcess
 from bench.stack import Stack
 from bench.tuning import draft_effect, embedded_sweeps, model_batch_sizes, stack_sweeps
+from worker.settings import Settings
 
 Log = Callable[[str], None]
 REFERENCE = {"detect": "limit", "whole": "limit-whole"}  # the (d) run each faces mode's labels are checked against
@@ -60,6 +62,11 @@ class Plan:
     csv_rows: int = 1_000_000  # bench.bigjobs: a CSV this long through fer-batch submit
     polled_job: int = 100_000  # bench.bigjobs: GET /jobs/<id> timed while a job this big runs
     polled_seconds: float = 30.0
+    limited_urls: int = 300  # bench.origins: URLs of the origin answering 429 beyond 4 in flight
+    # The benchmark's image server takes any load, like your own server or a CDN: tuned as
+    # docs/fetching.md advises, FER_FETCH_PER_ORIGIN as FER_FETCH_CONCURRENCY (192), so the rows
+    # measure the pipeline. The small-origin rows (bench.origins) run with the default (8).
+    per_origin: int = 192
     worker_python: str = sys.executable  # the workers' interpreter (bench.interpreter; make bench: .venv-worker)
 
 
@@ -67,12 +74,14 @@ FULL = Plan(False, 2000, 3, 200, ((1, (0, 100)), (2, (0, 100, 1000)), (3, (0, 10
             whole_stack=((2, (0, 100)),))
 QUICK = Plan(True, 100, 1, 10, ((2, (0, 100, 1000)),), whole_stack=((2, (0,)),), post_repeats=1, get_requests=300,
              photo_repeats=3, tune=False, load=Load(duration=10, job_urls=100), fairness_big=2000,
-             fairness_head_start=2.0, fairness_rounds=5, csv_rows=20_000, polled_job=5_000, polled_seconds=5.0)
+             fairness_head_start=2.0, fairness_rounds=5, csv_rows=20_000, polled_job=5_000, polled_seconds=5.0,
+             limited_urls=60)
 
 
-def bench_env() -> dict[str, str]:
-    """The environment of every method: this one, plus access to the local image server."""
-    return {**os.environ, "FER_ALLOWED_NETWORKS": "127.0.0.1/32"}
+def bench_env(per_origin: int = FULL.per_origin) -> dict[str, str]:
+    """The environment of every method: this one, plus access to the local image server, which
+    stands for many origins (``Plan.per_origin``)."""
+    return {**os.environ, "FER_ALLOWED_NETWORKS": "127.0.0.1/32", "FER_FETCH_PER_ORIGIN": str(per_origin)}
 
 
 def model_facts() -> dict[str, Any]:
@@ -113,7 +122,7 @@ def run(plan: Plan, log: Log) -> dict[str, Any]:
     cost = detection["bench_images"]
     log(f"detection + framing + crop per 640x480 photo, one core: {cost['single_face_budget_ms']} ms with one face "
         f"({cost['single_face']} photos), load_photo {cost['single_face_decode_ms']} ms besides")
-    env = bench_env()
+    env = bench_env(plan.per_origin)
     results: list[dict[str, Any]] = []
     labels: dict[str, list[str]] = {}
     api: dict[str, Any] = {}
@@ -179,6 +188,12 @@ def run(plan: Plan, log: Log) -> dict[str, Any]:
                 polled = [f"{urls[i % len(urls)]}?p={i}" for i in range(plan.polled_job)]
                 api["big_job_polls"] = poll_during_job(stack, polled, plan.polled_seconds)
                 log(f"GET /jobs/<id> during a {plan.polled_job:,}-URL job: {api['big_job_polls']['requests']}")
+            stack.flush()
+            default_cap = {"FER_FETCH_PER_ORIGIN": str(Settings().fetch_per_origin)}
+            api["origins"] = scenarios(stack, images.directory, names, plan.limited_urls, extra_env=default_cap)
+            for name, row in api["origins"].items():
+                log(f"{name} origin: {row['outcomes']} in {row['seconds']} s; the server saw {row['server_requests']} "
+                    f"requests ({row['server_statuses']}), at most {row['server_max_in_flight']} at once")
             stack.flush()
             api["big_csv"] = submit_csv(stack, plan.csv_rows)  # no worker: the jobs are only queued
             log(f"fer-batch submit of {plan.csv_rows:,} URLs: {api['big_csv']}")

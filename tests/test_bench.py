@@ -58,6 +58,12 @@ def test_quick_benchmark_runs_every_method_and_writes_its_report(tmp_path: Path)
     assert all(row["errors"] == 0 and row["requests"] > 0 for row in report["api"]["get"])
     fair = report["api"]["fairness"]  # small jobs behind a running big one: all answered, timed
     assert fair["rounds"] == len(fair["small_job_s"]) > 0 and fair["big_urls"] == 2000 and fair["big_rate_alone"] > 0
+    origins = report["api"]["origins"]  # bench.origins with the default per-origin cap: every URL answered
+    assert origins["small"]["fetch_errors"] == origins["limited"]["fetch_errors"] == 0, origins
+    assert origins["small"]["urls"] == report["images"]["count"] and origins["limited"]["urls"] == 60
+    assert 0 < origins["small"]["server_max_in_flight"] <= 16 and origins["limited"]["server_max_in_flight"] <= 16
+    assert {"small origin: fetch errors", "429 origin: URLs not answered with the image"} <= {
+        floor["floor"] for floor in report["floors"]}
     big = report["api"]["big_csv"]  # a 20,000-row CSV through fer-batch submit, every URL accepted
     assert big["rows"] == big["urls_accepted"] == 20_000 and big["jobs"] == 1 and big["client_peak_rss_mb"] > 0
     polls = report["api"]["big_job_polls"]["requests"]

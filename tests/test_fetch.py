@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import gzip
+import json
 import socket
 import time
 from collections.abc import Iterator
@@ -13,7 +15,8 @@ from urllib.parse import quote
 import aiohttp
 import pytest
 
-from tests.imageserver import ImageServer
+from tests.imageserver import PHOTOS_DIR, ImageServer
+from tests.originservers import FolderServer, LimitedServer, SilentServer
 from tests.test_netguard import FixedResolver
 from worker import netguard
 from worker.errors import (
@@ -28,8 +31,9 @@ from worker.errors import (
     TooManyRedirects,
     UrlError,
 )
-from worker.fetch import USER_AGENT, fetch, make_session
-from worker.settings import Settings
+from worker.fetch import fetch, make_session
+from worker.origins import Origins
+from worker.settings import USER_AGENT, VERSION, Settings
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -73,8 +77,10 @@ def test_fetches_a_photo(server: ImageServer) -> None:
 
 
 def test_session_identifies_itself(server: ImageServer) -> None:
-    assert b'"User-Agent": "fer-batch/0.1"' in get(server.url("/headers"))
-    assert USER_AGENT == "fer-batch/0.1"
+    assert json.loads(get(server.url("/headers")))["User-Agent"] == USER_AGENT
+    assert USER_AGENT.startswith(f"fer-batch/{VERSION} (+https://")
+    mine = "example-batch/2.0 (+mailto:ops@example.com)"
+    assert json.loads(get(server.url("/headers"), user_agent=mine))["User-Agent"] == mine
 
 
 def test_many_concurrent_fetches_share_one_session(server: ImageServer) -> None:
@@ -296,3 +302,59 @@ def test_compressed_bodies_are_limited_after_decompression(server: ImageServer) 
     assert len(packed) < 100_000
     failure(url, TooLarge, max_image_bytes=1_000_000)
     assert get(url, max_image_bytes=len(payload)) == payload
+
+
+# -- politeness: one Origins shared by many fetches, as a worker process's are ----------------------
+
+
+def fetch_all(urls: list[str], settings: Settings) -> list[bytes | UrlError]:
+    """Fetch every URL at once through one session and one set of origins (a worker's pipeline)."""
+
+    async def one(session: aiohttp.ClientSession, origins: Origins, url: str) -> bytes | UrlError:
+        try:
+            return await fetch(session, url, settings, origins.turn())
+        except UrlError as exc:
+            return exc
+
+    async def go() -> list[bytes | UrlError]:
+        origins = Origins(settings.fetch_per_origin)
+        async with make_session(settings) as session:
+            return await asyncio.gather(*(one(session, origins, url) for url in urls))
+
+    return asyncio.run(go())
+
+
+def test_at_most_fetch_per_origin_requests_in_flight_and_waiting_is_not_in_the_budget() -> None:
+    """30 URLs of 0.3 s each, 2 at a time: the last waits 4 s for its turns, with a budget of 1 s."""
+    with FolderServer(PHOTOS_DIR, latency=0.3) as slow:
+        urls = [slow.url("fer_justin.jpg", n) for n in range(30)]
+        bodies = fetch_all(urls, settings_for(fetch_per_origin=2, fetch_timeout=1.0))
+    assert bodies == [(PHOTOS_DIR / "fer_justin.jpg").read_bytes()] * 30
+    assert slow.counts.max_in_flight == 2 and slow.counts.requests == 30
+
+
+def test_an_origin_answering_429_beyond_its_limit_gets_every_url_answered() -> None:
+    with LimitedServer(PHOTOS_DIR, limit=2, retry_after="1", latency=0.02) as limited:
+        urls = [limited.url("fer_justin.jpg", n) for n in range(24)]
+        bodies = fetch_all(urls, settings_for(fetch_per_origin=6, fetch_timeout=5.0))
+    assert all(isinstance(body, bytes) for body in bodies), [b for b in bodies if not isinstance(b, bytes)]
+    assert limited.counts.statuses[200] == 24 and limited.counts.statuses[429] >= 1
+    assert limited.counts.max_in_flight <= 6
+
+
+def test_retry_after_as_an_http_date(server: ImageServer) -> None:
+    when = email.utils.formatdate(time.time() + 1, usegmt=True)
+    assert get(server.url(f"/status/429-once/date?retry_after={quote(when)}")) == server.photo
+    assert server.hits(path="/status/429-once/date") == 2
+
+
+def test_a_silent_origin_times_out_without_holding_back_another() -> None:
+    with SilentServer() as silent, FolderServer(PHOTOS_DIR, backlog=64) as fast:
+        urls = [silent.url("x.jpg", n) if n % 3 == 0 else fast.url("fer_justin.jpg", n) for n in range(30)]
+        bodies = fetch_all(urls, settings_for(fetch_per_origin=2, fetch_timeout=1.0))
+    quiet = [bodies[n] for n in range(0, 30, 3)]
+    assert all(isinstance(body, FetchTimeout) for body in quiet), quiet
+    assert all(isinstance(bodies[n], bytes) for n in range(30) if n % 3)
+    assert silent.counts.max_in_flight <= 2 and fast.counts.max_in_flight <= 2
+    not_tried = [body for body in quiet if "not tried" in str(body)]
+    assert silent.counts.requests == 10 - len(not_tried)  # each tried once at most

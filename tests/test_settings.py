@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.settings import Settings, SettingsError, env_names
+from worker.settings import USER_AGENT, VERSION, Settings, SettingsError, env_names
 
 
 def test_defaults_read_no_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -89,3 +89,24 @@ def test_the_worker_imports_no_pydantic() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True,
                           cwd=Path(__file__).resolve().parent.parent)
     assert done.stdout.strip() == "[]"
+
+
+def test_the_user_agent_names_the_version_and_refuses_line_breaks() -> None:
+    import tomllib
+
+    pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+    version = tomllib.loads(pyproject.read_text())["project"]["version"]
+    assert VERSION == version
+    assert Settings().user_agent == USER_AGENT == f"fer-batch/{version}"
+    assert Settings(user_agent="").user_agent == USER_AGENT  # empty in an env file: the default
+    assert Settings(user_agent=" mine/1 (+ops@example.com) ").user_agent == "mine/1 (+ops@example.com)"
+    with pytest.raises(SettingsError, match="FER_USER_AGENT.*control characters"):
+        Settings.from_env({"FER_USER_AGENT": "mine/1\r\nX-Injected: 1"})
+
+
+def test_the_visibility_timeout_covers_a_chunk_at_one_origin() -> None:
+    """Every URL of a process's chunks at one origin, in waves of FER_FETCH_PER_ORIGIN."""
+    assert Settings().visibility_timeout == 2 * (4 * 64 // 8) * 10 + 10
+    assert Settings(fetch_per_origin=500).visibility_timeout == 2 * 2 * 10 + 10  # the slots bind first
+    with pytest.raises(SettingsError, match="FER_FETCH_PER_ORIGIN"):
+        Settings(fetch_per_origin=0)

@@ -32,6 +32,7 @@ from worker.sweeper import Sweeper
 
 SECRET = "whsec-test-5f2a"
 DB = 3  # the session redis-server's database for this module's API and worker
+OPERATOR = "example-batch/1.0 (+mailto:ops@example.com)"  # FER_USER_AGENT of this module's worker
 QUIET_DB = 6  # ... and one where no worker (so no sweeper) runs: what is stored there stays as the test left it
 
 
@@ -121,7 +122,8 @@ def hook(receiver: Receiver) -> Receiver:
 @pytest.fixture(scope="module")
 def hook_env(env: dict[str, str]) -> dict[str, str]:
     return {**env, "REDIS_URL": env["REDIS_URL"].rsplit("/", 1)[0] + f"/{DB}", "FER_WEBHOOK_SECRET": SECRET,
-            "FER_WEBHOOK_RETRY_DELAY": "0.2", "FER_SWEEP_INTERVAL": "0.3", "FER_FETCH_TIMEOUT": "5"}
+            "FER_WEBHOOK_RETRY_DELAY": "0.2", "FER_SWEEP_INTERVAL": "0.3", "FER_FETCH_TIMEOUT": "5",
+            "FER_USER_AGENT": OPERATOR}
 
 
 @pytest.fixture(scope="module")
@@ -388,7 +390,7 @@ def test_a_finished_job_is_delivered_once_after_two_failures(
     headers, payload = hook.accepted[delivery]
     assert list(hook.accepted) == [delivery]
     assert headers["X-Fer-Event"] == "job.done" and headers["X-Fer-Attempt"] == "3"
-    assert headers["Content-Type"] == "application/json"
+    assert headers["Content-Type"] == "application/json" and headers["User-Agent"] == OPERATOR
     assert payload == summary(job) and list(payload) == list(summary(job))  # GET /jobs/<id>'s shape and order
     time.sleep(1.5)  # several sweeps later: nothing more is sent
     assert len(hook.answers) == 3

@@ -1,70 +1,73 @@
-"""Downloading one image URL: guarded, size-capped, time-boxed, retried.
+"""Downloading one image URL: guarded, size-capped, time-boxed, retried, polite to its origin.
 
 :func:`fetch` is the whole contract: it returns the body or raises a :class:`~worker.errors.UrlError`
-subclass, never anything else. One URL gets ``settings.fetch_timeout`` seconds in total for every
-attempt, redirect hop and body byte. Redirects are followed by hand, so each hop's address passes
-the SSRF guard (:mod:`worker.netguard`) and counts against ``settings.max_redirects``.
+subclass, never anything else. Redirects are followed by hand, so each hop's address passes the SSRF
+guard (:mod:`worker.netguard`) and counts against ``settings.max_redirects``.
 
-Transient failures (connection reset or dropped by the server, HTTP 429/500/502/503/504) are
-retried with exponential backoff and full jitter, honouring a ``Retry-After`` that fits in the
-budget. When the next wait would not fit, the last failure is reported as it was (an HTTP 500 stays
-``http_error``), so ``fetch_timeout`` means the budget really ran out while waiting on the server.
+Each request waits for a turn at its origin first (:mod:`worker.origins`: at most
+``FER_FETCH_PER_ORIGIN`` in flight per origin, fewer while it backs off). One URL gets
+``settings.fetch_timeout`` seconds in total for its own time: every attempt, redirect hop and body
+byte, and the waits before its own retries. The time it waits for its origin's turns (behind other
+URLs, or while another URL's answer paused the origin) does not count.
+
+Transient failures are retried. An overload signal (HTTP 429 or 503, a refused connection) slows the
+whole origin and pauses it (``Retry-After`` when given); the URL retries when the pause it caused
+ends, at most ``MAX_OVERLOADED_ATTEMPTS`` times. Other transient failures (a connection dropped by
+the server, HTTP 500/502/504) are retried with exponential backoff and full jitter, at most
+``MAX_ATTEMPTS`` times in all. When the next wait would not fit in the budget, or the origin asks
+for more than ``worker.origins.MAX_PAUSE``, the last failure is reported as it was (an HTTP 500
+stays ``http_error``), so ``fetch_timeout`` means the budget really ran out while waiting on the
+server. A request that times out slows its origin too; an origin that stops answering altogether
+is refused for a while, and its waiting URLs fail at once, each message saying ``not tried``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
-import errno
 import random
 import time
+from collections.abc import Callable
 
 import aiohttp
 from yarl import URL
 
 from worker import netguard
 from worker.errors import (
-    BlockedAddress,
     ConnectionFailed,
-    DnsError,
     FetchTimeout,
     HttpError,
     InternalError,
     InvalidUrl,
-    TooLarge,
     TooManyRedirects,
     UrlError,
 )
+from worker.origins import MAX_PAUSE, UNREACHABLE_AFTER, UNREACHABLE_FOR, Origin, Origins, Turn, origin_name
+from worker.responses import Transient, is_refused, map_client_error, read_body, redirect_target, retry_after_seconds
 from worker.settings import Settings
 from worker.urls import SCHEMES, validate_url
 
-USER_AGENT = "fer-batch/0.1"
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+RETRY_STATUSES = frozenset({500, 502, 504})
+OVERLOAD_STATUSES = frozenset({429, 503})  # retried too, and they slow the whole origin
 MAX_ATTEMPTS = 4  # per URL, counting the first
+MAX_OVERLOADED_ATTEMPTS = 8  # per URL, when the origin says it is overloaded
 BACKOFF_BASE = 0.25  # seconds; waits are uniform in [0, base * 2**n], capped
 BACKOFF_CAP = 4.0
-_DROPPED_ERRNOS = frozenset({errno.ECONNRESET, errno.ECONNABORTED, errno.EPIPE})
-
-
-class _Transient(Exception):
-    """Internal: a failure worth retrying, carrying the error to report if retries run out."""
-
-    def __init__(self, error: UrlError, retry_after: float | None = None) -> None:
-        super().__init__(error.message)
-        self.error = error
-        self.retry_after = retry_after
 
 
 def make_session(settings: Settings) -> aiohttp.ClientSession:
     """A ClientSession for :func:`fetch`: SSRF-guarded, ``fetch_concurrency`` connections, no cookies.
 
+    aiohttp's own ``limit_per_host`` is set to ``fetch_per_origin`` as a backstop: the turns of
+    :mod:`worker.origins` keep the requests per origin within it before a request is made, where
+    the wait neither holds a download slot nor counts against the URL's budget.
     Call it with the event loop running and close it (``async with`` or ``await session.close()``).
     """
-    connector = netguard.guarded_connector(settings, limit=settings.fetch_concurrency)
+    connector = netguard.guarded_connector(settings, limit=settings.fetch_concurrency,
+                                           limit_per_host=settings.fetch_per_origin)
     return aiohttp.ClientSession(
         connector=connector,
-        headers={"User-Agent": USER_AGENT, "Accept": "image/*,*/*;q=0.5"},
+        headers={"User-Agent": settings.user_agent, "Accept": "image/*,*/*;q=0.5"},
         cookie_jar=aiohttp.DummyCookieJar(),
         timeout=aiohttp.ClientTimeout(total=None, sock_connect=settings.fetch_timeout),
         trust_env=False,
@@ -72,21 +75,29 @@ def make_session(settings: Settings) -> aiohttp.ClientSession:
     )
 
 
-async def fetch(session: aiohttp.ClientSession, url: str, settings: Settings) -> bytes:
-    """The body of ``url``, or a UrlError saying why not (see the module docstring)."""
+async def fetch(session: aiohttp.ClientSession, url: str, settings: Settings, turn: Turn | None = None) -> bytes:
+    """The body of ``url``, or a UrlError saying why not (see the module docstring).
+
+    ``turn`` is the URL's handle on the process's origins (``Origins.turn``), possibly holding its
+    first origin's turn already; without one, the URL is polite on its own only.
+    """
     target = parse_url(url, settings.max_url_length)
     if not isinstance(session.connector, netguard.GuardedConnector):
         raise InternalError("fetch() needs a session from make_session(): this one has no SSRF guard")
-    deadline = time.monotonic() + settings.fetch_timeout
+    turn = turn or Origins(settings.fetch_per_origin).turn()
     try:
-        async with asyncio.timeout(settings.fetch_timeout):
-            return await _fetch_with_retries(session, target, settings, deadline)
+        return await _fetch_with_retries(session, target, settings, turn)
     except UrlError:
         raise
-    except TimeoutError:
-        raise FetchTimeout(f"no complete answer within {settings.fetch_timeout:g} s") from None
     except Exception as exc:  # anything unforeseen still ends as a per-URL error
         raise ConnectionFailed(f"{type(exc).__name__}: {exc}") from exc
+    finally:
+        turn.release()
+
+
+def origin_of(url: URL) -> Origin:
+    """(scheme, host, port) of an absolute URL (the port made explicit)."""
+    return (url.scheme, url.host or "", url.explicit_port or (443 if url.scheme == "https" else 80))
 
 
 def parse_url(url: str, max_length: int = 2048) -> URL:
@@ -101,19 +112,40 @@ def parse_url(url: str, max_length: int = 2048) -> URL:
     return parsed
 
 
-async def _fetch_with_retries(session: aiohttp.ClientSession, url: URL, settings: Settings, deadline: float) -> bytes:
-    redirects = 0
-    failures = 0
+async def _fetch_with_retries(session: aiohttp.ClientSession, url: URL, settings: Settings, turn: Turn) -> bytes:
+    left = settings.fetch_timeout  # the URL's own time (module docstring)
+    redirects = failures = overloads = 0
+    last: UrlError | None = None
     while True:
         try:
-            outcome = await _hop(session, url, settings)
-        except _Transient as transient:
-            failures += 1
-            delay = _backoff(failures, transient.retry_after)
-            if failures >= MAX_ATTEMPTS or delay is None or time.monotonic() + delay >= deadline:
+            await turn.take(origin_of(url))  # the origin's time, not the URL's
+        except UrlError as refusal:  # the origin refuses requests for now: this URL's own failure, if any
+            raise (last or refusal) from None
+        if left <= 0:
+            raise FetchTimeout(f"no complete answer within {settings.fetch_timeout:g} s")
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(left):
+                outcome = await _hop(session, url, settings, turn)
+        except TimeoutError:
+            turn.overloaded("timeout", refusal=_unreachable(FetchTimeout, url, "timed out"))
+            raise FetchTimeout(f"no complete answer within {settings.fetch_timeout:g} s") from None
+        except Transient as transient:
+            left -= time.monotonic() - started
+            turn.release()
+            last = transient.error
+            if transient.pause is not None:
+                overloads += 1
+                delay, attempts = transient.pause, overloads < MAX_OVERLOADED_ATTEMPTS
+            else:
+                failures += 1
+                delay, attempts = _backoff(failures), failures < MAX_ATTEMPTS
+            if not attempts or delay >= left:
                 raise transient.error from None
             await asyncio.sleep(delay)
+            left -= delay
             continue
+        left -= time.monotonic() - started
         if isinstance(outcome, bytes):
             return outcome
         redirects += 1
@@ -122,94 +154,58 @@ async def _fetch_with_retries(session: aiohttp.ClientSession, url: URL, settings
         url = outcome
 
 
-def _backoff(failures: int, retry_after: float | None) -> float | None:
-    """Seconds to wait before the next attempt; None if the server asks for more than the cap."""
-    delay = random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (failures - 1)))
-    if retry_after is not None:
-        if retry_after > BACKOFF_CAP:
-            return None
-        delay = max(delay, retry_after)
-    return delay
+def _backoff(failures: int) -> float:
+    """Seconds to wait before the next attempt after a failure that did not pause the origin."""
+    return random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (failures - 1)))
 
 
-async def _hop(session: aiohttp.ClientSession, url: URL, settings: Settings) -> bytes | URL:
-    """One request: the body of a 2xx answer, or the next URL of a redirect."""
+def _unreachable(kind: type[UrlError], url: URL, what: str) -> Callable[[], UrlError]:
+    """The error of the URLs not tried while ``url``'s origin is refused as unreachable."""
+    name = origin_name(origin_of(url))
+    return lambda: kind(f"not tried: {name} {what} {UNREACHABLE_AFTER} times in a row with no answer "
+                        f"between; tried again {UNREACHABLE_FOR:g} s later")
+
+
+async def _hop(session: aiohttp.ClientSession, url: URL, settings: Settings, turn: Turn) -> bytes | URL:
+    """One request: the body of a 2xx answer, or the next URL of a redirect; signals the origin."""
     try:
         async with session.get(url, allow_redirects=False) as response:
             status = response.status
+            if status in OVERLOAD_STATUSES:
+                raise _overloaded(url, status, response.headers.get("Retry-After"), turn)
+            turn.answered()
             if status in REDIRECT_STATUSES:
-                return _redirect_target(url, response)
+                return redirect_target(url, response)
             if status in RETRY_STATUSES:
-                raise _Transient(HttpError(status), _retry_after(response.headers.get("Retry-After")))
+                raise Transient(HttpError(status))
             if not 200 <= status < 300:
                 raise HttpError(status)
-            return await _read_body(response, settings.max_image_bytes)
-    except (UrlError, _Transient):
+            return await read_body(response, settings.max_image_bytes)
+    except (UrlError, Transient):
         raise
     except Exception as exc:
-        raise _map_client_error(exc, url) from exc
+        error = map_client_error(exc, url)
+        if isinstance(exc, TimeoutError):
+            turn.overloaded("timeout", refusal=_unreachable(FetchTimeout, url, "timed out"))
+        elif isinstance(error, ConnectionFailed) and is_refused(exc):
+            pause = turn.overloaded("refused", refusal=_unreachable(ConnectionFailed, url, "refused connections"))
+            if pause is not None:
+                raise Transient(error, pause) from exc
+        raise error from exc
 
 
-def _redirect_target(url: URL, response: aiohttp.ClientResponse) -> URL:
-    location = response.headers.get("Location", "").strip()
-    if not location:
-        raise HttpError(response.status, f"HTTP {response.status} redirect without a Location header")
-    try:
-        target = url.join(URL(location))
-    except (ValueError, TypeError) as exc:
-        raise InvalidUrl(f"redirect to a malformed URL {location!r}: {exc}") from None
-    if target.scheme not in SCHEMES or not target.host:
-        raise InvalidUrl(f"redirect to a non-http(s) URL {location!r}")
-    return target
+def _overloaded(url: URL, status: int, header: str | None, turn: Turn) -> UrlError | Transient:
+    """A 429 or 503 answer: the origin backs off; the URL retries after the pause, or fails now if
+    the origin asks for a wait longer than it will pause (it is refused until then)."""
+    retry_after = retry_after_seconds(header)
+    name = origin_name(origin_of(url))
 
+    def refusal() -> UrlError:
+        return HttpError(status, f"not tried: {name} answered HTTP {status} asking to wait {retry_after or 0:.0f} s "
+                                 f"(Retry-After)")
 
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or HTTP date); None if absent or bad."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-async def _read_body(response: aiohttp.ClientResponse, limit: int) -> bytes:
-    """The body, stopping as soon as it grows past ``limit`` bytes."""
-    declared = response.content_length
-    if declared is not None and declared > limit:
-        raise TooLarge(f"body of {declared} bytes announced, limit is {limit}")
-    # The parser's own blocks, joined once: a body that arrived in one block is kept as it is, not
-    # copied (a download slot holds each body until it is decoded: copies cost memory there).
-    blocks: list[bytes] = []
-    size = 0
-    while block := await response.content.readany():
-        size += len(block)
-        if size > limit:
-            raise TooLarge(f"body larger than the limit of {limit} bytes")
-        blocks.append(block)
-    return b"".join(blocks)
-
-
-def _map_client_error(exc: Exception, url: URL) -> UrlError | _Transient:
-    """The UrlError (wrapped in _Transient if worth retrying) for an aiohttp or OS failure."""
-    host = url.host
-    blocked = netguard.blocked_cause(exc)
-    if blocked is not None:
-        return BlockedAddress(str(blocked))
-    if isinstance(exc, aiohttp.InvalidURL):
-        return InvalidUrl(f"invalid URL {url}: {exc}")
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        return DnsError(f"cannot resolve {host}: {exc.os_error.strerror or exc.os_error}")
-    if isinstance(exc, TimeoutError):
-        return FetchTimeout(f"timed out talking to {host}")
-    if isinstance(exc, aiohttp.ClientConnectorError):  # refused, unreachable, TLS handshake
-        return ConnectionFailed(f"cannot connect to {host}: {exc.os_error.strerror or exc.os_error}")
-    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError | ConnectionResetError):
-        return _Transient(ConnectionFailed(f"connection to {host} dropped: {exc}"))
-    if isinstance(exc, aiohttp.ClientOSError) and exc.errno in _DROPPED_ERRNOS:
-        return _Transient(ConnectionFailed(f"connection to {host} failed: {exc}"))
-    return ConnectionFailed(f"{type(exc).__name__} from {host}: {exc}")
+    pause = turn.overloaded(f"http_{status}", retry_after, refusal)
+    if pause is None:
+        return HttpError(status, f"server answered HTTP {status} asking to wait {retry_after or 0:.0f} s "
+                                 f"(Retry-After), more than {MAX_PAUSE:g} s")
+    return Transient(HttpError(status), pause)

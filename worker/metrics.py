@@ -1,7 +1,11 @@
 """The workers' Prometheus metrics, and the few calls that record them.
 
-The pipeline and the task call ``count_outcomes``, ``fetching``, ``timed`` and ``chunk``; each worker
-host serves the sum over its pool processes on ``FER_METRICS_PORT`` (``worker.exporter``).
+The pipeline and the task call ``count_outcomes``, ``fetching``, ``timed`` and ``chunk``, and
+``worker.origins`` the ``origin_*`` calls; each worker host serves the sum over its pool processes
+on ``FER_METRICS_PORT`` (``worker.exporter``).
+
+Per-origin series carry an ``origin`` label bounded by :class:`OriginLabels`: the
+``FER_METRICS_ORIGINS`` busiest origins of the process by name, every other one as ``other``.
 
 The metrics are made on first use, in the process that records them: prometheus_client chooses
 between in-memory values and its multiprocess files (``PROMETHEUS_MULTIPROC_DIR``) when it is first
@@ -14,7 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from functools import cache
 from typing import Any
@@ -25,6 +29,9 @@ FETCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 
 STEP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 CHUNK_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+# Waiting for an origin: nothing for most URLs, seconds to minutes behind a small or backing-off origin.
+WAIT_BUCKETS = (0.001, 0.01, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+OTHER = "other"
 
 
 class WorkerMetrics:
@@ -48,6 +55,45 @@ class WorkerMetrics:
         self.batch = Histogram("fer_worker_batch_faces", "Faces per classifier batch", buckets=BATCH_BUCKETS)
         self.chunk = Histogram("fer_worker_chunk_seconds", "Time to process one chunk task", buckets=CHUNK_BUCKETS)
         self.busy = Gauge("fer_worker_chunks_in_progress", "Chunk tasks being processed", multiprocess_mode="livesum")
+        self.origin_in_flight = Gauge("fer_worker_origin_requests_in_flight", "Requests in flight per origin "
+                                      "(the busiest origins by name, the rest as other)", ["origin"],
+                                      multiprocess_mode="livesum")
+        self.origin_backoffs = Counter("fer_worker_origin_backoffs", "Overload signals that slowed an origin, by "
+                                       "reason (http_429, http_503, refused, timeout)", ["origin", "reason"])
+        self.origin_wait = Histogram("fer_worker_origin_wait_seconds", "Time one URL waited for its origin "
+                                     "(per-origin cap, backoff pauses): not counted in its fetch budget",
+                                     buckets=WAIT_BUCKETS)
+
+
+class OriginLabels:
+    """The ``origin`` label of a request: its origin if among the ``top`` with most requests in this
+    process so far (a newcomer takes the place of the least busy one once it has had more), else
+    ``other``. Counts are kept for ``tracked`` origins at most (the least busy unnamed ones go)."""
+
+    def __init__(self, top: int, tracked: int = 1000) -> None:
+        self.top = top
+        self.tracked = tracked
+        self.counts: dict[str, int] = {}
+        self.named: set[str] = set()
+
+    def label(self, origin: str) -> str:
+        count = self.counts[origin] = self.counts.get(origin, 0) + 1
+        if origin in self.named:
+            return origin
+        if len(self.named) < self.top:
+            self.named.add(origin)
+            return origin
+        if self.named:
+            weakest = min(self.named, key=self.counts.__getitem__)
+            if count > self.counts[weakest]:
+                self.named.remove(weakest)
+                self.named.add(origin)
+                return origin
+        if len(self.counts) > self.tracked:
+            unnamed = sorted((n, name) for name, n in self.counts.items() if name not in self.named)
+            for _, name in unnamed[: len(unnamed) // 2]:
+                del self.counts[name]
+        return OTHER
 
 
 _lock = threading.Lock()  # the threads pool's chunks may ask for the metrics together
@@ -56,6 +102,35 @@ _lock = threading.Lock()  # the threads pool's chunks may ask for the metrics to
 @cache
 def _made() -> WorkerMetrics:
     return WorkerMetrics()
+
+
+@cache
+def _origin_labels() -> OriginLabels:
+    from worker.settings import get_settings
+
+    return OriginLabels(get_settings().metrics_origins)
+
+
+def origin_started(origin: str) -> str:
+    """A request to ``origin`` (``scheme://host:port``) started; its label, for ``origin_finished``."""
+    label = _origin_labels().label(origin)
+    get().origin_in_flight.labels(label).inc()
+    return label
+
+
+def origin_finished(label: str) -> None:
+    get().origin_in_flight.labels(label).dec()
+
+
+def origin_backoff(origin: str, reason: str) -> None:
+    """``origin`` sent an overload signal (``reason``); counted under its label, not as a request."""
+    labels = _origin_labels()
+    label = origin if origin in labels.named else OTHER
+    get().origin_backoffs.labels(label, reason).inc()
+
+
+def origin_waited(seconds: float) -> None:
+    get().origin_wait.observe(seconds)
 
 
 def get() -> WorkerMetrics:
@@ -83,14 +158,15 @@ def classified(faces: int, seconds: float) -> None:
 
 
 @contextmanager
-def fetching() -> Iterator[None]:
-    """Time one URL's download; an exception counts it as an error."""
-    started, result = time.perf_counter(), "error"
+def fetching(waited: Callable[[], float] = lambda: 0.0) -> Iterator[None]:
+    """Time one URL's download, less what ``waited()`` grew by meanwhile (its waits for its origin,
+    in their own histogram); an exception counts it as an error."""
+    started, before, result = time.perf_counter(), waited(), "error"
     try:
         yield
         result = "ok"
     finally:
-        get().fetch.labels(result).observe(time.perf_counter() - started)
+        get().fetch.labels(result).observe(time.perf_counter() - started - (waited() - before))
 
 
 @contextmanager

@@ -8,17 +8,16 @@ done, and may be called from several threads at once: a worker process runs seve
 together (Celery's threads pool), so that while one chunk waits for its last slow downloads the
 others keep the fetches and the CPU busy.
 
-Inside, one event loop runs in the Pipeline's own thread with one aiohttp session. Each ``run``
-gets coroutines that pull its URLs from one iterator; all of them share the process's
-``fetch_concurrency`` download slots. Decoding and face detection (``FacesMode.DETECT``:
-``worker.faces``) run on ``FER_DECODE_THREADS`` threads (Pillow and LiteRT release the GIL), so the
-event loop keeps fetching meanwhile. Slots and decode threads serve the runs' ``owner``s (their
-jobs) in turn (``worker.turns``): a small job's chunk does not queue behind a big job's backlog; the
-decode threads hand their results to the loop ``SETTLE_EVERY`` at a time.
-The process's one face detector serves one of those threads at a time; inference runs on one
-dedicated thread; ``on_results`` (Redis writes) runs in a thread of its own, off the loop. Faces
-from many images share classifier batches of ``batch_size`` faces; an image whose faces are not all
-classified yet is not reported.
+Inside, one event loop runs in the Pipeline's own thread with one aiohttp session. Each ``run`` gets coroutines
+that pull its URLs from one iterator; all of them share the process's ``fetch_concurrency`` download slots, each
+URL taking a turn at its origin first (``worker.origins``), so a slow origin's queue holds no slot. Decoding and
+face detection (``FacesMode.DETECT``: ``worker.faces``) run on ``FER_DECODE_THREADS`` threads (Pillow and LiteRT
+release the GIL), so the event loop keeps fetching meanwhile. Slots and decode threads serve the runs' ``owner``s
+(their jobs) in turn (``worker.turns``): a small job's chunk does not queue behind a big job's backlog; the decode
+threads hand their results to the loop ``SETTLE_EVERY`` at a time. The process's one face detector serves one of
+those threads at a time; inference runs on one dedicated thread; ``on_results`` (Redis writes) runs in a thread of
+its own, off the loop. Faces from many images share classifier batches of ``batch_size`` faces; an image whose
+faces are not all classified yet is not reported.
 
 The loop, its thread and the session live as long as the Pipeline: a worker keeps its keep-alive
 connections from one chunk to the next. ``close()`` it when done.
@@ -41,10 +40,11 @@ import numpy as np
 from worker import metrics, outcomes
 from worker.errors import InternalError, NoFace, UrlError
 from worker.faces import FaceCrop, FaceFinder
-from worker.fetch import fetch, make_session
+from worker.fetch import fetch, make_session, origin_of, parse_url
 from worker.images import decode
 from worker.jobs import FacesMode
 from worker.model import Classifier
+from worker.origins import Origins
 from worker.settings import Settings
 from worker.turns import TurnPool, TurnSlots
 
@@ -88,6 +88,7 @@ class Pipeline:
         self._thread.start()
         self._session: aiohttp.ClientSession | None = None
         self._fetch_slots: TurnSlots | None = None
+        self._origins = Origins(settings.fetch_per_origin)  # its timers use the running loop: no binding
 
     def prepare(self, index: int, url: str, data: bytes, faces: FacesMode) -> Pending:
         """Image bytes to what the classifier needs: the whole image, or each face found in it."""
@@ -197,11 +198,13 @@ class _Run:
     async def download_and_prepare(self, session: Any, slots: TurnSlots, index: int, url: str) -> Pending:
         """One URL's body, downloaded and decoded within one of the process's slots, which bound
         downloads and undecoded bodies both. The body lives no longer than the slot: a coroutine
-        waiting for its next slot, or for a flush, holds no body."""
-        async with slots.hold(self.owner):
-            with metrics.fetching():
-                data = await fetch(session, url, self.p.settings)  # which checks the URL first
-            return await self.p._decode_pool.run(self.owner, self.p.prepare, index, url, data, self.mode)
+        waiting for its next slot, or for a flush, holds no body. The origin's turn comes first."""
+        async with self.p._origins.turn(self.owner) as turn:
+            await turn.take(origin_of(parse_url(url, self.p.settings.max_url_length)))
+            async with slots.hold(self.owner):
+                with metrics.fetching(lambda: turn.waited):
+                    data = await fetch(session, url, self.p.settings, turn)
+                return await self.p._decode_pool.run(self.owner, self.p.prepare, index, url, data, self.mode)
 
     async def flush(self) -> None:
         async with self.lock:

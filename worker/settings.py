@@ -27,6 +27,10 @@ from types import UnionType
 from typing import Any, Literal
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+VERSION = "0.1.0"  # pyproject.toml's version (the worker image does not install the package's metadata)
+# The default User-Agent names the software only: the project has no public home to link yet, and
+# an operator's own name and contact belong in FER_USER_AGENT (docs/fetching.md).
+USER_AGENT = f"fer-batch/{VERSION}"
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -39,6 +43,16 @@ def _setting(default: Any, *, ge: float | None = None, gt: float | None = None, 
     checks = {"ge": ge, "gt": gt, "le": le, "parse": parse}
     metadata = {key: value for key, value in checks.items() if value is not None}
     return dataclasses.field(default=default, repr=not secret, metadata=metadata)
+
+
+def _parse_user_agent(value: Any) -> str:
+    """A header-safe User-Agent; empty means the default."""
+    if not isinstance(value, str):
+        raise TypeError("must be a string")
+    value = value.strip()
+    if any(ord(char) < 32 or ord(char) == 127 for char in value):
+        raise ValueError("must not contain control characters (line breaks included)")
+    return value or USER_AGENT
 
 
 def _parse_networks(value: Any) -> tuple[Network, ...]:
@@ -78,6 +92,8 @@ class Settings:
     api_keys_file: Path | None = None  # the API's keys (api/keys.py); unset: no API keys needed
 
     fetch_concurrency: int = _setting(192, ge=1)  # downloads in flight per worker process
+    fetch_per_origin: int = _setting(8, ge=1)  # requests in flight per origin per worker process (worker/origins.py)
+    user_agent: str = _setting(USER_AGENT, parse=_parse_user_agent)  # on image fetches and webhooks
     fetch_timeout: float = _setting(10.0, gt=0)
     max_image_bytes: int = _setting(10_000_000, ge=1)
     max_redirects: int = _setting(5, ge=0)
@@ -92,6 +108,7 @@ class Settings:
     # Observability: each worker host's Prometheus port (worker/exporter.py; 0: none) and the log format
     # of the API and the workers (worker/logs.py): human-readable text, or one JSON object per line.
     metrics_port: int = _setting(9808, ge=0, le=65535)
+    metrics_origins: int = _setting(10, ge=0)  # origins named in the per-origin metrics; the rest are "other"
     log_format: Literal["text", "json"] = "text"
 
     def __post_init__(self) -> None:
@@ -133,10 +150,10 @@ class Settings:
         """Seconds before the broker hands an unacknowledged chunk to another worker.
 
         A chunk's worst case is every URL using its whole fetch budget, behind the URLs of the
-        other chunks its process runs, in waves of ``fetch_concurrency``; doubled, plus a margin
-        for decoding and inference.
+        other chunks its process runs, all at one origin: in waves of ``fetch_per_origin`` (or of
+        ``fetch_concurrency``, if smaller); doubled, plus a margin for decoding and inference.
         """
-        waves = math.ceil(self.worker_chunks * self.chunk_size / self.fetch_concurrency)
+        waves = math.ceil(self.worker_chunks * self.chunk_size / min(self.fetch_concurrency, self.fetch_per_origin))
         return int(2 * waves * self.fetch_timeout + 10)
 
 

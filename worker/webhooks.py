@@ -34,10 +34,10 @@ import orjson
 
 from worker import netguard
 from worker.errors import BlockedAddress, UrlError
-from worker.fetch import USER_AGENT, parse_url
+from worker.fetch import parse_url
 from worker.jobs import Job, JobStatus, JobStore, WebhookStatus
 from worker.outcomes import job_summary
-from worker.settings import Settings
+from worker.settings import USER_AGENT, Settings
 from worker.signatures import signature_header
 
 log = logging.getLogger(__name__)
@@ -67,10 +67,11 @@ def payload(job: Job) -> bytes:
     return orjson.dumps(job_summary(job))
 
 
-def headers(job: Job, body: bytes, secret: str, attempt: int, timestamp: int | None = None) -> dict[str, str]:
+def headers(job: Job, body: bytes, secret: str, attempt: int, timestamp: int | None = None,
+            user_agent: str = USER_AGENT) -> dict[str, str]:
     return {
         "Content-Type": "application/json",
-        "User-Agent": USER_AGENT,
+        "User-Agent": user_agent,
         "X-Fer-Event": EVENTS.get(job.status, f"job.{job.status.value}"),
         "X-Fer-Delivery": job.webhook_id or "",
         "X-Fer-Attempt": str(attempt),
@@ -128,7 +129,8 @@ def deliver(jobs: JobStore, settings: Settings, job_id: str) -> WebhookStatus | 
             answer = Answer(False, "FER_WEBHOOK_SECRET is not set on this worker: nothing is sent unsigned")
         else:
             body = payload(job)
-            answer = asyncio.run(post(job.callback_url, body, headers(job, body, secret, attempt), settings))
+            answer = asyncio.run(post(job.callback_url, body,
+                                         headers(job, body, secret, attempt, user_agent=settings.user_agent), settings))
         ended = time.time()
         next_at = None
         if answer.accepted:
