@@ -506,3 +506,24 @@ def test_a_killed_run_resumes_after_its_last_finished_epoch(data_dir: Path, tmp_
     assert epochs[-1] == "3" and len(epochs) >= 4  # 0-3 logged (an epoch cut short may be logged twice)
     assert "average of 4 epochs" in done.stdout and not (work / "backup").exists()
     assert json.loads((out / "emotion_classifier.json").read_text())["training"]["epochs_run"] >= 4
+
+
+def test_a_run_whose_export_failed_exports_again_without_training(data_dir: Path, tmp_path: Path) -> None:
+    """Training finished, the export failed (here: --out is a file); the same command, once the
+    cause is gone, averages and exports the trained weights, the balanced loss's included."""
+    from training import train
+
+    work, out = tmp_path / "work", tmp_path / "out"
+    out.write_text("in the way")
+    argv = ["--data", str(data_dir), "--epochs", "2", "--limit", "200", "--batch-size", "50", "--arch", "sepnet",
+            "--average-from", "1", "--balance", "1", "--gamma", "0.3", "--sharpen", "1", "--seed", "6",
+            "--out", str(out), "--work-dir", str(work)]
+    with pytest.raises(OSError):
+        train.main(argv)
+    history = (work / "history.csv").read_text()
+    assert (work / "fitted").exists() and len(history.splitlines()) == 3
+    out.unlink()
+    metadata = train.main(argv)
+    assert (work / "history.csv").read_text() == history  # no epoch ran again
+    assert metadata["training"]["weight_average"]["epochs"] == 2 and metadata["training"]["balance"]["tau"] == 1
+    assert not (work / "fitted").exists() and (out / "emotion_classifier.tflite").exists()

@@ -58,7 +58,9 @@ class WeightAverage(keras.callbacks.Callback):
     def averaged_copy(self) -> keras.Model:
         if self.mean is None:
             raise ValueError(f"no epoch reached {self.start_epoch}: nothing was averaged")
-        model = keras.models.clone_model(self.model)
+        # from the config, not clone_model: a clone keeps the compiled loss, which may be a closure
+        # (``training.adjust.balanced_loss``) that Keras cannot rebuild
+        model = type(self.model).from_config(self.model.get_config())
         model.set_weights([m.astype(w.dtype) for m, w in zip(self.mean, self.model.get_weights(), strict=True)])
         return model
 

@@ -16,8 +16,10 @@ with a fresh schedule).
 
 **Resuming.** After every epoch the run's state (weights, optimizer, epoch; the running weight
 average with ``--average-from``) is saved under ``--work-dir``. If a run is interrupted (a killed
-session, a reboot), running the same command again resumes after its last finished epoch; a run
-that finishes removes that state, so the next run in the same work dir starts afresh.
+session, a reboot), running the same command again resumes after its last finished epoch; if it
+stopped after training but before its export (a ``fitted`` file marks that), the same command
+averages and exports without training again. A run that exports removes that state, so the next
+run in the same work dir starts afresh.
 """
 
 from __future__ import annotations
@@ -157,31 +159,39 @@ def main(argv: list[str] | None = None) -> dict:
     args.work_dir.mkdir(parents=True, exist_ok=True)
     best_path, history_path = args.work_dir / "best.keras", args.work_dir / "history.csv"
     backup = args.work_dir / "backup"  # the last finished epoch: the same command resumes from it
+    fitted = args.work_dir / "fitted"  # training ended: the same command goes straight to the export
     if backup.exists():
         print(f"resuming from {backup}", flush=True)
+    elif fitted.exists():
+        print(f"{fitted} marks a finished fit: averaging and exporting", flush=True)
     else:  # a fresh run: nothing an earlier run left in this work dir counts
         for stale in (history_path, args.work_dir / "average.npz"):
             stale.unlink(missing_ok=True)
     earlier = val_accuracies(history_path)
     averager = WeightAverage(args.average_from, args.work_dir / "average.npz") if args.average_from else None
-    model.fit(
-        dataset(train.x, train.y, args.batch_size, True, args.seed, args.label_smoothing, args.erasing,
-                soft, mix, zoom=args.zoom, translation=args.translation, gamma=args.gamma,
-                sharpen=args.sharpen),
-        validation_data=dataset(val.x, val.y, 512, False),
-        epochs=args.epochs,
-        class_weight=dict(enumerate(weights.tolist())),
-        callbacks=[
-            keras.callbacks.BackupAndRestore(backup),  # first, and the log last: a logged epoch is saved
-            *([averager] if averager else []),
-            keras.callbacks.ModelCheckpoint(best_path, monitor="val_accuracy", save_best_only=True,
-                                            initial_value_threshold=max(earlier, default=None)),
-            keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=args.patience),
-            keras.callbacks.CSVLogger(history_path, append=True),
-        ],
-        shuffle=False,  # the dataset shuffles itself
-        verbose=2,
-    )
+    if not fitted.exists() or backup.exists():
+        model.fit(
+            dataset(train.x, train.y, args.batch_size, True, args.seed, args.label_smoothing, args.erasing,
+                    soft, mix, zoom=args.zoom, translation=args.translation, gamma=args.gamma,
+                    sharpen=args.sharpen),
+            validation_data=dataset(val.x, val.y, 512, False),
+            epochs=args.epochs,
+            class_weight=dict(enumerate(weights.tolist())),
+            callbacks=[
+                keras.callbacks.BackupAndRestore(backup),  # first, and the log last: a logged epoch is saved
+                *([averager] if averager else []),
+                keras.callbacks.ModelCheckpoint(best_path, monitor="val_accuracy", save_best_only=True,
+                                                initial_value_threshold=max(earlier, default=None)),
+                keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=args.patience),
+                keras.callbacks.CSVLogger(history_path, append=True),
+            ],
+            shuffle=False,  # the dataset shuffles itself
+            verbose=2,
+        )
+        fitted.touch()
+    elif averager is not None:  # the saved running mean, on the trained network's architecture
+        averager.set_model(model)
+        averager.on_train_begin()
     best = keras.models.load_model(best_path, compile=False)
     accuracies = val_accuracies(history_path)  # every epoch, those before a resume included
     averaged = None
@@ -207,6 +217,7 @@ def main(argv: list[str] | None = None) -> dict:
         "train_wall_time_s": round(time.monotonic() - started),
     }
     metadata = export(best, args.out, train, val, info, seed=args.seed)
+    fitted.unlink()  # exported: the same command in this work dir trains afresh
     for kind, entry in metadata["models"].items():
         print(f"{kind}: val accuracy {entry['val_accuracy']:.4f}, {entry['bytes'] / 1e6:.2f} MB", flush=True)
     return metadata
