@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import math
 
 import numpy as np
@@ -186,9 +187,10 @@ def test_calibration_on_fer2013_faces_is_close_to_the_shipped_one() -> None:
     measured, stats = calibrate(detector, x[usage == "Training"])
     assert stats["short_range"]["found_rate"] > 0.95 and stats["full_range"]["found_rate"] > 0.6
     shipped = Calibration.load(get_settings().face_detector).framings
+    margin = json.loads(get_settings().face_detector.read_text())["framing"].get("margin", 1.0)
     for name, rows in measured.items():
         fitted = fit_framing(rows, rotate=False)
-        assert fitted.scale == pytest.approx(shipped[name].scale, abs=0.05)
+        assert fitted.scale * margin == pytest.approx(shipped[name].scale, abs=0.05)
         assert fitted.offset_y == pytest.approx(shipped[name].offset_y, abs=0.03)
 
 

@@ -3,7 +3,7 @@
 Usage::
 
     python -m training.framing --data ../shared/data/fer2013 [--out models/face_detection.json]
-                               [--faces 3000] [--rotate] [--whole-iou 0.5] [--photos DIR ...]
+                               [--faces 3000] [--rotate] [--whole-iou 0.5] [--margin 1.0] [--photos DIR ...]
 
 1. **Calibrate** on FER2013 training faces: each face, upscaled to 192 px, is shown to each
    BlazeFace model as the detector shows it a photo: the short-range model sees the face alone,
@@ -15,7 +15,8 @@ Usage::
    code, on FER2013 validation faces served as 320x320 JPEGs and, with ``--photos``, on real
    photos whose ``photos.csv`` gives an expression (e.g. ../shared/data/photos): see
    ``training.framing_eval``.
-3. **Write** the chosen calibration (``--rotate``, ``--whole-iou``), the models' provenance, every
+3. **Write** the chosen calibration (``--rotate``, ``--whole-iou``; ``--margin`` multiplies each
+   model's frame side, chosen on posed photos with ``training.posed``), the models' provenance, every
    measurement, and how far the calibrated frames still fall from FER2013's own (``spread``:
    what augmentation should teach the classifier) to ``--out``. Nothing here needs TensorFlow.
 """
@@ -23,6 +24,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import sys
@@ -135,6 +137,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--faces", type=int, default=3000, help="training faces to calibrate on")
     parser.add_argument("--rotate", action="store_true", help="turn frames with the eye line")
     parser.add_argument("--whole-iou", type=float, default=0.5, help="IoU with the photo above which it is used whole")
+    parser.add_argument("--margin", type=float, default=1.0,
+                        help="the written frame side is the calibrated one times this (<1: tighter)")
     parser.add_argument("--photos", type=Path, nargs="*", default=[], help="folders with a photos.csv of expressions")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -157,15 +161,17 @@ def main(argv: list[str] | None = None) -> None:
     measurements = {name: framing_eval.score(classifier, detector, choices, samples)
                     for name, samples in sets.items()}
 
-    chosen = framings[args.rotate]
+    calibrated = framings[args.rotate]
+    chosen = {name: dataclasses.replace(framing, scale=framing.scale * args.margin)
+              for name, framing in calibrated.items()}
     command = " ".join(["python -m training.framing", *(sys.argv[1:] if argv is None else argv)])
     document = {
         "name": "face_detection",
         "models": provenance(models_dir),
         "framing": {"whole_iou": args.whole_iou, "resample": "lanczos", "affine": False, "reduce": True,
-                    "models": {name: vars(framing) for name, framing in chosen.items()}},
+                    "margin": args.margin, "models": {name: vars(framing) for name, framing in chosen.items()}},
         "calibration": {"command": command, "train_faces": stats, "upscale_px": UPSCALE,
-                        "crop_spread": {name: spread(rows, chosen[name]) for name, rows in measured.items()},
+                        "crop_spread": {name: spread(rows, calibrated[name]) for name, rows in measured.items()},
                         "full_range_canvas": CANVAS, "measurements": measurements},
     }
     args.out.write_text(json.dumps(document, indent=2) + "\n")
