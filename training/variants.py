@@ -49,12 +49,15 @@ def metadata_of(model: Path) -> dict[str, Any]:
     return json.loads((Path(model).parent / "emotion_classifier.json").read_text())
 
 
-def load(spec: str, batch_size: int = 64) -> tuple[str, Any, list[Path]]:
-    """A ``NAME=MODEL[+MODEL...]`` spec: its name, the classifier and the model files."""
+def load(spec: str, batch_size: int = 64) -> tuple[str, list[Any], list[Path]]:
+    """A ``NAME=MODEL[+MODEL...]`` spec: its name, the members' classifiers and the model files."""
     name, _, paths = spec.partition("=")
     files = [Path(p) for p in paths.split("+")]
-    members = [Classifier(f, f.parent / "emotion_classifier.json", batch_size=batch_size) for f in files]
-    return name, members[0] if len(members) == 1 else Mean(members), files
+    return name, [Classifier(f, f.parent / "emotion_classifier.json", batch_size=batch_size) for f in files], files
+
+
+def combined(members: list[Any]) -> Any:
+    return members[0] if len(members) == 1 else Mean(members)
 
 
 def expand(specs: list[str], data: Path | None, adjust: list[float] = (), leans: list[float] = (),
@@ -62,17 +65,17 @@ def expand(specs: list[str], data: Path | None, adjust: list[float] = (), leans:
     """Every classifier asked for, by name, with the model files it runs."""
     found: dict[str, tuple[Any, list[Path]]] = {}
     for spec in specs:
-        name, classifier, files = load(spec)
-        base = {name: classifier}
+        name, members, files = load(spec)
+        base = {name: combined(members)}
         for option, against, taus in (("tau", "uniform", adjust), ("lean", "labels", leans)):
             if not taus:
                 continue
             if data is None:
                 raise SystemExit("logit adjustment needs the FER2013 folder (the training targets' prior)")
-            if len(files) > 1:
-                continue  # an ensemble's members may have different priors: adjust the members instead
-            prior = lean(metadata_of(files[0]), data, against)
-            base.update({f"{name} {option}={tau:g}": Adjusted(classifier, prior, tau) for tau in taus})
+            priors = [lean(metadata_of(f), data, against) for f in files]  # each member against its own
+            base.update({f"{name} {option}={tau:g}": combined([Adjusted(m, prior, tau) for m, prior
+                                                                in zip(members, priors, strict=True)])
+                         for tau in taus})
         for label, variant in base.items():
             found[label] = (variant, files)
             if flip:
