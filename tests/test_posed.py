@@ -36,11 +36,14 @@ def test_score_counts_a_photo_without_a_face_as_wrong_and_not_as_an_answer() -> 
 
 def test_the_labelled_photos_through_every_framing(tmp_path: Path) -> None:
     report = posed.main([f"shipped={MODEL}", f"twice=models/emotion_classifier.tflite+{MODEL}", "--sets", str(PHOTOS),
-                         "--margin", "0.9", "--flip", "--gray", "--out", str(tmp_path)])
+                         "--margin", "0.9", "--whole-iou", "inf", "--flip", "--gray", "--tight", "1.6",
+                         "--out", str(tmp_path)])
     assert set(report) == {"shipped", "shipped flip", "twice", "twice flip"}
-    assert set(report["shipped"]) == {"shipped", "margin x0.9"}
+    assert set(report["shipped"]) == {"shipped", "margin x0.9", "margin x0.9 whole_iou=inf"}
     photos = report["shipped"]["shipped"]["photos"]
     assert photos["photos"] == 12 and photos["found"] == 12 and photos["accuracy"] >= 0.5
     assert report["twice"]["shipped"]["photos"] == photos  # the mean of a model and itself is that model
-    assert set(report["shipped"]["shipped"]) == {"photos", "photos gray"}
+    assert set(report["shipped"]["shipped"]) == {"photos", "photos gray", "photos tight1.6"}
+    cut_tight = report["shipped"]["shipped"]["photos tight1.6"]
+    assert cut_tight["photos"] == 12 and cut_tight["found"] >= 11  # portraits cut to 1.6 x their face
     assert json.loads((tmp_path / "posed.json").read_text()) == report

@@ -17,7 +17,9 @@ watches) and ``found``. ``--adjust TAU`` and ``--flip`` add each model logit-adj
 test-time flip (``training.variants``); ``--margin F``
 adds the shipped framing with its frame side times F; ``--rotate`` the frame turned upright by
 the eyes. ``--gray`` also scores each set as grayscale JPEGs of at most 640 px (the look of the
-older lab databases: monochrome cameras, smaller frames), as "<set> gray". ``--served DATA`` adds
+older lab databases: monochrome cameras, smaller frames), as "<set> gray"; ``--tight F`` cut to F
+times the face's box at 256 px grey (tightly cropped lab portraits), as "<set> tightF";
+``--whole-iou X`` adds each margin with that ``whole_iou``. ``--served DATA`` adds
 FER2013 PublicTest (``DATA/val.npz``) served as 320x320 JPEGs, as "publictest 320px": the face
 crops a framing must still serve. Writes
 ``<out>/posed.json`` and prints a Markdown table. Nothing here needs TensorFlow.
@@ -45,6 +47,24 @@ from worker.settings import MODELS_DIR, get_settings
 
 SHIPPED = "shipped"
 GRAY_SIDE = 640
+TIGHT_SIDE = 256
+
+
+def tight(detector: FaceDetector, samples: list[framing_eval.Sample], factor: float) -> list[framing_eval.Sample]:
+    """Each photo cut to a square ``factor`` times its largest face's box, as a 256 px greyscale
+    JPEG: the look of tightly cropped lab portraits, which the pipeline may take for face crops."""
+    out = []
+    for data, label in samples:
+        photo = load_photo(data).image
+        faces = detector.detect(photo)
+        if not faces:
+            continue
+        x, y, width, height = faces[0].box
+        half = factor * max(width, height) / 2
+        cx, cy = x + width / 2, y + height / 2
+        square = photo.convert("L").crop((round(cx - half), round(cy - half), round(cx + half), round(cy + half)))
+        out.append((framing_eval.jpeg(square.resize((TIGHT_SIDE, TIGHT_SIDE), Image.Resampling.LANCZOS)), label))
+    return out
 
 
 def gray(samples: list[framing_eval.Sample]) -> list[framing_eval.Sample]:
@@ -57,13 +77,16 @@ def gray(samples: list[framing_eval.Sample]) -> list[framing_eval.Sample]:
     return out
 
 
-def framings(margins: list[float], rotate: bool) -> dict[str, Calibration]:
-    """The shipped framing, and the variants asked for."""
+def framings(margins: list[float], rotate: bool, whole_ious: list[float] = ()) -> dict[str, Calibration]:
+    """The shipped framing, and the variants asked for: each margin, with each ``whole_iou`` too."""
     shipped = Calibration.load(get_settings().face_detector)
     found = {SHIPPED: shipped}
     for factor in margins:
         scaled = {name: dataclasses.replace(f, scale=f.scale * factor) for name, f in shipped.framings.items()}
         found[f"margin x{factor:g}"] = dataclasses.replace(shipped, framings=scaled)
+        for iou in whole_ious:
+            found[f"margin x{factor:g} whole_iou={iou:g}"] = dataclasses.replace(shipped, framings=scaled,
+                                                                                  whole_iou=iou)
     if rotate:
         turned = {name: dataclasses.replace(f, rotate=True) for name, f in shipped.framings.items()}
         found["rotated"] = dataclasses.replace(shipped, framings=turned)
@@ -117,6 +140,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--margin", type=float, action="append", default=[], metavar="FACTOR")
     parser.add_argument("--rotate", action="store_true")
     parser.add_argument("--gray", action="store_true", help="also score each set as 640 px grayscale JPEGs")
+    parser.add_argument("--tight", type=float, action="append", default=[], metavar="FACTOR",
+                        help="also each set cut to FACTOR x the face box, 256 px grey (training.posed.tight)")
+    parser.add_argument("--whole-iou", type=float, action="append", default=[], metavar="IOU",
+                        help="also each --margin with this whole_iou (the IoU above which a photo is used whole)")
     parser.add_argument("--served", type=Path, metavar="DATA", help="also PublicTest as 320 px JPEGs (DATA/val.npz)")
     parser.add_argument("--out", type=Path, default=Path("build/posed"))
     args = parser.parse_args(argv)
@@ -124,7 +151,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if missing:
         raise SystemExit(f"no photos.csv in {', '.join(missing)}: build the sets with python -m training.devsets")
     detector = FaceDetector(MODELS_DIR)
-    variants = framings(args.margin, args.rotate)
+    variants = framings(args.margin, args.rotate, args.whole_iou)
     models = {name: classifier for name, (classifier, _) in
               compared.expand(args.models, args.data, args.adjust, flip=args.flip).items()}
     size = next(iter(models.values())).size
@@ -133,6 +160,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for folder in args.sets:
         samples = framing_eval.labelled_photos([folder])
         looks += [(folder.name, samples)] + ([(f"{folder.name} gray", gray(samples))] if args.gray else [])
+        looks += [(f"{folder.name} tight{factor:g}", tight(detector, samples, factor)) for factor in args.tight]
     if args.served:
         val = load_split(args.served, "val")
         looks.append(("publictest 320px", framing_eval.served_faces(val.x, val.y)))
