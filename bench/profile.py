@@ -26,12 +26,12 @@ from bench.suite import bench_env
 
 # First match wins: a frame path fragment -> activity.
 CATEGORIES: tuple[tuple[str, str], ...] = (
-    ("worker/images.py", "decode (Pillow)"),
-    ("worker/detect.py", "face detection (BlazeFace, LiteRT)"),
-    ("worker/boxes.py", "face detection (BlazeFace, LiteRT)"),
-    ("worker/framing.py", "framing and crop"),
-    ("worker/faces.py", "framing and crop"),
-    ("worker/model.py", "inference (LiteRT)"),
+    ("worker/vision/images.py", "decode (Pillow)"),
+    ("worker/vision/detect.py", "face detection (BlazeFace, LiteRT)"),
+    ("worker/vision/boxes.py", "face detection (BlazeFace, LiteRT)"),
+    ("worker/vision/framing.py", "framing and crop"),
+    ("worker/vision/faces.py", "framing and crop"),
+    ("worker/vision/classifier.py", "inference (LiteRT)"),
     ("worker/jobs.py", "job store (Redis)"),
     ("worker/fetch.py", "fetch (aiohttp client)"),
     ("worker/netguard.py", "SSRF guard"),

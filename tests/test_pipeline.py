@@ -14,9 +14,9 @@ import pytest
 
 from tests.imageserver import ImageServer
 from worker.jobs import FacesMode
-from worker.model import load_classifier
 from worker.pipeline import Pending, Pipeline, Result
 from worker.settings import Settings
+from worker.vision.classifier import load_classifier
 
 
 class RecordingPipeline(Pipeline):

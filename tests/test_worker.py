@@ -33,7 +33,7 @@ def images() -> Iterator[ImageServer]:
 
 
 def test_no_module_of_api_or_worker_imports_tensorflow() -> None:
-    for path in [*Path(ROOT, "api").glob("*.py"), *Path(ROOT, "worker").glob("*.py")]:
+    for path in [*Path(ROOT, "api").glob("*.py"), *Path(ROOT, "worker").rglob("*.py")]:
         for node in ast.walk(ast.parse(path.read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
             if isinstance(node, ast.ImportFrom) and node.module:

@@ -22,9 +22,9 @@ from redis.exceptions import RedisError
 
 from worker import DELIVER_WEBHOOK, PROCESS_CHUNK, app, logs, metrics, send_chunks, send_webhook, webhooks
 from worker.jobs import JobStatus, JobStore, connect
-from worker.model import load_classifier
 from worker.pipeline import Pipeline, Result
 from worker.settings import get_settings
+from worker.vision.classifier import load_classifier
 
 log = logging.getLogger(__name__)
 logs.install_celery_hooks()
