@@ -143,9 +143,9 @@ def callback_url(value: Any, settings: Settings) -> str:
     is, or resolves (within ``CALLBACK_DNS_TIMEOUT``) only to, addresses the SSRF guard allows."""
     from urllib.parse import urlsplit
 
-    from worker.addresses import AddressGuard, check_host
     from worker.errors import UrlError
-    from worker.urls import validate_url
+    from worker.net.addresses import AddressGuard, check_host
+    from worker.net.urls import validate_url
 
     if not settings.webhook_secret:
         raise BadRequest("this server sends no webhooks: FER_WEBHOOK_SECRET is not set", code="webhooks_disabled",

@@ -28,6 +28,7 @@ from api.limits import admit
 from worker import send_chunks, send_webhook
 from worker.errors import InvalidUrl
 from worker.jobs import FacesMode, Job, JobStore
+from worker.net.urls import storable, validate_url
 from worker.outcomes import (
     CSV_HEADER,
     FACES_CSV_HEADER,
@@ -39,7 +40,6 @@ from worker.outcomes import (
     webhook_state,
 )
 from worker.settings import Settings
-from worker.urls import storable, validate_url
 
 bp = Blueprint("fer", __name__)
 log = logging.getLogger(__name__)

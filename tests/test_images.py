@@ -13,7 +13,7 @@ from PIL import Image, ImageFile
 
 from tests.imageserver import PHOTOS_DIR, ImageServer, png_bomb, reencode
 from worker.errors import DecodeError, ImageTooLarge, NotAnImage, UrlError
-from worker.fetch import fetch, make_session
+from worker.net.fetch import fetch, make_session
 from worker.settings import Settings
 from worker.vision.images import FORMATS, decode
 

@@ -1,7 +1,7 @@
 """The workers' Prometheus metrics, and the few calls that record them.
 
 The pipeline and the task call ``count_outcomes``, ``fetching``, ``timed`` and ``chunk``, and
-``worker.origins`` the ``origin_*`` calls; each worker host serves the sum over its pool processes
+``worker.net.origins`` the ``origin_*`` calls; each worker host serves the sum over its pool processes
 on ``FER_METRICS_PORT`` (``worker.exporter``).
 
 Per-origin series carry an ``origin`` label bounded by :class:`OriginLabels`: the

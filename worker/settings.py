@@ -92,7 +92,7 @@ class Settings:
     api_keys_file: Path | None = None  # the API's keys (api/keys.py); unset: no API keys needed
 
     fetch_concurrency: int = _setting(192, ge=1)  # downloads in flight per worker process
-    fetch_per_origin: int = _setting(8, ge=1)  # requests in flight per origin per worker process (worker/origins.py)
+    fetch_per_origin: int = _setting(8, ge=1)  # requests in flight per origin per process (worker/net/origins.py)
     user_agent: str = _setting(USER_AGENT, parse=_parse_user_agent)  # on image fetches and webhooks
     fetch_timeout: float = _setting(10.0, gt=0)
     max_image_bytes: int = _setting(10_000_000, ge=1)

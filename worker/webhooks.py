@@ -32,10 +32,10 @@ from dataclasses import dataclass
 import aiohttp
 import orjson
 
-from worker import netguard
 from worker.errors import BlockedAddress, UrlError
-from worker.fetch import parse_url
 from worker.jobs import Job, JobStatus, JobStore, WebhookStatus
+from worker.net import netguard
+from worker.net.fetch import parse_url
 from worker.outcomes import job_summary
 from worker.settings import USER_AGENT, Settings
 from worker.signatures import signature_header
