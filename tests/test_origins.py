@@ -1,5 +1,5 @@
 """worker.net.origins on a real event loop: the cap, turns between jobs, backoff, recovery and refusals;
-and the bounded origin label of the metrics (worker.metrics.OriginLabels)."""
+and the bounded origin label of the metrics (worker.ops.metrics.OriginLabels)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import asyncio
 import pytest
 
 from worker.errors import ConnectionFailed, HttpError
-from worker.metrics import OTHER, OriginLabels
 from worker.net import origins as origins_module
 from worker.net.origins import Origins
+from worker.ops.metrics import OTHER, OriginLabels
 
 pytestmark = pytest.mark.timeout(30)
 A = ("http", "a.example", 80)

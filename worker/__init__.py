@@ -3,7 +3,7 @@
 The API imports this module only to send tasks by name (``send_chunks``, ``send_webhook``); the task code in
 ``worker.tasks`` (fetching, decoding, LiteRT) is imported by worker processes alone. Every worker
 also runs the sweeper (``worker.sweeper``) that sends chunks lost with the broker's state again, and
-serves its pool's Prometheus metrics (``worker.exporter``).
+serves its pool's Prometheus metrics (``worker.ops.exporter``).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ QUEUE = "fer"
 
 
 def create_celery(settings: Settings | None = None) -> Celery:
-    from worker.exporter import MetricsStep
+    from worker.ops.exporter import MetricsStep
     from worker.sweeper import SweepStep
 
     settings = settings or get_settings()

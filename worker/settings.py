@@ -105,8 +105,8 @@ class Settings:
     webhook_retry_delay: float = _setting(10.0, gt=0)  # first retry; doubles up to 10 minutes
     webhook_max_age: float = _setting(3600.0, gt=0)  # seconds after the first attempt before giving up
 
-    # Observability: each worker host's Prometheus port (worker/exporter.py; 0: none) and the log format
-    # of the API and the workers (worker/logs.py): human-readable text, or one JSON object per line.
+    # Observability: each worker host's Prometheus port (worker/ops/exporter.py; 0: none) and the log format
+    # of the API and the workers (worker/ops/logs.py): human-readable text, or one JSON object per line.
     metrics_port: int = _setting(9808, ge=0, le=65535)
     metrics_origins: int = _setting(10, ge=0)  # origins named in the per-origin metrics; the rest are "other"
     log_format: Literal["text", "json"] = "text"

@@ -4,7 +4,7 @@ Workers run Celery's threads pool: one process per core, each running several ch
 (``--concurrency``) through the process's one Pipeline, which the threads share.
 
 Importing this module (the worker does, before it sets up logging) also installs the JSON log
-hooks of ``worker.logs``; a chunk task logs within ``job_context`` and is timed by ``worker.metrics``.
+hooks of ``worker.ops.logs``; a chunk task logs within ``job_context`` and is timed by ``worker.ops.metrics``.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from celery.concurrency.prefork import TaskPool as PreforkPool
 from celery.signals import worker_init, worker_process_init, worker_process_shutdown, worker_ready, worker_shutdown
 from redis.exceptions import RedisError
 
-from worker import DELIVER_WEBHOOK, PROCESS_CHUNK, app, logs, metrics, send_chunks, send_webhook, webhooks
+from worker import DELIVER_WEBHOOK, PROCESS_CHUNK, app, send_chunks, send_webhook, webhooks
 from worker.jobs import JobStatus, JobStore, connect
+from worker.ops import logs, metrics
 from worker.pipeline import Pipeline, Result
 from worker.settings import get_settings
 from worker.vision.classifier import load_classifier

@@ -32,8 +32,8 @@ import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
-from worker import metrics
 from worker.errors import UrlError
+from worker.ops import metrics
 from worker.turns import Turns
 
 Origin = tuple[str, str, int]  # scheme, host, port

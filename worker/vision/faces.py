@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from worker import metrics
+from worker.ops import metrics
 from worker.vision.classifier import ModelError
 from worker.vision.detect import SHORT_RANGE, Face, FaceDetector, faces_of, is_close_up
 from worker.vision.framing import Calibration
