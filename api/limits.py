@@ -22,7 +22,7 @@ from redis.exceptions import LockError
 
 from api.errors import TooManyRequests
 from api.keys import ApiKey
-from worker.jobs import JobStore
+from worker.store.jobs import JobStore
 
 RETRY_AFTER = 30  # seconds: the estimate for the quota and the job limit
 RATE_WINDOW = 60

@@ -1,7 +1,7 @@
 """The HTTP endpoints: jobs, CSV results, cancel, the Lambda-style /predict, health and readiness.
 
 Handlers raise ``api.errors.ApiError``; the one error handler in ``api`` renders every failure as
-JSON. Job state lives in Redis behind ``worker.jobs.JobStore``; work goes to the Celery queue by
+JSON. Job state lives in Redis behind ``worker.store.jobs.JobStore``; work goes to the Celery queue by
 task name only, so nothing here imports the worker's fetching or inference code.
 """
 
@@ -27,7 +27,6 @@ from api.inputs import callback_url, faces_mode, job_request, read_json
 from api.limits import admit
 from worker import send_chunks, send_webhook
 from worker.errors import InvalidUrl
-from worker.jobs import FacesMode, Job, JobStore
 from worker.net.urls import storable, validate_url
 from worker.outcomes import (
     CSV_HEADER,
@@ -40,6 +39,7 @@ from worker.outcomes import (
     webhook_state,
 )
 from worker.settings import Settings
+from worker.store.jobs import FacesMode, Job, JobStore
 
 bp = Blueprint("fer", __name__)
 log = logging.getLogger(__name__)

@@ -32,7 +32,7 @@ CATEGORIES: tuple[tuple[str, str], ...] = (
     ("worker/vision/framing.py", "framing and crop"),
     ("worker/vision/faces.py", "framing and crop"),
     ("worker/vision/classifier.py", "inference (LiteRT)"),
-    ("worker/jobs.py", "job store (Redis)"),
+    ("worker/store/jobs.py", "job store (Redis)"),
     ("worker/net/fetch.py", "fetch (aiohttp client)"),
     ("worker/net/netguard.py", "SSRF guard"),
     ("selectors.py", "event loop waiting (select)"),

@@ -31,8 +31,8 @@ from api.cli import main
 from api.keys import KeysFileError, add_key, hash_key, remove_key
 from tests.services import ROOT, gunicorn
 from tests.test_api import assert_error
-from worker.jobs import JobStore, OwnerLoad
 from worker.settings import Settings
+from worker.store.jobs import JobStore, OwnerLoad
 
 API_DOCS = (ROOT / "docs" / "api.md").read_text()
 JOB_ENDPOINTS = [("get", "/jobs/{id}"), ("get", "/jobs/{id}?offset=0&limit=1"), ("get", "/jobs/{id}/results.csv"),

@@ -9,7 +9,7 @@ import pytest
 
 from worker import outcomes
 from worker.errors import InvalidUrl
-from worker.jobs import JobStore
+from worker.store.jobs import JobStore
 from worker.sweeper import Sweeper, last_moved
 
 URLS = [f"http://images.invalid/{i}.jpg" for i in range(10)]  # never fetched: nothing runs these jobs

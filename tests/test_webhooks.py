@@ -25,10 +25,10 @@ from flask.testing import FlaskClient
 from tests.services import ROOT, WorkerProcess, wait_until
 from tests.test_netguard import FixedResolver
 from worker import webhooks
-from worker.jobs import JobStatus, JobStore, WebhookStatus, connect
 from worker.net import netguard
 from worker.settings import Settings
 from worker.signatures import SignatureError, signature_header, verify_signature
+from worker.store.jobs import JobStatus, JobStore, WebhookStatus, connect
 from worker.sweeper import Sweeper
 
 SECRET = "whsec-test-5f2a"

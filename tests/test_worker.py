@@ -20,8 +20,8 @@ import pytest
 from api import create_app
 from tests.imageserver import ImageServer
 from tests.services import ROOT, WorkerProcess, redis_server, wait_until
-from worker.jobs import JobStatus, JobStore, connect
 from worker.settings import Settings
+from worker.store.jobs import JobStatus, JobStore, connect
 
 FORBIDDEN = ("tensorflow", "keras", "training", "tflite_runtime")
 

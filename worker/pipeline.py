@@ -39,11 +39,11 @@ import numpy as np
 
 from worker import outcomes
 from worker.errors import InternalError, NoFace, UrlError
-from worker.jobs import FacesMode
 from worker.net.fetch import fetch, make_session, origin_of, parse_url
 from worker.net.origins import Origins
 from worker.ops import metrics
 from worker.settings import Settings
+from worker.store.jobs import FacesMode
 from worker.turns import TurnPool, TurnSlots
 from worker.vision.classifier import Classifier
 from worker.vision.faces import FaceCrop, FaceFinder

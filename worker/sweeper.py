@@ -28,7 +28,7 @@ from celery import bootsteps
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
-from worker.jobs import WEBHOOK_HOLD, Job, JobStore
+from worker.store.jobs import WEBHOOK_HOLD, Job, JobStore
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +90,8 @@ class SweepStep(bootsteps.StartStopStep):
 
     def start(self, worker: object) -> None:
         from worker import send_chunks, send_webhook
-        from worker.jobs import connect
         from worker.settings import get_settings
+        from worker.store.jobs import connect
 
         settings = get_settings()
         app = worker.app  # type: ignore[attr-defined]

@@ -21,10 +21,10 @@ from celery.signals import worker_init, worker_process_init, worker_process_shut
 from redis.exceptions import RedisError
 
 from worker import DELIVER_WEBHOOK, PROCESS_CHUNK, app, send_chunks, send_webhook, webhooks
-from worker.jobs import JobStatus, JobStore, connect
 from worker.ops import logs, metrics
 from worker.pipeline import Pipeline, Result
 from worker.settings import get_settings
+from worker.store.jobs import JobStatus, JobStore, connect
 from worker.vision.classifier import load_classifier
 
 log = logging.getLogger(__name__)

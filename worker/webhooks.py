@@ -33,12 +33,12 @@ import aiohttp
 import orjson
 
 from worker.errors import BlockedAddress, UrlError
-from worker.jobs import Job, JobStatus, JobStore, WebhookStatus
 from worker.net import netguard
 from worker.net.fetch import parse_url
 from worker.outcomes import job_summary
 from worker.settings import USER_AGENT, Settings
 from worker.signatures import signature_header
+from worker.store.jobs import Job, JobStatus, JobStore, WebhookStatus
 
 log = logging.getLogger(__name__)
 

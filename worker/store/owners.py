@@ -3,7 +3,7 @@
 With API keys on, each job belongs to the key's name that created it: ``owner_load`` sums what
 the owner has unfinished (its quota), ``owner_lock`` serialises its submissions across API
 processes, ``count_request`` is its fixed-window rate counter. ``recent`` lists jobs newest first,
-everyone's or one owner's (``GET /jobs``). ``JobStore`` (``worker.jobs``) includes this class.
+everyone's or one owner's (``GET /jobs``). ``JobStore`` (``worker.store.jobs``) includes this class.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import redis
 from redis.lock import Lock
 
-from worker.keys import job_keys, owner_key, recent_key
+from worker.store.keyspace import job_keys, owner_key, recent_key
 
 ACTIVE_STATUSES = ("queued", "running")
 

@@ -1,8 +1,8 @@
-"""The job store: a job's state in Redis (keys in ``worker.keys``, Lua scripts in ``worker.lua``).
+"""The job store: a job's state in Redis (keys in ``worker.store.keyspace``, Lua scripts in ``worker.store.lua``).
 
 ``JobStore`` creates jobs, reads them and their results, records outcomes and cancels; it includes
-the parts that hand chunks to the queue (``worker.dispatch``), keep webhook deliveries
-(``worker.deliveries``) and serve owners and the recent-jobs list (``worker.owners``).
+the parts that hand chunks to the queue (``worker.store.dispatch``), keep webhook deliveries
+(``worker.store.deliveries``) and serve owners and the recent-jobs list (``worker.store.owners``).
 
 Outcomes are written with HSETNX inside one Lua script, and the counters move only when a write
 was the first for its index: a chunk delivered twice cannot count twice. The same script moves
@@ -26,11 +26,11 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from worker import lua
-from worker.deliveries import WEBHOOK_HOLD, Deliveries, WebhookStatus
-from worker.dispatch import Dispatch
-from worker.keys import ACTIVE, job_keys, now, owner_key, recent_key
-from worker.owners import OwnerLoad, Owners
+from worker.store import lua
+from worker.store.deliveries import WEBHOOK_HOLD, Deliveries, WebhookStatus
+from worker.store.dispatch import Dispatch
+from worker.store.keyspace import ACTIVE, job_keys, now, owner_key, recent_key
+from worker.store.owners import OwnerLoad, Owners
 
 PAGE = 1000  # indexes read per round trip when streaming a whole job
 WAIT_SLICE = 5.0  # seconds per BLPOP in wait_finished, below connect()'s socket_timeout

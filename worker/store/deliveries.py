@@ -4,7 +4,7 @@ A job with a ``callback_url`` stays in the active set after it ends, until its w
 delivered or given up: ``webhook_due`` (Lua) lets exactly one caller queue each delivery attempt
 (the worker or API call that ended the job, then the sweeper for retries and lost tasks); a short
 lease keeps two workers from sending at once; ``webhook_attempted`` records each result.
-``JobStore`` (``worker.jobs``) includes this class.
+``JobStore`` (``worker.store.jobs``) includes this class.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 import redis
 from redis.commands.core import Script
 
-from worker.keys import job_keys, now
+from worker.store.keyspace import job_keys, now
 
 WEBHOOK_HOLD = 60.0  # seconds a queued webhook attempt may take before it is due again (a lost task)
 
