@@ -72,7 +72,7 @@ class RedisCollector:
                     pipe.llen(key)
                 pipe.hlen(UNACKED_KEY)
                 lengths = pipe.execute()
-            active = self.store.active_count()
+            active = self.store.dispatch.active_count()
         except redis.RedisError:
             up.add_metric([], 0)
             yield up

@@ -137,9 +137,9 @@ def process_chunk_task(job_id: str, start: int, stop: int) -> int:
         log.info("job %s [%d, %d): %d new results", job_id, start, stop, added)
         # Chained chunks: each finished chunk queues the job's next one, so a job keeps
         # FER_JOB_WINDOW chunks in the queue and jobs submitted later take turns with it.
-        send_chunks(app, job_id, jobs.claim(job_id, 1))
+        send_chunks(app, job_id, jobs.dispatch.claim(job_id, 1))
         # The chunk that ended the job (or the first to see it ended) queues the job's webhook.
-        if jobs.webhook_due(job_id, time.time()):
+        if jobs.deliveries.webhook_due(job_id, time.time()):
             send_webhook(app, job_id)
         return added
 
