@@ -6,14 +6,12 @@ their chunks.
 
 from __future__ import annotations
 
-import ast
 import json
 import re
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -30,16 +28,6 @@ FORBIDDEN = ("tensorflow", "keras", "training", "tflite_runtime")
 def images() -> Iterator[ImageServer]:
     with ImageServer() as server:
         yield server
-
-
-def test_no_module_of_api_or_worker_imports_tensorflow() -> None:
-    for path in [*Path(ROOT, "api").glob("*.py"), *Path(ROOT, "worker").rglob("*.py")]:
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
-            if isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            for name in names:
-                assert name.split(".")[0] not in FORBIDDEN, f"{path.name} imports {name}"
 
 
 def test_a_working_worker_process_has_no_tensorflow_loaded() -> None:
