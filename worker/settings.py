@@ -22,11 +22,22 @@ import os
 import typing
 from collections.abc import Callable, Mapping
 from functools import cache
+from importlib import resources
 from pathlib import Path
 from types import UnionType
 from typing import Any, Literal
 
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+
+def _models_dir() -> Path:
+    """The model files' folder: the package ``models`` (importlib.resources), in the checkout, the worker
+    image and an installed wheel alike. The API image has no models: there, the folder beside worker/."""
+    try:
+        return Path(str(resources.files("models")))
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parent.parent / "models"
+
+
+MODELS_DIR = _models_dir()
 VERSION = "0.1.0"  # pyproject.toml's version (the worker image does not install the package's metadata)
 # The default User-Agent names the software only: the project has no public home to link yet, and
 # an operator's own name and contact belong in FER_USER_AGENT (docs/fetching.md).
