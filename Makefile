@@ -59,8 +59,11 @@ chromium:  ## Debian's Chromium for tests/test_page.py, installed as root when m
 test-compose: $(VENV)/.serve-installed  ## build, scale to 3 workers, kill one, restart Redis, Flower, down -v
 	PYTHON=$(BIN)/python scripts/compose-test.sh
 
-lint: $(VENV)/.serve-installed  ## ruff only (make test runs it first)
+# The import contracts ([tool.importlinter] in pyproject.toml) keep the layout's boundaries: the API imports
+# no vision code or task runtime, vision nothing of the job store or the network (docs/architecture.md).
+lint: $(VENV)/.serve-installed  ## ruff, then the import contracts (lint-imports); make test runs it first
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
 
 # The shipped model's three runs and its logit adjustment (about 2.5 h on 2 cores; models/README.md).
 # Each run is a file target: after an interruption, `make train` again skips the finished runs and

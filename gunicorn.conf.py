@@ -14,10 +14,10 @@ worker_class = "gthread"
 threads = 4
 timeout = 60
 
-# Logs (worker/logs.py): FER_LOG_FORMAT=json makes gunicorn's error and access logs and the API's own
+# Logs (worker/ops/logs.py): FER_LOG_FORMAT=json makes gunicorn's error and access logs and the API's own
 # loggers one JSON object per line; the default, text, leaves gunicorn's logging as it is.
 if os.environ.get("FER_LOG_FORMAT", "text").strip().lower() == "json":
-    from worker.logs import gunicorn_logconfig
+    from worker.ops.logs import gunicorn_logconfig
 
     logconfig_dict = gunicorn_logconfig("json")
 

@@ -93,8 +93,8 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
     from api.page import bp as page_bp
     from api.routes import bp
     from worker import create_celery
-    from worker.jobs import JobStore, connect
     from worker.settings import get_settings
+    from worker.store.jobs import JobStore, connect
 
     settings = settings or get_settings()
     app = Flask(__name__)

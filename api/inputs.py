@@ -32,8 +32,8 @@ from api.urllists import CsvError, decode_text, urls_from_csv, urls_from_lines
 if TYPE_CHECKING:
     from flask import Request
 
-    from worker.jobs import FacesMode
     from worker.settings import Settings
+    from worker.store.jobs import FacesMode
 
 CSV_TYPES = ("text/csv", "application/csv")
 CALLBACK_DNS_TIMEOUT = 2.0  # seconds to resolve a callback host at submit
@@ -78,7 +78,7 @@ def _json_body(data: bytes) -> dict[str, Any]:
 
 def faces_mode(value: Any) -> FacesMode:
     """A faces mode from a request (None: the default), or 400 ``invalid_parameter``."""
-    from worker.jobs import FacesMode
+    from worker.store.jobs import FacesMode
 
     if value is None:
         return FacesMode.DETECT
@@ -143,9 +143,9 @@ def callback_url(value: Any, settings: Settings) -> str:
     is, or resolves (within ``CALLBACK_DNS_TIMEOUT``) only to, addresses the SSRF guard allows."""
     from urllib.parse import urlsplit
 
-    from worker.addresses import AddressGuard, check_host
     from worker.errors import UrlError
-    from worker.urls import validate_url
+    from worker.net.addresses import AddressGuard, check_host
+    from worker.net.urls import validate_url
 
     if not settings.webhook_secret:
         raise BadRequest("this server sends no webhooks: FER_WEBHOOK_SECRET is not set", code="webhooks_disabled",

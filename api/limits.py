@@ -9,7 +9,7 @@
 Every 429 carries ``Retry-After`` (and ``retry_after`` in the body): for the rate limit, the
 seconds until the next window; for the quota and the job limit, an estimate (``RETRY_AFTER``),
 since it depends on how fast workers answer the key's queued URLs. The quota check and the
-creation of the job run under a per-key lock in Redis (``JobStore.owner_lock``), so two
+creation of the job run under a per-key lock in Redis (``JobStore.owners.owner_lock``), so two
 simultaneous submissions, to the same API process or to two, cannot both squeeze in.
 """
 
@@ -22,7 +22,7 @@ from redis.exceptions import LockError
 
 from api.errors import TooManyRequests
 from api.keys import ApiKey
-from worker.jobs import JobStore
+from worker.store.jobs import JobStore
 
 RETRY_AFTER = 30  # seconds: the estimate for the quota and the job limit
 RATE_WINDOW = 60
@@ -42,7 +42,7 @@ def check_rate(key: ApiKey) -> None:
     """Count this request against the key's rate limit, if it has one; 429 past it."""
     if key.rate_per_minute is None:
         return
-    count, wait = _store().count_request(key.name, RATE_WINDOW)
+    count, wait = _store().owners.count_request(key.name, RATE_WINDOW)
     if count > key.rate_per_minute:
         raise TooManyRequests(
             f"rate limited: this API key may send {key.rate_per_minute} requests per minute; "
@@ -57,12 +57,12 @@ def admit(key: ApiKey | None, count: int) -> Iterator[None]:
         yield
         return
     store = _store()
-    lock = store.owner_lock(key.name)
+    lock = store.owners.owner_lock(key.name)
     if not lock.acquire():
         raise TooManyRequests("rate limited: other submissions of this API key are still being stored; "
                               "retry in a few seconds", code="rate_limited", retry_after=5)
     try:
-        load = store.owner_load(key.name)
+        load = store.owners.owner_load(key.name)
         if count and key.max_jobs is not None and load.jobs >= key.max_jobs:  # 0: answered at once
             raise TooManyRequests(
                 f"too many jobs: this API key has {load.jobs} jobs queued or running, at most "

@@ -33,10 +33,10 @@ def default_processes() -> int:
 
 def _child(tasks: Any, results: Any) -> None:
     """A child process: load the models, then run blocks on FER_WORKER_CHUNKS threads until told to stop."""
-    from worker.jobs import FacesMode
-    from worker.model import load_classifier
     from worker.pipeline import Pipeline, Result
     from worker.settings import get_settings
+    from worker.store.jobs import FacesMode
+    from worker.vision.classifier import load_classifier
 
     try:
         settings = get_settings()

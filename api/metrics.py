@@ -34,7 +34,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from worker import QUEUE
-from worker.jobs import JobStore
+from worker.store.jobs import JobStore
 
 disable_created_metrics()  # no *_created series: the multiprocess mode has none either
 REGISTRY = CollectorRegistry()
@@ -72,7 +72,7 @@ class RedisCollector:
                     pipe.llen(key)
                 pipe.hlen(UNACKED_KEY)
                 lengths = pipe.execute()
-            active = self.store.active_count()
+            active = self.store.dispatch.active_count()
         except redis.RedisError:
             up.add_metric([], 0)
             yield up

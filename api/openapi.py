@@ -2,7 +2,7 @@
 
 The document is kept by hand, as Python data, but built from the code's own constants: the per-URL
 error codes (``worker.errors``), emotions and the Lambda keys (``worker.outcomes``), job, result,
-faces and webhook statuses (``worker.jobs``, ``worker.deliveries``) and the paging limits
+faces and webhook statuses (``worker.store.jobs``, ``worker.store.deliveries``) and the paging limits
 (``api.routes``). Every error answer is one schema, ``Error`` (``{"error": {code, message, ...}}``,
 as ``api.errors`` renders it), whose ``code`` is the enum ``ErrorCode`` of every stable code; each
 answer lists the codes it can carry in its description and in ``x-error-codes``. One schema, not
@@ -31,10 +31,10 @@ from flask import Blueprint, Flask, Response, current_app, request, url_for
 from werkzeug.exceptions import NotFound
 
 from api.routes import DEFAULT_JOBS, DEFAULT_LIMIT, MAX_JOBS, MAX_LIMIT
-from worker.deliveries import WebhookStatus
 from worker.errors import ERROR_CODES
-from worker.jobs import FacesMode, JobStatus
 from worker.outcomes import CSV_HEADER, EMOTIONS, FACES_CSV_HEADER, LAMBDA_KEYS
+from worker.store.deliveries import WebhookStatus
+from worker.store.jobs import FacesMode, JobStatus
 
 bp = Blueprint("docs", __name__)
 

@@ -1,7 +1,7 @@
 """The HTTP endpoints: jobs, CSV results, cancel, the Lambda-style /predict, health and readiness.
 
 Handlers raise ``api.errors.ApiError``; the one error handler in ``api`` renders every failure as
-JSON. Job state lives in Redis behind ``worker.jobs.JobStore``; work goes to the Celery queue by
+JSON. Job state lives in Redis behind ``worker.store.jobs.JobStore``; work goes to the Celery queue by
 task name only, so nothing here imports the worker's fetching or inference code.
 """
 
@@ -27,7 +27,7 @@ from api.inputs import callback_url, faces_mode, job_request, read_json
 from api.limits import admit
 from worker import send_chunks, send_webhook
 from worker.errors import InvalidUrl
-from worker.jobs import FacesMode, Job, JobStore
+from worker.net.urls import storable, validate_url
 from worker.outcomes import (
     CSV_HEADER,
     FACES_CSV_HEADER,
@@ -39,7 +39,7 @@ from worker.outcomes import (
     webhook_state,
 )
 from worker.settings import Settings
-from worker.urls import storable, validate_url
+from worker.store.jobs import FacesMode, Job, JobStore
 
 bp = Blueprint("fer", __name__)
 log = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ def submit(entries: list[Any], faces: FacesMode = FacesMode.DETECT, callback: st
         job = store.create(urls, settings.chunk_size, outcomes=answered, faces=faces, owner=current_owner(),
                            callback_url=callback)
     try:
-        send_chunks(_celery(), job.id, store.claim(job.id, settings.job_window))
+        send_chunks(_celery(), job.id, store.dispatch.claim(job.id, settings.job_window))
     except Exception:
         # A job with lost chunks would wait for the sweeper, and its id was never answered: drop it.
         with contextlib.suppress(redis.RedisError):
@@ -123,7 +123,7 @@ def _queue_webhook(job_id: str) -> None:
     """Queue the webhook of a job this request ended. If the broker fails, the job's webhook is
     due again after ``WEBHOOK_HOLD`` and the sweeper queues it: the answer does not fail for it."""
     try:
-        if _store().webhook_due(job_id, time.time()):
+        if _store().deliveries.webhook_due(job_id, time.time()):
             send_webhook(_celery(), job_id)
     except Exception as exc:  # kombu's or Redis's errors
         log.warning("job %s: webhook not queued now (the sweeper will): %s", job_id, exc)
@@ -157,7 +157,7 @@ def list_jobs() -> dict[str, Any]:
     if limit == 0:
         raise BadRequest("limit must be at least 1", code="invalid_parameter", parameter="limit")
     store = _store()
-    ids, total = store.recent(current_owner(), offset, limit)
+    ids, total = store.owners.recent(current_owner(), offset, limit)
     jobs = [job_json(job) for job in map(store.get, ids) if job is not None]
     next_url = url_for("fer.list_jobs", offset=offset + limit, limit=limit) if offset + limit < total else None
     return {"jobs": jobs, "total": total, "next": next_url}

@@ -1,15 +1,15 @@
 """What face detection costs per image, in one process on one core: the 3 ms floor (docs/benchmark.md).
 
 :func:`run_detection` spawns one process, pins it to one core and creates the worker's
-:class:`worker.faces.FaceFinder` (LiteRT with one thread, as in a worker). For each image it
+:class:`worker.vision.faces.FaceFinder` (LiteRT with one thread, as in a worker). For each image it
 measures the CPU time (``time.process_time``: what the work costs, even when another process
 shares the core) of ``finder.find(data)``, what ``Pipeline.prepare`` does in ``detect`` mode, and
 of its parts:
 
-- ``decode``: :func:`worker.images.load_photo` inside ``find`` (a preview, then the full photo
+- ``decode``: :func:`worker.vision.images.load_photo` inside ``find`` (a preview, then the full photo
   only when the wide pass runs; the budget excludes it);
 - ``detect``: the detector's passes (``close_up`` and ``wide``);
-- ``whole``: :func:`worker.images.squash`, the whole preview resized, that stands for the crop
+- ``whole``: :func:`worker.vision.images.squash`, the whole preview resized, that stands for the crop
   when the photo already is a face crop (``Calibration.is_whole``);
 - the rest of ``find``: framing and ``cut``.
 
@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from worker.faces import FaceFinder
+    from worker.vision.faces import FaceFinder
 
 
 CLOCK = time.process_time  # this process's CPU time, every thread's (LiteRT runs one here)
@@ -94,9 +94,9 @@ def _one_pass(finder: FaceFinder, timers: dict[str, Timer], blobs: Sequence[byte
 
 def measure(images: list[str], photos: list[str], passes: int, repeats: int) -> dict[str, Any]:
     """In this process (pinned to one core): the bench images' passes, then each photo's repeats."""
-    from worker import faces
-    from worker.model import ModelInfo
     from worker.settings import get_settings
+    from worker.vision import faces
+    from worker.vision.classifier import ModelInfo
 
     core = max(os.sched_getaffinity(0))
     os.sched_setaffinity(0, {core})

@@ -1,13 +1,13 @@
 """Method (d), the in-memory limit: what a worker must do per image, and nothing else.
 
 The same image bytes, read from disk before the clock starts, are split between ``processes``
-spawned processes (2: one per core). Each creates the worker's :class:`worker.model.Classifier`
-and, in ``detect`` mode (the default, as jobs), one :class:`worker.faces.FaceFinder`, after the
+spawned processes (2: one per core). Each creates the worker's :class:`worker.vision.classifier.Classifier`
+and, in ``detect`` mode (the default, as jobs), one :class:`worker.vision.faces.FaceFinder`, after the
 spawn as a worker does after its fork. Per image it does what ``Pipeline.prepare`` does:
 
 - ``detect``: ``finder.find(data)`` (decoding a preview or the photo, detection, framing and crop,
   and decoding the image whole when the photo already is a face crop);
-- ``whole``: :func:`worker.images.decode` of the whole image (the original method's input),
+- ``whole``: :func:`worker.vision.images.decode` of the whole image (the original method's input),
 
 and the faces of consecutive images share classifier batches of ``batch_size`` faces. An image
 without a face is answered ``no_face``. No network, no queue, no result storage: what is left is
@@ -29,15 +29,15 @@ from bench.answers import ERROR, NO_FACE, tally
 from bench.procs import vmhwm_mb
 
 if TYPE_CHECKING:
-    from worker.model import Classifier
+    from worker.vision.classifier import Classifier
 
 
 def _child(rank: int, paths: list[str], faces_mode: str, batch_size: int, runs: int, spawned_at: float,
            barrier: Barrier, queue: Any) -> None:
-    from worker.faces import FaceFinder
-    from worker.images import decode
-    from worker.model import Classifier
     from worker.settings import get_settings
+    from worker.vision.classifier import Classifier
+    from worker.vision.faces import FaceFinder
+    from worker.vision.images import decode
 
     settings = get_settings()
     data = [Path(path).read_bytes() for path in paths]

@@ -47,8 +47,8 @@ def original_method() -> Classify:
     from ai_edge_litert.interpreter import Interpreter
     from PIL import Image
 
-    from worker.model import ModelInfo
     from worker.settings import get_settings
+    from worker.vision.classifier import ModelInfo
 
     settings = get_settings()
     info = ModelInfo.load(settings.metadata_path)  # fixed: labels and scaling from the model's metadata

@@ -28,7 +28,7 @@ from bench import BUILD, ROOT
 from bench.answers import answer_of
 from bench.procs import children, cpu_seconds, tree_cpu_seconds, vmhwm_mb
 from tests.services import SHIPPED, WorkerProcess, free_port, redis_server, wait_until
-from worker.jobs import JobStore, connect
+from worker.store.jobs import JobStore, connect
 
 API_WORKERS = 2  # as Dockerfile.api: WEB_CONCURRENCY=2, gthread with 4 threads
 API_THREADS = 4

@@ -25,8 +25,8 @@ import redis
 from api import create_app
 from tests.services import redis_server
 from worker import QUEUE, outcomes
-from worker.jobs import JobStore
 from worker.settings import Settings
+from worker.store.jobs import JobStore
 
 PROBABILITIES = (0.0213, 0.0011, 0.0405, 0.8124, 0.0302, 0.0118, 0.0827)
 

@@ -77,8 +77,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     os.environ.setdefault("FER_ALLOWED_NETWORKS", "127.0.0.1/32")
     from worker import pipeline as pipeline_module
-    from worker.model import load_classifier
     from worker.settings import get_settings
+    from worker.vision.classifier import load_classifier
 
     settings = get_settings()
     images = imageset.build(args.images)

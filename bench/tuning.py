@@ -38,8 +38,8 @@ def no_jpeg_draft() -> Iterator[None]:
 
 
 def draft_effect(blobs: Sequence[bytes], size: tuple[int, int]) -> dict[str, float]:
-    """Milliseconds per image of worker.images.decode() with and without JPEG draft mode (one thread)."""
-    from worker.images import decode
+    """Milliseconds per image of worker.vision.images.decode() with and without JPEG draft mode (one thread)."""
+    from worker.vision.images import decode
 
     def per_image() -> float:
         for blob in blobs[:20]:
@@ -58,8 +58,8 @@ def draft_effect(blobs: Sequence[bytes], size: tuple[int, int]) -> dict[str, flo
 
 def model_batch_sizes(sizes: Sequence[int], faces: int = 1024) -> list[dict[str, float]]:
     """Milliseconds per face of one Classifier.predict() call at each batch size (one thread)."""
-    from worker.model import Classifier
     from worker.settings import get_settings
+    from worker.vision.classifier import Classifier
 
     settings = get_settings()
     rng = np.random.default_rng(0)

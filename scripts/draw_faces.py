@@ -18,10 +18,10 @@ from PIL import Image, ImageDraw, ImageFont
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from worker.faces import FaceFinder  # noqa: E402
-from worker.images import load_photo  # noqa: E402
-from worker.model import Classifier, load_classifier  # noqa: E402
 from worker.settings import get_settings  # noqa: E402
+from worker.vision.classifier import Classifier, load_classifier  # noqa: E402
+from worker.vision.faces import FaceFinder  # noqa: E402
+from worker.vision.images import load_photo  # noqa: E402
 
 FACES = ROOT / "tests" / "data" / "faces"
 WIDTH = 1400  # px of the picture

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.services import ROOT, WorkerProcess, redis_server
-from worker.jobs import JobStore, connect
 from worker.settings import Settings
+from worker.store.jobs import JobStore, connect
 
 if TYPE_CHECKING:
     from flask import Flask

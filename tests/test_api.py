@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -22,7 +19,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.imageserver import ImageServer
-from tests.services import ROOT, free_port, redis_server
+from tests.services import free_port, redis_server
 from worker.settings import Settings
 
 EXPECTED_CSV_HEADER = ("index,url,status,top,angry,disgust,fear,happy,sad,surprise,neutral,error_code,error_message,"
@@ -324,18 +321,6 @@ def test_readyz_with_a_worker(client: FlaskClient, worker: object) -> None:
     response = client.get("/readyz")
     assert response.status_code == 200, response.json
     assert response.json["status"] == "ready" and response.json["workers"][0].startswith("session-worker@")
-
-
-def test_api_imports_no_worker_heavy_modules(env: dict[str, str]) -> None:
-    code = (
-        "import sys, api, api.routes, api.inputs, api.errors, api.client\n"
-        "app = api.create_app()\n"
-        "app.test_client().get('/healthz')\n"
-        "heavy = {'tensorflow', 'numpy', 'PIL', 'aiohttp', 'ai_edge_litert'}\n"
-        "loaded = sorted(heavy & {name.split('.')[0] for name in sys.modules})\n"
-        "assert not loaded and 'worker.tasks' not in sys.modules, loaded\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env={**os.environ, **env}, timeout=60)
 
 
 # -- with a real worker -----------------------------------------------------------------------

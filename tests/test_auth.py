@@ -31,8 +31,9 @@ from api.cli import main
 from api.keys import KeysFileError, add_key, hash_key, remove_key
 from tests.services import ROOT, gunicorn
 from tests.test_api import assert_error
-from worker.jobs import JobStore, OwnerLoad
 from worker.settings import Settings
+from worker.store.jobs import OwnerLoad
+from worker.store.owners import Owners
 
 API_DOCS = (ROOT / "docs" / "api.md").read_text()
 JOB_ENDPOINTS = [("get", "/jobs/{id}"), ("get", "/jobs/{id}?offset=0&limit=1"), ("get", "/jobs/{id}/results.csv"),
@@ -187,7 +188,7 @@ def test_quota_counts_only_unanswered_urls(keyed: FlaskClient, keys: Keys) -> No
     job_id = job_id_of(submit(keyed, a, urls(8)))
     store = keyed.application.extensions["fer.store"]
     store.record(job_id, {i: {"status": "error", "error": {"code": "x", "message": "y"}} for i in range(5)})
-    assert store.owner_load(keys.names["a"]).urls == 3
+    assert store.owners.owner_load(keys.names["a"]).urls == 3
     job_id_of(submit(keyed, a, urls(7)))  # 3 + 7 = 10
     assert_error(submit(keyed, a, urls(1)), 429, "quota_exceeded")
 
@@ -196,14 +197,14 @@ def test_simultaneous_submissions_cannot_overshoot_the_quota(make_app: Callable[
                                                               keys: Keys, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two API instances (as two gunicorn processes), 8 threads, 3 URLs each, quota 10: exactly 3 jobs,
     even with 0.1 s between reading the key's load and storing the job (without the lock, all 8 pass)."""
-    read_load = JobStore.owner_load
+    read_load = Owners.owner_load
 
-    def slow_owner_load(self: JobStore, owner: str) -> OwnerLoad:
+    def slow_owner_load(self: Owners, owner: str) -> OwnerLoad:
         load = read_load(self, owner)
         time.sleep(0.1)
         return load
 
-    monkeypatch.setattr(JobStore, "owner_load", slow_owner_load)
+    monkeypatch.setattr(Owners, "owner_load", slow_owner_load)
     apps = [make_app(idle_settings(settings, keys.path)) for _ in range(2)]
     barrier = threading.Barrier(8)
 

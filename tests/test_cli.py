@@ -225,6 +225,17 @@ def test_cli_imports_neither_the_api_server_nor_the_worker() -> None:
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=60)
 
 
+def test_writing_results_builds_no_celery_app() -> None:
+    """``results --out x.csv`` imports ``worker.outcomes``, and so the ``worker`` package: that builds no
+    Celery app from the environment and imports no Celery (``worker.app`` is built on first use)."""
+    code = (
+        "import sys, api.cli, worker.outcomes, worker\n"
+        "assert 'app' not in vars(worker) and not {'celery', 'kombu'} & {m.split('.')[0] for m in sys.modules}\n"
+        "assert type(worker.app).__name__ == 'Celery' and worker.app is worker.app\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=60)
+
+
 @pytest.fixture()
 def faces_csv_input(images: ImageServer, tmp_path: Path) -> tuple[Path, list[str]]:
     """Four portraits tiled into one photo (4 faces), one portrait (1 face), a 404."""

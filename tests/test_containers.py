@@ -350,7 +350,7 @@ def test_dockerignore_keeps_the_context_small() -> None:
                  "api/__pycache__/routes.cpython-311.pyc", "worker/x.pyc", "models/best.keras",
                  "bench/results/x.json", ".pytest_cache/v", ".ruff_cache/x", "fer_batch.egg-info/PKG-INFO"):
         assert dockerignore_excludes(path), path
-    for path in ("api/__init__.py", "worker/tasks.py", "models/emotion_classifier.tflite",
+    for path in ("api/__init__.py", "worker/tasks.py", "models/__init__.py", "models/emotion_classifier.tflite",
                  "models/emotion_classifier_int8.tflite", "models/emotion_classifier.json",
                  "requirements/api.txt", "requirements/worker.txt"):
         assert not dockerignore_excludes(path), path

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from tests import faceimages
-from worker.boxes import Candidates, anchor_centres, decode, iou, weighted_nms
-from worker.detect import FULL_RANGE, SHORT_RANGE, FaceDetector, centred, tiles
-from worker.images import load_photo
 from worker.settings import MODELS_DIR
+from worker.vision.boxes import Candidates, anchor_centres, decode, iou, weighted_nms
+from worker.vision.detect import FULL_RANGE, SHORT_RANGE, FaceDetector, centred, tiles
+from worker.vision.images import load_photo
 
 # -- anchors ----------------------------------------------------------------------------------
 

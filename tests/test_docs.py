@@ -90,7 +90,7 @@ def environment_reads() -> dict[str, str | None]:
     """Every environment variable read by name in api/, worker/ and gunicorn.conf.py: name -> the
     default it is read with (None: none, or set by the code with setdefault)."""
     reads: dict[str, str | None] = {}
-    for path in [*ROOT.glob("api/*.py"), *ROOT.glob("worker/*.py"), ROOT / "gunicorn.conf.py"]:
+    for path in [*ROOT.glob("api/*.py"), *ROOT.glob("worker/**/*.py"), ROOT / "gunicorn.conf.py"]:
         tree = ast.parse(read(path))
         constants = {target.id: node.value.value for node in tree.body if isinstance(node, ast.Assign)
                      for target in node.targets if isinstance(target, ast.Name)
@@ -236,7 +236,7 @@ def test_every_endpoint_label_of_the_api_metrics_is_in_the_operations_page() -> 
 
 def test_every_module_is_in_the_module_map() -> None:
     table = section(read(DOCS / "architecture.md"), "## Module map", "\n## ")
-    for path in sorted([*ROOT.glob("api/*.py"), *ROOT.glob("worker/*.py")]):
+    for path in sorted([*ROOT.glob("api/*.py"), *ROOT.glob("worker/**/*.py")]):
         name = path.relative_to(ROOT).as_posix()
         assert f"| `{name}` |" in table, f"docs/architecture.md's module map lacks {name}"
 

@@ -18,7 +18,6 @@ import pytest
 from tests.imageserver import PHOTOS_DIR, ImageServer
 from tests.originservers import FolderServer, LimitedServer, SilentServer
 from tests.test_netguard import FixedResolver
-from worker import netguard
 from worker.errors import (
     BlockedAddress,
     ConnectionFailed,
@@ -31,8 +30,9 @@ from worker.errors import (
     TooManyRedirects,
     UrlError,
 )
-from worker.fetch import fetch, make_session
-from worker.origins import Origins
+from worker.net import netguard
+from worker.net.fetch import fetch, make_session
+from worker.net.origins import Origins
 from worker.settings import USER_AGENT, VERSION, Settings
 
 pytestmark = pytest.mark.timeout(60)

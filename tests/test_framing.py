@@ -13,12 +13,12 @@ from PIL import Image
 from tests import faceimages, fersample
 from training import detect_eval, framing_eval
 from training.framing import calibrate, fit_framing, spread
-from worker.detect import Face, FaceDetector
-from worker.faces import FaceFinder
-from worker.framing import Calibration, Frame, Framing, cut, eye_angle
-from worker.images import decode, load_photo
-from worker.model import Classifier
 from worker.settings import MODELS_DIR, get_settings
+from worker.vision.classifier import Classifier
+from worker.vision.detect import Face, FaceDetector
+from worker.vision.faces import FaceFinder
+from worker.vision.framing import Calibration, Frame, Framing, cut, eye_angle
+from worker.vision.images import decode, load_photo
 
 NOISE = np.random.default_rng(0).integers(0, 256, (48, 48)).astype(np.uint8)
 

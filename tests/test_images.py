@@ -13,9 +13,9 @@ from PIL import Image, ImageFile
 
 from tests.imageserver import PHOTOS_DIR, ImageServer, png_bomb, reencode
 from worker.errors import DecodeError, ImageTooLarge, NotAnImage, UrlError
-from worker.fetch import fetch, make_session
-from worker.images import FORMATS, decode
+from worker.net.fetch import fetch, make_session
 from worker.settings import Settings
+from worker.vision.images import FORMATS, decode
 
 PHOTOS = sorted(p.name for p in PHOTOS_DIR.iterdir() if p.suffix in (".jpg", ".jpeg"))
 

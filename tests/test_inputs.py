@@ -13,7 +13,7 @@ from werkzeug.wrappers import Request
 from api.errors import ApiError
 from api.inputs import JobRequest, job_request, read_json
 from api.urllists import CsvError, decode_text, urls_from_csv
-from worker.jobs import FacesMode
+from worker.store.jobs import FacesMode
 
 A, B, C = "http://a.example/1.jpg", "https://b.example/2.png", "http://c.example/3"
 

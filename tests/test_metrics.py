@@ -29,7 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from api.keys import add_key
 from tests.imageserver import ImageServer
 from tests.services import Process, WorkerProcess, free_port, wait_until
-from worker.logs import JsonFormatter, job_context
+from worker.ops.logs import JsonFormatter, job_context
 from worker.settings import Settings
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -200,7 +200,7 @@ def test_a_worker_in_json_mode_writes_only_json_lines(stack: Stack) -> None:
     assert all(r["task_name"] == "fer.process_chunk" for r in chunks)
     assert any(r["message"].endswith(" ready.") for r in records)  # what WorkerProcess.wait_ready looks for
     assert any(r["logger"] == "litert" and "XNNPACK" in r["message"] for r in records)
-    assert any(r["logger"] == "worker.exporter" for r in records)
+    assert any(r["logger"] == "worker.ops.exporter" for r in records)
     assert {r["level"] for r in records} <= {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
 
 

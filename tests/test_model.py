@@ -1,7 +1,7 @@
 """The shipped model (models/): its metadata, its floors, and train/serve parity.
 
 Parity means the same faces get the same answer through Keras, through the float .tflite, and
-through the worker's own path (encoded bytes -> ``worker.images.decode`` -> ``Classifier``).
+through the worker's own path (encoded bytes -> ``worker.vision.images.decode`` -> ``Classifier``).
 Validation faces come from ../shared/data/fer2013/val.npz when present, else from the fixture.
 """
 
@@ -19,8 +19,8 @@ from tests import fersample
 from tests.services import ROOT
 from training.labels import LABELS
 from training.predict import predict_tflite
-from worker.images import decode
-from worker.model import Classifier, ModelError
+from worker.vision.classifier import Classifier, ModelError
+from worker.vision.images import decode
 
 MODELS = ROOT / "models"
 FLOAT, INT8 = MODELS / "emotion_classifier.tflite", MODELS / "emotion_classifier_int8.tflite"

@@ -12,9 +12,9 @@ import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from tests.imageserver import ImageServer
-from worker import netguard
 from worker.errors import BlockedAddress, DnsError
-from worker.netguard import AddressGuard, GuardedResolver, is_public, parse_ip
+from worker.net import netguard
+from worker.net.netguard import AddressGuard, GuardedResolver, is_public, parse_ip
 from worker.settings import Settings
 
 LOCAL_ONLY = Settings(allowed_networks="127.0.0.1/32", fetch_timeout=5)

@@ -44,9 +44,9 @@ from api.openapi import OPTIONAL_PATHS, UNDESCRIBED_RULES, document, document_fo
 from tests.imageserver import ImageServer
 from tests.services import ROOT, free_port, redis_server, wait_until
 from worker.errors import ERROR_CODES, HttpError, InvalidUrl, NoFace
-from worker.jobs import FacesMode, JobStore, connect
 from worker.outcomes import EMOTIONS, error, ok, ok_faces
 from worker.settings import Settings
+from worker.store.jobs import FacesMode, JobStore, connect
 
 CONFORMANCE = [status_code_conformance, content_type_conformance, response_schema_conformance,
                response_headers_conformance]

@@ -1,5 +1,5 @@
-"""worker.origins on a real event loop: the cap, turns between jobs, backoff, recovery and refusals;
-and the bounded origin label of the metrics (worker.metrics.OriginLabels)."""
+"""worker.net.origins on a real event loop: the cap, turns between jobs, backoff, recovery and refusals;
+and the bounded origin label of the metrics (worker.ops.metrics.OriginLabels)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import asyncio
 
 import pytest
 
-from worker import origins as origins_module
 from worker.errors import ConnectionFailed, HttpError
-from worker.metrics import OTHER, OriginLabels
-from worker.origins import Origins
+from worker.net import origins as origins_module
+from worker.net.origins import Origins
+from worker.ops.metrics import OTHER, OriginLabels
 
 pytestmark = pytest.mark.timeout(30)
 A = ("http", "a.example", 80)

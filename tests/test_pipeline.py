@@ -13,10 +13,10 @@ from collections.abc import Iterator
 import pytest
 
 from tests.imageserver import ImageServer
-from worker.jobs import FacesMode
-from worker.model import load_classifier
 from worker.pipeline import Pending, Pipeline, Result
 from worker.settings import Settings
+from worker.store.jobs import FacesMode
+from worker.vision.classifier import load_classifier
 
 
 class RecordingPipeline(Pipeline):

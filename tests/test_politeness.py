@@ -25,8 +25,8 @@ import pytest
 from api import create_app
 from tests.originservers import FolderServer, LimitedServer, SilentServer
 from tests.services import ROOT, WorkerProcess, free_port, redis_server, wait_until
-from worker.jobs import JobStatus, JobStore, connect
 from worker.settings import Settings
+from worker.store.jobs import JobStatus, JobStore, connect
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 PHOTOS = ROOT / "tests" / "data" / "photos"

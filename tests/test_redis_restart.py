@@ -21,8 +21,8 @@ from api import create_app
 from tests.imageserver import ImageServer
 from tests.services import RedisServer, WorkerProcess, wait_until
 from worker import QUEUE
-from worker.jobs import JobStatus, JobStore, connect
 from worker.settings import Settings
+from worker.store.jobs import JobStatus, JobStore, connect
 
 TOTAL = 2000
 STOP_AT = 640

@@ -9,7 +9,7 @@ import pytest
 
 from worker import outcomes
 from worker.errors import InvalidUrl
-from worker.jobs import JobStore
+from worker.store.jobs import JobStore
 from worker.sweeper import Sweeper, last_moved
 
 URLS = [f"http://images.invalid/{i}.jpg" for i in range(10)]  # never fetched: nothing runs these jobs
@@ -42,37 +42,37 @@ def make_job(store: JobStore, job_ids: list[str], answered: Iterable[int] = ()) 
 def test_claim_hands_out_each_range_once_in_order(store: JobStore, job_ids: list[str]) -> None:
     job_id = make_job(store, job_ids)
     assert store.get(job_id).dispatched == 0
-    assert store.claim(job_id, 2) == [(0, 3), (3, 6)]
-    assert store.claim(job_id, 1) == [(6, 9)]
-    assert store.claim(job_id, 5) == [(9, 10)]
-    assert store.claim(job_id, 5) == []
+    assert store.dispatch.claim(job_id, 2) == [(0, 3), (3, 6)]
+    assert store.dispatch.claim(job_id, 1) == [(6, 9)]
+    assert store.dispatch.claim(job_id, 5) == [(9, 10)]
+    assert store.dispatch.claim(job_id, 5) == []
     assert store.get(job_id).dispatched == 10
 
 
 def test_claim_skips_ranges_answered_at_submit(store: JobStore, job_ids: list[str]) -> None:
     job_id = make_job(store, job_ids, answered=[3, 4, 5, 6])
-    assert store.claim(job_id, 2) == [(0, 3), (6, 9)]  # [3, 6) has nothing left to do
+    assert store.dispatch.claim(job_id, 2) == [(0, 3), (6, 9)]  # [3, 6) has nothing left to do
 
 
 def test_claim_hands_out_nothing_for_a_finished_or_unknown_job(store: JobStore, job_ids: list[str]) -> None:
     job_id = make_job(store, job_ids)
     store.cancel(job_id)
-    assert store.claim(job_id, 4) == []
-    assert store.claim("0" * 32, 4) == []
+    assert store.dispatch.claim(job_id, 4) == []
+    assert store.dispatch.claim("0" * 32, 4) == []
     done = make_job(store, job_ids, answered=range(10))
-    assert store.get(done).finished and store.claim(done, 4) == []
+    assert store.get(done).finished and store.dispatch.claim(done, 4) == []
 
 
 def test_unanswered_ranges_are_the_handed_out_ones_still_waiting(store: JobStore, job_ids: list[str]) -> None:
     job_id = make_job(store, job_ids)
-    store.claim(job_id, 3)
+    store.dispatch.claim(job_id, 3)
     store.record(job_id, {0: OK, 1: OK, 2: OK, 4: OK})
-    assert store.unanswered_ranges(store.get(job_id)) == [(3, 6), (6, 9)]  # not [9, 10): never handed out
+    assert store.dispatch.unanswered_ranges(store.get(job_id)) == [(3, 6), (6, 9)]  # not [9, 10): never handed out
 
 
 def test_a_moving_job_is_left_alone(store: JobStore, job_ids: list[str]) -> None:
     job_id = make_job(store, job_ids)
-    store.claim(job_id, 2)
+    store.dispatch.claim(job_id, 2)
     sent = Sent()
     sweeper = Sweeper(store, sent, stall_timeout=60, window=2)
     now = last_moved(store.get(job_id))
@@ -81,7 +81,7 @@ def test_a_moving_job_is_left_alone(store: JobStore, job_ids: list[str]) -> None
 
 def test_a_stalled_job_gets_its_lost_ranges_again_once_per_timeout(store: JobStore, job_ids: list[str]) -> None:
     job_id = make_job(store, job_ids)
-    store.claim(job_id, 2)
+    store.dispatch.claim(job_id, 2)
     store.record(job_id, {0: OK})
     sent = Sent()
     sweeper = Sweeper(store, sent, stall_timeout=60, window=2)
@@ -97,7 +97,7 @@ def test_a_stalled_job_gets_its_lost_ranges_again_once_per_timeout(store: JobSto
 
 def test_a_broken_chain_is_restarted_with_a_window_of_new_ranges(store: JobStore, job_ids: list[str]) -> None:
     job_id = make_job(store, job_ids)
-    store.claim(job_id, 1)
+    store.dispatch.claim(job_id, 1)
     store.record(job_id, {0: OK, 1: OK, 2: OK})  # [0, 3) finished, but its successor was never queued
     sent = Sent()
     Sweeper(store, sent, stall_timeout=60, window=2).sweep(last_moved(store.get(job_id)) + 61)
@@ -110,6 +110,6 @@ def test_finished_and_expired_jobs_leave_the_active_set(store: JobStore, job_ids
     store.redis.delete(f"fer:job:{{{expired}}}")  # as when its retention time runs out
     sent = Sent()
     Sweeper(store, sent, stall_timeout=60, window=2).sweep()
-    active = set(store.active_jobs())
+    active = set(store.dispatch.active_jobs())
     assert waiting in active and cancelled not in active and expired not in active
     assert not [call for call in sent.calls if call[0] in (cancelled, expired, waiting)]

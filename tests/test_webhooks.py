@@ -24,10 +24,11 @@ from flask.testing import FlaskClient
 
 from tests.services import ROOT, WorkerProcess, wait_until
 from tests.test_netguard import FixedResolver
-from worker import netguard, webhooks
-from worker.jobs import JobStatus, JobStore, WebhookStatus, connect
+from worker import webhooks
+from worker.net import netguard
 from worker.settings import Settings
 from worker.signatures import SignatureError, signature_header, verify_signature
+from worker.store.jobs import JobStatus, JobStore, WebhookStatus, connect
 from worker.sweeper import Sweeper
 
 SECRET = "whsec-test-5f2a"
@@ -305,14 +306,14 @@ def test_deliver_refuses_a_private_callback_and_gives_up_at_once(
     job = hook_store.create(["bad"], 8, {0: {"status": "error", "error": {"code": "invalid_url", "message": "x"}}},
                             callback_url=hook.url())
     assert hook_store.get(job.id).status is JobStatus.DONE
-    assert hook_store.webhook_due(job.id, time.time())
+    assert hook_store.deliveries.webhook_due(job.id, time.time())
     strict = hook_settings.replace(allowed_networks=())
     assert webhooks.deliver(hook_store, strict, job.id) is WebhookStatus.FAILED
     failed = hook_store.get(job.id)
     assert failed.webhook_attempts == 1 and "non-public address 127.0.0.1" in (failed.webhook_error or "")
     assert hook.answers == []
     assert webhooks.deliver(hook_store, hook_settings, job.id) is None  # given up: nothing more is sent
-    assert not hook_store.webhook_due(job.id, time.time() + 3600)
+    assert not hook_store.deliveries.webhook_due(job.id, time.time() + 3600)
     hook_store.discard(job.id)
 
 
@@ -331,20 +332,21 @@ def test_webhook_due_answers_true_once_per_attempt(quiet_store: JobStore) -> Non
     sweeper = Sweeper(store, lambda job_id, ranges: None, stall_timeout=1e9, window=8, send_webhook=send_webhook,
                       webhook_hold=30)
     t0 = time.time()
-    assert not store.webhook_due(job.id, t0)  # not ended yet
+    assert not store.deliveries.webhook_due(job.id, t0)  # not ended yet
     assert store.cancel(job.id) is JobStatus.CANCELLED
-    assert [store.webhook_due(job.id, t0) for _ in range(5)] == [True, False, False, False, False]
+    assert [store.deliveries.webhook_due(job.id, t0) for _ in range(5)] == [True, False, False, False, False]
     delivery = store.get(job.id).webhook_id
     sweeper.sweep(now=t0 + 10)
-    assert sent == [] and job.id in store.active_jobs()  # held: the queued attempt may still run
+    assert sent == [] and job.id in store.dispatch.active_jobs()  # held: the queued attempt may still run
     sweeper.sweep(now=t0 + 61)  # WEBHOOK_HOLD passed without a result: queued again, same delivery id
     assert sent == [job.id] and store.get(job.id).webhook_id == delivery
-    assert store.webhook_attempted(job.id, t0 + 62, WebhookStatus.DELIVERED)
-    assert not store.webhook_attempted(job.id, t0 + 63, WebhookStatus.PENDING, next_at=t0 + 70)  # delivered stays
+    assert store.deliveries.webhook_attempted(job.id, t0 + 62, WebhookStatus.DELIVERED)
+    # delivered stays delivered
+    assert not store.deliveries.webhook_attempted(job.id, t0 + 63, WebhookStatus.PENDING, next_at=t0 + 70)
     done = store.get(job.id)
     assert done.webhook_status is WebhookStatus.DELIVERED and done.webhook_attempts == 1 and done.webhook_delivered_at
     sweeper.sweep(now=t0 + 200)
-    assert sent == [job.id] and job.id not in store.active_jobs()  # delivered: forgotten
+    assert sent == [job.id] and job.id not in store.dispatch.active_jobs()  # delivered: forgotten
     assert store.get(job.id).webhook_first_at == pytest.approx(t0 + 62)
     store.discard(job.id)
 
@@ -353,10 +355,10 @@ def test_jobs_without_a_callback_are_forgotten_when_they_end(quiet_store: JobSto
     store = quiet_store
     job = store.create(["http://a.example/1.jpg"], 8, {})
     store.cancel(job.id)
-    assert not store.webhook_due(job.id, time.time())
+    assert not store.deliveries.webhook_due(job.id, time.time())
     sent: list[str] = []
     Sweeper(store, lambda job_id, ranges: None, 1e9, 8, send_webhook=sent.append).sweep()
-    assert job.id not in sent and job.id not in store.active_jobs()
+    assert job.id not in sent and job.id not in store.dispatch.active_jobs()
     store.discard(job.id)
 
 

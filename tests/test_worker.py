@@ -6,22 +6,20 @@ their chunks.
 
 from __future__ import annotations
 
-import ast
 import json
 import re
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from api import create_app
 from tests.imageserver import ImageServer
 from tests.services import ROOT, WorkerProcess, redis_server, wait_until
-from worker.jobs import JobStatus, JobStore, connect
 from worker.settings import Settings
+from worker.store.jobs import JobStatus, JobStore, connect
 
 FORBIDDEN = ("tensorflow", "keras", "training", "tflite_runtime")
 
@@ -30,16 +28,6 @@ FORBIDDEN = ("tensorflow", "keras", "training", "tflite_runtime")
 def images() -> Iterator[ImageServer]:
     with ImageServer() as server:
         yield server
-
-
-def test_no_module_of_api_or_worker_imports_tensorflow() -> None:
-    for path in [*Path(ROOT, "api").glob("*.py"), *Path(ROOT, "worker").glob("*.py")]:
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
-            if isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            for name in names:
-                assert name.split(".")[0] not in FORBIDDEN, f"{path.name} imports {name}"
 
 
 def test_a_working_worker_process_has_no_tensorflow_loaded() -> None:

@@ -44,9 +44,9 @@ from training.data import Split, load_split
 from training.evaluate import confusion_matrix, metrics
 from training.labels import LABELS, NUM_CLASSES
 from training.votes import Votes, load_votes, plurality_agreement
-from worker.detect import FaceDetector
-from worker.model import Classifier
 from worker.settings import MODELS_DIR
+from worker.vision.classifier import Classifier
+from worker.vision.detect import FaceDetector
 
 VOTES = "ferplus_votes.npz"
 SPEED_BATCH, SPEED_ROUNDS = 16, 3  # the cost floor: ms per face at batch 16, one core

@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from worker.faces import FaceFinder
 from worker.settings import get_settings
+from worker.vision.faces import FaceFinder
 
 
 def counted(folder: Path) -> list[dict[str, Any]]:

@@ -29,11 +29,11 @@ import numpy as np
 
 from training import detect_eval, framing_eval
 from training.data import load_split
-from worker.boxes import weighted_nms
-from worker.detect import FaceDetector, centred
-from worker.faces import FaceFinder
-from worker.images import load_photo
 from worker.settings import get_settings
+from worker.vision.boxes import weighted_nms
+from worker.vision.detect import FaceDetector, centred
+from worker.vision.faces import FaceFinder
+from worker.vision.images import load_photo
 
 PASSES = (("short_range", 1.0), ("short_range", 1.5), ("short_range", 2.0),
           ("full_range", 1.0), ("full_range", 1.25), ("full_range", 1.5), ("full_range", 2.0))

@@ -36,11 +36,11 @@ from PIL import Image
 
 from training import framing_eval
 from training.data import load_split
-from worker.boxes import LEFT_EYE, RIGHT_EYE, weighted_nms
-from worker.detect import FULL_RANGE, SHORT_RANGE, ZOOM_OUT, DetectorModel, FaceDetector, centred
-from worker.framing import Framing
-from worker.model import load_classifier
 from worker.settings import MODELS_DIR, get_settings
+from worker.vision.boxes import LEFT_EYE, RIGHT_EYE, weighted_nms
+from worker.vision.classifier import load_classifier
+from worker.vision.detect import FULL_RANGE, SHORT_RANGE, ZOOM_OUT, DetectorModel, FaceDetector, centred
+from worker.vision.framing import Framing
 
 UPSCALE = 192  # px: FER2013 faces are shown to the detector at this size
 CANVAS = 4  # the full-range model sees the face in a canvas this many times its size

@@ -27,11 +27,11 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from training.labels import LABELS
-from worker.detect import FaceDetector
-from worker.faces import FaceFinder
-from worker.framing import Calibration, Framing
-from worker.images import decode, load_photo
-from worker.model import Classifier
+from worker.vision.classifier import Classifier
+from worker.vision.detect import FaceDetector
+from worker.vision.faces import FaceFinder
+from worker.vision.framing import Calibration, Framing
+from worker.vision.images import decode, load_photo
 
 SERVED = 320  # px: FER2013 faces are served as JPEGs of this size
 SMALL_FACE = 0.12  # of the canvas's long side, in labelled_photos_small_faces

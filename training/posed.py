@@ -40,10 +40,10 @@ from training import framing_eval
 from training import variants as compared
 from training.data import load_split
 from training.labels import LABELS
-from worker.detect import FaceDetector
-from worker.framing import Calibration
-from worker.images import load_photo
 from worker.settings import MODELS_DIR, get_settings
+from worker.vision.detect import FaceDetector
+from worker.vision.framing import Calibration
+from worker.vision.images import load_photo
 
 SHIPPED = "shipped"
 GRAY_SIDE = 640

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from training.adjust import Adjusted, lean
-from worker.model import Classifier
+from worker.vision.classifier import Classifier
 
 
 class Mean:

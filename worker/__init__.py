@@ -1,9 +1,13 @@
 """The Celery app: ``python -m worker`` (worker/__main__.py) and ``celery -A worker worker`` run ``app``.
 
+``app`` is built from the environment's settings on first use, not at import: the API's library
+parts (``worker.settings``, ``worker.store``, ``worker.outcomes``...) and the CLI import this package
+without building a Celery app or importing Celery.
+
 The API imports this module only to send tasks by name (``send_chunks``, ``send_webhook``); the task code in
 ``worker.tasks`` (fetching, decoding, LiteRT) is imported by worker processes alone. Every worker
 also runs the sweeper (``worker.sweeper``) that sends chunks lost with the broker's state again, and
-serves its pool's Prometheus metrics (``worker.exporter``).
+serves its pool's Prometheus metrics (``worker.ops.exporter``).
 """
 
 from __future__ import annotations
@@ -16,11 +20,14 @@ import os
 # worker runs a process per core. Set before anything in the package imports numpy.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+import threading  # noqa: E402
 from collections.abc import Iterable  # noqa: E402
-
-from celery import Celery  # noqa: E402
+from typing import TYPE_CHECKING  # noqa: E402
 
 from worker.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 PROCESS_CHUNK = "fer.process_chunk"
 DELIVER_WEBHOOK = "fer.deliver_webhook"
@@ -28,7 +35,9 @@ QUEUE = "fer"
 
 
 def create_celery(settings: Settings | None = None) -> Celery:
-    from worker.exporter import MetricsStep
+    from celery import Celery
+
+    from worker.ops.exporter import MetricsStep
     from worker.sweeper import SweepStep
 
     settings = settings or get_settings()
@@ -79,4 +88,14 @@ def send_webhook(celery: Celery, job_id: str) -> None:
     celery.send_task(DELIVER_WEBHOOK, args=[job_id])
 
 
-app = create_celery()
+_app_lock = threading.Lock()
+
+
+def __getattr__(name: str) -> Celery:
+    """``worker.app``: the Celery app of the environment's settings, built once, on first use."""
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    with _app_lock:
+        if "app" not in globals():
+            globals()["app"] = create_celery()
+    return globals()["app"]

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from worker.errors import UrlError
 
 if TYPE_CHECKING:
-    from worker.jobs import Job
+    from worker.store.jobs import Job
 
 # FER2013 id order; keys as in the fer and deepface libraries.
 EMOTIONS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")

@@ -10,8 +10,8 @@ others keep the fetches and the CPU busy.
 
 Inside, one event loop runs in the Pipeline's own thread with one aiohttp session. Each ``run`` gets coroutines
 that pull its URLs from one iterator; all of them share the process's ``fetch_concurrency`` download slots, each
-URL taking a turn at its origin first (``worker.origins``), so a slow origin's queue holds no slot. Decoding and
-face detection (``FacesMode.DETECT``: ``worker.faces``) run on ``FER_DECODE_THREADS`` threads (Pillow and LiteRT
+URL taking a turn at its origin first (``worker.net.origins``), so a slow origin's queue holds no slot. Decoding and
+face detection (``FacesMode.DETECT``: ``worker.vision.faces``) run on ``FER_DECODE_THREADS`` threads (Pillow and LiteRT
 release the GIL), so the event loop keeps fetching meanwhile. Slots and decode threads serve the runs' ``owner``s
 (their jobs) in turn (``worker.turns``): a small job's chunk does not queue behind a big job's backlog; the decode
 threads hand their results to the loop ``SETTLE_EVERY`` at a time. The process's one face detector serves one of
@@ -37,16 +37,17 @@ from typing import Any
 import aiohttp
 import numpy as np
 
-from worker import metrics, outcomes
+from worker import outcomes
 from worker.errors import InternalError, NoFace, UrlError
-from worker.faces import FaceCrop, FaceFinder
-from worker.fetch import fetch, make_session, origin_of, parse_url
-from worker.images import decode
-from worker.jobs import FacesMode
-from worker.model import Classifier
-from worker.origins import Origins
+from worker.net.fetch import fetch, make_session, origin_of, parse_url
+from worker.net.origins import Origins
+from worker.ops import metrics
 from worker.settings import Settings
+from worker.store.jobs import FacesMode
 from worker.turns import TurnPool, TurnSlots
+from worker.vision.classifier import Classifier
+from worker.vision.faces import FaceCrop, FaceFinder
+from worker.vision.images import decode
 
 log = logging.getLogger(__name__)
 

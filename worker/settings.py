@@ -22,11 +22,22 @@ import os
 import typing
 from collections.abc import Callable, Mapping
 from functools import cache
+from importlib import resources
 from pathlib import Path
 from types import UnionType
 from typing import Any, Literal
 
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+
+def _models_dir() -> Path:
+    """The model files' folder: the package ``models`` (importlib.resources), in the checkout, the worker
+    image and an installed wheel alike. The API image has no models: there, the folder beside worker/."""
+    try:
+        return Path(str(resources.files("models")))
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parent.parent / "models"
+
+
+MODELS_DIR = _models_dir()
 VERSION = "0.1.0"  # pyproject.toml's version (the worker image does not install the package's metadata)
 # The default User-Agent names the software only: the project has no public home to link yet, and
 # an operator's own name and contact belong in FER_USER_AGENT (docs/fetching.md).
@@ -92,7 +103,7 @@ class Settings:
     api_keys_file: Path | None = None  # the API's keys (api/keys.py); unset: no API keys needed
 
     fetch_concurrency: int = _setting(192, ge=1)  # downloads in flight per worker process
-    fetch_per_origin: int = _setting(8, ge=1)  # requests in flight per origin per worker process (worker/origins.py)
+    fetch_per_origin: int = _setting(8, ge=1)  # requests in flight per origin per process (worker/net/origins.py)
     user_agent: str = _setting(USER_AGENT, parse=_parse_user_agent)  # on image fetches and webhooks
     fetch_timeout: float = _setting(10.0, gt=0)
     max_image_bytes: int = _setting(10_000_000, ge=1)
@@ -105,8 +116,8 @@ class Settings:
     webhook_retry_delay: float = _setting(10.0, gt=0)  # first retry; doubles up to 10 minutes
     webhook_max_age: float = _setting(3600.0, gt=0)  # seconds after the first attempt before giving up
 
-    # Observability: each worker host's Prometheus port (worker/exporter.py; 0: none) and the log format
-    # of the API and the workers (worker/logs.py): human-readable text, or one JSON object per line.
+    # Observability: each worker host's Prometheus port (worker/ops/exporter.py; 0: none) and the log format
+    # of the API and the workers (worker/ops/logs.py): human-readable text, or one JSON object per line.
     metrics_port: int = _setting(9808, ge=0, le=65535)
     metrics_origins: int = _setting(10, ge=0)  # origins named in the per-origin metrics; the rest are "other"
     log_format: Literal["text", "json"] = "text"

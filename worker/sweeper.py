@@ -13,7 +13,7 @@ repeats. The timeout only bounds how long a job waits for lost chunks; it must e
 quiet spell of a healthy job (a chunk of slow URLs, or its turn in a long queue).
 
 Webhooks ride on the same pass: an ended job whose webhook is neither delivered nor given up
-stays active, and each round its next attempt is queued once it is due (``JobStore.webhook_due``:
+stays active, and each round its next attempt is queued once it is due (``JobStore.deliveries.webhook_due``:
 a retry whose backoff has passed, or an attempt whose task was lost); see ``worker.webhooks``.
 """
 
@@ -28,7 +28,7 @@ from celery import bootsteps
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
-from worker.jobs import WEBHOOK_HOLD, Job, JobStore
+from worker.store.jobs import WEBHOOK_HOLD, Job, JobStore
 
 log = logging.getLogger(__name__)
 
@@ -59,19 +59,19 @@ class Sweeper:
         """One pass over the active jobs; returns the ranges sent again, by job id."""
         now = dt.datetime.now(dt.UTC).timestamp() if now is None else now
         resent = {}
-        for job_id in self.store.active_jobs():
+        for job_id in self.store.dispatch.active_jobs():
             job = self.store.get(job_id)
             if job is None or (job.finished and not job.webhook_open):
-                self.store.forget(job_id)
+                self.store.dispatch.forget(job_id)
             elif job.finished:
-                if self.send_webhook is not None and self.store.webhook_due(job_id, now, self.webhook_hold):
+                if self.send_webhook is not None and self.store.deliveries.webhook_due(job_id, now, self.webhook_hold):
                     self.send_webhook(job_id)
                     log.info("job %s: webhook attempt %d queued", job_id, job.webhook_attempts + 1)
             elif now - last_moved(job) >= self.stall_timeout:
-                ranges = self.store.unanswered_ranges(job) or self.store.claim(job_id, self.window)
+                ranges = self.store.dispatch.unanswered_ranges(job) or self.store.dispatch.claim(job_id, self.window)
                 if ranges:
                     self.send(job_id, ranges)
-                self.store.mark_resent(job_id, now)
+                self.store.dispatch.mark_resent(job_id, now)
                 resent[job_id] = ranges
                 log.warning("job %s made no progress for %.0f s: sent %d chunk(s) again: %s", job_id,
                             now - last_moved(job), len(ranges), ", ".join(f"[{a}, {b})" for a, b in ranges))
@@ -90,8 +90,8 @@ class SweepStep(bootsteps.StartStopStep):
 
     def start(self, worker: object) -> None:
         from worker import send_chunks, send_webhook
-        from worker.jobs import connect
         from worker.settings import get_settings
+        from worker.store.jobs import connect
 
         settings = get_settings()
         app = worker.app  # type: ignore[attr-defined]
@@ -105,7 +105,7 @@ class SweepStep(bootsteps.StartStopStep):
 
     def tick(self) -> None:
         try:
-            if self.sweeper.store.take_sweep_turn(self.owner, self.interval * 0.9):
+            if self.sweeper.store.dispatch.take_sweep_turn(self.owner, self.interval * 0.9):
                 self.sweeper.sweep()
         except (RedisError, OperationalError, OSError) as exc:  # Redis or the broker is down: the next tick tries again
             log.warning("sweep skipped: %s", exc)

@@ -4,7 +4,7 @@ Workers run Celery's threads pool: one process per core, each running several ch
 (``--concurrency``) through the process's one Pipeline, which the threads share.
 
 Importing this module (the worker does, before it sets up logging) also installs the JSON log
-hooks of ``worker.logs``; a chunk task logs within ``job_context`` and is timed by ``worker.metrics``.
+hooks of ``worker.ops.logs``; a chunk task logs within ``job_context`` and is timed by ``worker.ops.metrics``.
 """
 
 from __future__ import annotations
@@ -20,11 +20,12 @@ from celery.concurrency.prefork import TaskPool as PreforkPool
 from celery.signals import worker_init, worker_process_init, worker_process_shutdown, worker_ready, worker_shutdown
 from redis.exceptions import RedisError
 
-from worker import DELIVER_WEBHOOK, PROCESS_CHUNK, app, logs, metrics, send_chunks, send_webhook, webhooks
-from worker.jobs import JobStatus, JobStore, connect
-from worker.model import load_classifier
+from worker import DELIVER_WEBHOOK, PROCESS_CHUNK, app, send_chunks, send_webhook, webhooks
+from worker.ops import logs, metrics
 from worker.pipeline import Pipeline, Result
 from worker.settings import get_settings
+from worker.store.jobs import JobStatus, JobStore, connect
+from worker.vision.classifier import load_classifier
 
 log = logging.getLogger(__name__)
 logs.install_celery_hooks()
@@ -136,9 +137,9 @@ def process_chunk_task(job_id: str, start: int, stop: int) -> int:
         log.info("job %s [%d, %d): %d new results", job_id, start, stop, added)
         # Chained chunks: each finished chunk queues the job's next one, so a job keeps
         # FER_JOB_WINDOW chunks in the queue and jobs submitted later take turns with it.
-        send_chunks(app, job_id, jobs.claim(job_id, 1))
+        send_chunks(app, job_id, jobs.dispatch.claim(job_id, 1))
         # The chunk that ended the job (or the first to see it ended) queues the job's webhook.
-        if jobs.webhook_due(job_id, time.time()):
+        if jobs.deliveries.webhook_due(job_id, time.time()):
             send_webhook(app, job_id)
         return added
 

@@ -32,13 +32,13 @@ from dataclasses import dataclass
 import aiohttp
 import orjson
 
-from worker import netguard
 from worker.errors import BlockedAddress, UrlError
-from worker.fetch import parse_url
-from worker.jobs import Job, JobStatus, JobStore, WebhookStatus
+from worker.net import netguard
+from worker.net.fetch import parse_url
 from worker.outcomes import job_summary
 from worker.settings import USER_AGENT, Settings
 from worker.signatures import signature_header
+from worker.store.jobs import Job, JobStatus, JobStore, WebhookStatus
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ def deliver(jobs: JobStore, settings: Settings, job_id: str) -> WebhookStatus | 
     """One delivery attempt of a job's pending webhook, recorded; None if there was none to make
     (unknown job, no callback, already delivered or failed, or another worker is sending it)."""
     owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
-    if not jobs.take_webhook_lease(job_id, owner, LEASE):
+    if not jobs.deliveries.take_webhook_lease(job_id, owner, LEASE):
         return None
     try:
         job = jobs.get(job_id)
@@ -142,9 +142,10 @@ def deliver(jobs: JobStore, settings: Settings, job_id: str) -> WebhookStatus | 
                 status = WebhookStatus.FAILED
             else:
                 status, next_at = WebhookStatus.PENDING, ended + delay
-        jobs.webhook_attempted(job_id, ended, status, next_at=next_at, error=None if answer.accepted else answer.detail)
+        jobs.deliveries.webhook_attempted(job_id, ended, status, next_at=next_at,
+                                          error=None if answer.accepted else answer.detail)
         log.log(logging.INFO if answer.accepted else logging.WARNING, "job %s webhook attempt %d to %s: %s (%s)",
                 job_id, attempt, job.callback_url, answer.detail, status.value)
         return status
     finally:
-        jobs.release_webhook_lease(job_id, owner)
+        jobs.deliveries.release_webhook_lease(job_id, owner)

@@ -1,6 +1,6 @@
 """Each worker's Prometheus endpoint: the metrics of all its pool processes, added up, on ``FER_METRICS_PORT``.
 
-Celery's prefork pool runs tasks in child processes, so the metrics (``worker.metrics``) use
+Celery's prefork pool runs tasks in child processes, so the metrics (``worker.ops.metrics``) use
 prometheus_client's multiprocess mode. ``MetricsStep``, a bootstep of the worker's main process:
 
 - gives each worker a fresh directory (``PROMETHEUS_MULTIPROC_DIR``) before the pool forks; every
@@ -103,7 +103,7 @@ class MetricsStep(bootsteps.StartStopStep):
             os.environ[MULTIPROC_ENV] = self.path
             # The main process's own zeros: every unlabelled series (the in-progress gauge among
             # them) is on the page from the start, and stays there while the pool replaces a child.
-            from worker import metrics
+            from worker.ops import metrics
 
             metrics.get()
             owner = os.getpid()

@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from worker.boxes import LEFT_EYE, RIGHT_EYE
-from worker.detect import Face
+from worker.vision.boxes import LEFT_EYE, RIGHT_EYE
+from worker.vision.detect import Face
 
 _AFFINE_SAMPLING = (Image.Resampling.NEAREST, Image.Resampling.BILINEAR, Image.Resampling.BICUBIC)
 

@@ -1,8 +1,8 @@
-"""The job store: a job's state in Redis (keys in ``worker.keys``, Lua scripts in ``worker.lua``).
+"""The job store: a job's state in Redis (keys in ``worker.store.keyspace``, Lua scripts in ``worker.store.lua``).
 
-``JobStore`` creates jobs, reads them and their results, records outcomes and cancels; it includes
-the parts that hand chunks to the queue (``worker.dispatch``), keep webhook deliveries
-(``worker.deliveries``) and serve owners and the recent-jobs list (``worker.owners``).
+``JobStore`` creates jobs, reads them and their results, records outcomes and cancels; it holds
+the parts that hand chunks to the queue (``worker.store.dispatch``), keep webhook deliveries
+(``worker.store.deliveries``) and serve owners and the recent-jobs list (``worker.store.owners``).
 
 Outcomes are written with HSETNX inside one Lua script, and the counters move only when a write
 was the first for its index: a chunk delivered twice cannot count twice. The same script moves
@@ -26,11 +26,11 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from worker import lua
-from worker.deliveries import WEBHOOK_HOLD, Deliveries, WebhookStatus
-from worker.dispatch import Dispatch
-from worker.keys import ACTIVE, job_keys, now, owner_key, recent_key
-from worker.owners import OwnerLoad, Owners
+from worker.store import lua
+from worker.store.deliveries import WEBHOOK_HOLD, Deliveries, WebhookStatus
+from worker.store.dispatch import Dispatch
+from worker.store.keyspace import ACTIVE, job_keys, now, owner_key, recent_key
+from worker.store.owners import OwnerLoad, Owners
 
 PAGE = 1000  # indexes read per round trip when streaming a whole job
 WAIT_SLICE = 5.0  # seconds per BLPOP in wait_finished, below connect()'s socket_timeout
@@ -116,15 +116,18 @@ def connect(url: str, retries: int = 1) -> redis.Redis:
     )
 
 
-class JobStore(Dispatch, Deliveries, Owners):
+class JobStore:
+    """A job's life in Redis; its parts, each over the same client: ``dispatch`` (chunks to the queue),
+    ``deliveries`` (webhook state) and ``owners`` (API keys' jobs, the recent-jobs list)."""
+
     def __init__(self, client: redis.Redis, ttl: int) -> None:
         self.redis = client
         self.ttl = ttl
+        self.dispatch = Dispatch(client)
+        self.deliveries = Deliveries(client)
+        self.owners = Owners(client, ttl)
         self._record = client.register_script(lua.RECORD)
-        self._claim = client.register_script(lua.CLAIM)
         self._cancel = client.register_script(lua.CANCEL)
-        self._webhook_due = client.register_script(lua.WEBHOOK_DUE)
-        self._webhook_end = client.register_script(lua.WEBHOOK_END)
 
     def create(self, urls: Sequence[str], chunk_size: int, outcomes: Mapping[int, dict[str, Any]],
                faces: FacesMode = FacesMode.DETECT, owner: str | None = None,
@@ -148,7 +151,7 @@ class JobStore(Dispatch, Deliveries, Owners):
             if owner is not None:
                 pipe.sadd(owner_key(owner, "jobs"), job_id)
                 pipe.expire(owner_key(owner, "jobs"), self.ttl)
-            self._index_recent(pipe, job_id, owner, time.time())
+            self.owners.index_recent(pipe, job_id, owner, time.time())
             pipe.delete(urls_key)
             for start in range(0, len(urls), PAGE):
                 pipe.rpush(urls_key, *urls[start : start + PAGE])

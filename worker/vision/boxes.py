@@ -3,7 +3,7 @@
 A small numpy port of what MediaPipe's ``ssd_anchors_calculator``, ``tensors_to_detections_calculator``
 and ``non_max_suppression_calculator`` (WEIGHTED) do for its face detectors, for the options those
 graphs use: square inputs, ``fixed_anchor_size`` (every anchor is 1x1, so only its centre matters),
-one aspect ratio. Everything here is in the model's input pixels; ``worker.detect`` maps boxes back
+one aspect ratio. Everything here is in the model's input pixels; ``worker.vision.detect`` maps boxes back
 to the photo.
 
 Regressor layout (16 numbers per anchor): box centre offset x, y, box width, height, then six

@@ -2,7 +2,7 @@
 
 Standard library only, so the API can check a callback URL at submit time without aiohttp:
 :class:`AddressGuard` judges one address, :func:`check_host` resolves a host (with a time limit)
-and judges every address it gets. ``worker.netguard`` builds aiohttp's guarded resolver and
+and judges every address it gets. ``worker.net.netguard`` builds aiohttp's guarded resolver and
 connector on the same guard, so the address actually connected to is checked again.
 """
 

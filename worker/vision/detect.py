@@ -20,7 +20,7 @@ The two models see different faces, so each runs where it is good (numbers in mo
    are dropped (the face lies whole in a neighbouring tile). The close-up pass's faces that
    overlap none of these are kept too.
 
-Candidates from every window are decoded and merged by ``worker.boxes`` (weighted suppression).
+Candidates from every window are decoded and merged by ``worker.vision.boxes`` (weighted suppression).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 from PIL import Image
 
-from worker.boxes import NMS_IOU, Candidates, anchor_centres, decode, iou, weighted_nms
+from worker.vision.boxes import NMS_IOU, Candidates, anchor_centres, decode, iou, weighted_nms
 
 Window = tuple[float, float, float]  # x0, y0, side: a square of the photo, possibly past its edges
 

@@ -1,4 +1,4 @@
-"""The job store's Lua scripts, each run atomically by Redis (``worker.jobs`` names their keys).
+"""The job store's Lua scripts, each run atomically by Redis (``worker.store.jobs`` names their keys).
 
 RECORD   KEYS job, results, done; ARGV stamp, then (index, "ok"|"error", outcome JSON) triples.
          Stores each outcome with HSETNX and moves a counter only for a first answer, then sets

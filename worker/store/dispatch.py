@@ -4,7 +4,7 @@ Chunks are handed out a few at a time: ``claim`` moves the job's ``dispatched`` 
 ranges it hands out, so any index below the cursor without an outcome belongs to a chunk that is
 queued, running, or lost with the broker's state. ``worker.sweeper`` reads ``active_jobs`` and
 ``unanswered_ranges`` to send lost ranges again, and ``mark_resent`` restarts the job's clock.
-``JobStore`` (``worker.jobs``) includes this class.
+``JobStore`` (``worker.store.jobs``) holds one as ``store.dispatch``.
 """
 
 from __future__ import annotations
@@ -12,17 +12,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import redis
-from redis.commands.core import Script
 
-from worker.keys import ACTIVE, SWEEPER, job_keys, now
+from worker.store import lua
+from worker.store.keyspace import ACTIVE, SWEEPER, job_keys, now
 
 if TYPE_CHECKING:
-    from worker.jobs import Job
+    from worker.store.jobs import Job
 
 
 class Dispatch:
-    redis: redis.Redis
-    _claim: Script
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+        self._claim = client.register_script(lua.CLAIM)
 
     def claim(self, job_id: str, count: int) -> list[tuple[int, int]]:
         """Hand out up to ``count`` more chunk ranges [start, stop) that still have work to do.

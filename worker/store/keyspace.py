@@ -1,5 +1,5 @@
 """Every Redis key of fer-batch, in one place, and the time stamps written under them: the job
-store (``worker.jobs``) and its parts use them.
+store (``worker.store.jobs``) and its parts use them.
 
 One job is five keys sharing a Redis Cluster hash tag, all expiring together after
 ``FER_RESULT_TTL``::

@@ -1,8 +1,8 @@
 """The workers' Prometheus metrics, and the few calls that record them.
 
 The pipeline and the task call ``count_outcomes``, ``fetching``, ``timed`` and ``chunk``, and
-``worker.origins`` the ``origin_*`` calls; each worker host serves the sum over its pool processes
-on ``FER_METRICS_PORT`` (``worker.exporter``).
+``worker.net.origins`` the ``origin_*`` calls; each worker host serves the sum over its pool processes
+on ``FER_METRICS_PORT`` (``worker.ops.exporter``).
 
 Per-origin series carry an ``origin`` label bounded by :class:`OriginLabels`: the
 ``FER_METRICS_ORIGINS`` busiest origins of the process by name, every other one as ``other``.

@@ -1,4 +1,4 @@
-"""One HTTP exchange as :func:`worker.fetch.fetch` reads it: the body within its cap, a redirect's
+"""One HTTP exchange as :func:`worker.net.fetch.fetch` reads it: the body within its cap, a redirect's
 target, ``Retry-After`` in seconds, and the per-URL error of an aiohttp or OS failure, wrapped in
 :class:`Transient` when another attempt may succeed. No waiting and no state: fetch decides.
 """
@@ -12,7 +12,6 @@ import time
 import aiohttp
 from yarl import URL
 
-from worker import netguard
 from worker.errors import (
     BlockedAddress,
     ConnectionFailed,
@@ -23,7 +22,8 @@ from worker.errors import (
     TooLarge,
     UrlError,
 )
-from worker.urls import SCHEMES
+from worker.net import netguard
+from worker.net.urls import SCHEMES
 
 _DROPPED_ERRNOS = frozenset({errno.ECONNRESET, errno.ECONNABORTED, errno.EPIPE})
 

@@ -1,13 +1,13 @@
 """An image file's faces as the classifier needs them: detected, framed as in FER2013, cut at its size.
 
-``FaceFinder.find(data)`` decodes the file, runs the detector (``worker.detect``), frames each
-face with the calibration in ``models/face_detection.json`` (``worker.framing``) and cuts it out,
+``FaceFinder.find(data)`` decodes the file, runs the detector (``worker.vision.detect``), frames each
+face with the calibration in ``models/face_detection.json`` (``worker.vision.framing``) and cuts it out,
 largest face first. It decodes as little as it can: a small preview first (a JPEG is decoded at
 1/2 to 1/8 scale), enough for the detector's close-up pass and for cutting a close-up face at
 48x48; the full photo only when the wide pass must look for smaller faces.
 
 When the largest face's frame is (nearly) the whole photo, the photo already is a face crop and
-is classified whole, as the ``"whole"`` mode would (``worker.images.squash`` of the preview: the
+is classified whole, as the ``"whole"`` mode would (``worker.vision.images.squash`` of the preview: the
 same pixels as ``decode`` for JPEGs, give or take a level of colour conversion): see
 ``Calibration.is_whole``. Boxes are in pixels of the photo as displayed, whatever was decoded.
 
@@ -25,11 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from worker import metrics
-from worker.detect import SHORT_RANGE, Face, FaceDetector, faces_of, is_close_up
-from worker.framing import Calibration
-from worker.images import PREVIEW_SIDE, Photo, load_photo, squash
-from worker.model import ModelError
+from worker.ops import metrics
+from worker.vision.classifier import ModelError
+from worker.vision.detect import SHORT_RANGE, Face, FaceDetector, faces_of, is_close_up
+from worker.vision.framing import Calibration
+from worker.vision.images import PREVIEW_SIDE, Photo, load_photo, squash
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ name that resolves differently on each lookup (DNS rebinding) gains nothing:
   reused, before a request is written on it.
 
 Every redirect hop is a new request, so each hop goes through the same checks. Which addresses
-are allowed is decided by :class:`worker.addresses.AddressGuard`.
+are allowed is decided by :class:`worker.net.addresses.AddressGuard`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.connector import Connection
 from aiohttp.tracing import Trace
 
-from worker.addresses import (
+from worker.errors import BlockedAddress, DnsError
+from worker.net.addresses import (
     BLOCKED_NETWORKS,
     AddressGuard,
     BlockedConnection,
@@ -36,10 +37,9 @@ from worker.addresses import (
     is_public,
     parse_ip,
 )
-from worker.errors import BlockedAddress, DnsError
 from worker.settings import Settings
 
-# The address checks live in worker.addresses (no aiohttp, so the API can use them); they are
+# The address checks live in worker.net.addresses (no aiohttp, so the API can use them); they are
 # also importable from here, as before.
 __all__ = [
     "BLOCKED_NETWORKS", "AddressGuard", "BlockedConnection", "GuardedConnector", "GuardedResolver", "IPAddress",

@@ -19,7 +19,7 @@ flight at its origin (one turn per hop: a redirect to another origin takes a tur
   down, or swallows connections), for ``UNREACHABLE_FOR`` seconds; then one request at a time tries
   again. Without this, a dead host's queue would take a full fetch budget per URL, one at a time.
 
-Time spent waiting for a turn is the origin's, not the URL's: :mod:`worker.fetch` does not count
+Time spent waiting for a turn is the origin's, not the URL's: :mod:`worker.net.fetch` does not count
 it against the URL's budget. ``Turn.waited`` adds it up for the metrics.
 """
 
@@ -32,8 +32,8 @@ import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
-from worker import metrics
 from worker.errors import UrlError
+from worker.ops import metrics
 from worker.turns import Turns
 
 Origin = tuple[str, str, int]  # scheme, host, port

@@ -3,7 +3,7 @@
 With API keys on, each job belongs to the key's name that created it: ``owner_load`` sums what
 the owner has unfinished (its quota), ``owner_lock`` serialises its submissions across API
 processes, ``count_request`` is its fixed-window rate counter. ``recent`` lists jobs newest first,
-everyone's or one owner's (``GET /jobs``). ``JobStore`` (``worker.jobs``) includes this class.
+everyone's or one owner's (``GET /jobs``). ``JobStore`` (``worker.store.jobs``) holds one as ``store.owners``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import redis
 from redis.lock import Lock
 
-from worker.keys import job_keys, owner_key, recent_key
+from worker.store.keyspace import job_keys, owner_key, recent_key
 
 ACTIVE_STATUSES = ("queued", "running")
 
@@ -28,8 +28,9 @@ class OwnerLoad:
 
 
 class Owners:
-    redis: redis.Redis
-    ttl: int
+    def __init__(self, client: redis.Redis, ttl: int) -> None:
+        self.redis = client
+        self.ttl = ttl
 
     def owner_load(self, owner: str) -> OwnerLoad:
         """The owner's queued and running jobs and their unanswered URLs (total - processed),
@@ -71,7 +72,7 @@ class Owners:
             count, _ = pipe.execute()
         return int(count), max(1, (slot + 1) * window - int(moment))
 
-    def _index_recent(self, pipe: redis.client.Pipeline, job_id: str, owner: str | None, epoch: float) -> None:
+    def index_recent(self, pipe: redis.client.Pipeline, job_id: str, owner: str | None, epoch: float) -> None:
         """In ``create``'s transaction: list the job among the recent ones, everyone's and its
         owner's, and drop entries older than the retention time (their jobs have expired)."""
         for key in {recent_key(None), recent_key(owner)}:

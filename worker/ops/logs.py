@@ -78,7 +78,7 @@ def gunicorn_logconfig(log_format: str) -> dict[str, Any]:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"json": {"()": "worker.logs.JsonFormatter"}},
+        "formatters": {"json": {"()": "worker.ops.logs.JsonFormatter"}},
         "handlers": {"stderr": {**handler, "stream": "ext://sys.stderr"},
                      "stdout": {**handler, "stream": "ext://sys.stdout"}},
         "root": {"level": "INFO", "handlers": ["stderr"]},

@@ -2,9 +2,9 @@
 
 :func:`fetch` is the whole contract: it returns the body or raises a :class:`~worker.errors.UrlError`
 subclass, never anything else. Redirects are followed by hand, so each hop's address passes the SSRF
-guard (:mod:`worker.netguard`) and counts against ``settings.max_redirects``.
+guard (:mod:`worker.net.netguard`) and counts against ``settings.max_redirects``.
 
-Each request waits for a turn at its origin first (:mod:`worker.origins`: at most
+Each request waits for a turn at its origin first (:mod:`worker.net.origins`: at most
 ``FER_FETCH_PER_ORIGIN`` in flight per origin, fewer while it backs off). One URL gets
 ``settings.fetch_timeout`` seconds in total for its own time: every attempt, redirect hop and body
 byte, and the waits before its own retries. The time it waits for its origin's turns (behind other
@@ -15,7 +15,7 @@ whole origin and pauses it (``Retry-After`` when given); the URL retries when th
 ends, at most ``MAX_OVERLOADED_ATTEMPTS`` times. Other transient failures (a connection dropped by
 the server, HTTP 500/502/504) are retried with exponential backoff and full jitter, at most
 ``MAX_ATTEMPTS`` times in all. When the next wait would not fit in the budget, or the origin asks
-for more than ``worker.origins.MAX_PAUSE``, the last failure is reported as it was (an HTTP 500
+for more than ``worker.net.origins.MAX_PAUSE``, the last failure is reported as it was (an HTTP 500
 stays ``http_error``), so ``fetch_timeout`` means the budget really ran out while waiting on the
 server. A request that times out slows its origin too; an origin that stops answering altogether
 is refused for a while, and its waiting URLs fail at once, each message saying ``not tried``.
@@ -31,7 +31,6 @@ from collections.abc import Callable
 import aiohttp
 from yarl import URL
 
-from worker import netguard
 from worker.errors import (
     ConnectionFailed,
     FetchTimeout,
@@ -41,10 +40,18 @@ from worker.errors import (
     TooManyRedirects,
     UrlError,
 )
-from worker.origins import MAX_PAUSE, UNREACHABLE_AFTER, UNREACHABLE_FOR, Origin, Origins, Turn, origin_name
-from worker.responses import Transient, is_refused, map_client_error, read_body, redirect_target, retry_after_seconds
+from worker.net import netguard
+from worker.net.origins import MAX_PAUSE, UNREACHABLE_AFTER, UNREACHABLE_FOR, Origin, Origins, Turn, origin_name
+from worker.net.responses import (
+    Transient,
+    is_refused,
+    map_client_error,
+    read_body,
+    redirect_target,
+    retry_after_seconds,
+)
+from worker.net.urls import SCHEMES, validate_url
 from worker.settings import Settings
-from worker.urls import SCHEMES, validate_url
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 RETRY_STATUSES = frozenset({500, 502, 504})
@@ -59,7 +66,7 @@ def make_session(settings: Settings) -> aiohttp.ClientSession:
     """A ClientSession for :func:`fetch`: SSRF-guarded, ``fetch_concurrency`` connections, no cookies.
 
     aiohttp's own ``limit_per_host`` is set to ``fetch_per_origin`` as a backstop: the turns of
-    :mod:`worker.origins` keep the requests per origin within it before a request is made, where
+    :mod:`worker.net.origins` keep the requests per origin within it before a request is made, where
     the wait neither holds a download slot nor counts against the URL's budget.
     Call it with the event loop running and close it (``async with`` or ``await session.close()``).
     """

@@ -4,7 +4,7 @@ A job with a ``callback_url`` stays in the active set after it ends, until its w
 delivered or given up: ``webhook_due`` (Lua) lets exactly one caller queue each delivery attempt
 (the worker or API call that ended the job, then the sweeper for retries and lost tasks); a short
 lease keeps two workers from sending at once; ``webhook_attempted`` records each result.
-``JobStore`` (``worker.jobs``) includes this class.
+``JobStore`` (``worker.store.jobs``) holds one as ``store.deliveries``.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from enum import StrEnum
 from typing import Any
 
 import redis
-from redis.commands.core import Script
 
-from worker.keys import job_keys, now
+from worker.store import lua
+from worker.store.keyspace import job_keys, now
 
 WEBHOOK_HOLD = 60.0  # seconds a queued webhook attempt may take before it is due again (a lost task)
 
@@ -32,9 +32,10 @@ class WebhookStatus(StrEnum):
 
 
 class Deliveries:
-    redis: redis.Redis
-    _webhook_due: Script
-    _webhook_end: Script
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+        self._webhook_due = client.register_script(lua.WEBHOOK_DUE)
+        self._webhook_end = client.register_script(lua.WEBHOOK_END)
 
     def webhook_due(self, job_id: str, epoch: float, hold: float = WEBHOOK_HOLD) -> bool:
         """True for the one caller that should queue the job's next webhook attempt now.
