@@ -78,7 +78,7 @@ def test_fetches_a_photo(server: ImageServer) -> None:
 
 def test_session_identifies_itself(server: ImageServer) -> None:
     assert json.loads(get(server.url("/headers")))["User-Agent"] == USER_AGENT
-    assert USER_AGENT.startswith(f"fer-batch/{VERSION} (+https://")
+    assert USER_AGENT == f"fer-batch/{VERSION}"  # the software; operators name themselves in FER_USER_AGENT
     mine = "example-batch/2.0 (+mailto:ops@example.com)"
     assert json.loads(get(server.url("/headers"), user_agent=mine))["User-Agent"] == mine
 

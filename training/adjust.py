@@ -73,7 +73,7 @@ def adjust(probabilities: np.ndarray, prior: np.ndarray, tau: float) -> np.ndarr
 
 
 class Adjusted:
-    """A classifier (``worker.model.Classifier``) whose answers are adjusted: same interface."""
+    """A classifier (``worker.vision.classifier.Classifier``) whose answers are adjusted: same interface."""
 
     def __init__(self, classifier: Any, prior: np.ndarray, tau: float) -> None:
         self.classifier, self.prior, self.tau = classifier, prior, tau

@@ -6,7 +6,7 @@ Usage::
                                [--photos DIR ...] [--adjust TAU ...] [--lean TAU ...]
                                [--out build/compare]
 
-Each model runs as the workers run it (LiteRT, ``worker.model.Classifier``). For each one, on the
+Each model runs as the workers run it (LiteRT, ``worker.vision.classifier.Classifier``). For each one, on the
 validation split (PublicTest):
 
 - ``fer2013_accuracy`` and ``macro_f1`` against FER2013's labels, ``recall`` per class;

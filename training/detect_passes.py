@@ -1,4 +1,4 @@
-"""Measure each BlazeFace pass alone: the evidence behind how ``worker.detect`` combines them.
+"""Measure each BlazeFace pass alone: the evidence behind how ``worker.vision.detect`` combines them.
 
 Usage::
 

@@ -7,7 +7,7 @@ Usage::
 
 A set is a folder with a ``photos.csv`` (``file``, ``expression``; ``training.devsets`` builds the
 development sets, ``../shared/data/photos`` has the same form). Each photo is searched once with
-the worker's own detector (``worker.faces.FaceFinder``, the defaults of ``face_detection.json``);
+the worker's own detector (``worker.vision.faces.FaceFinder``, the defaults of ``face_detection.json``);
 its largest face is framed and cut by each framing variant and classified by each model. A photo
 without a face counts as wrong and is not counted as a prediction.
 

@@ -1,6 +1,6 @@
 """The classifiers that ``training.compare`` and ``training.posed`` set side by side.
 
-A spec is ``NAME=MODEL.tflite`` (the model as the workers load it, ``worker.model.Classifier``,
+A spec is ``NAME=MODEL.tflite`` (the model as the workers load it, ``worker.vision.classifier.Classifier``,
 its ``emotion_classifier.json`` beside it) or ``NAME=A.tflite+B.tflite`` (the mean of the models'
 probabilities: an ensemble). Each can also be scored
 
