@@ -15,7 +15,7 @@ model trained on the labels alone is left as it is.
 Usage (fold it in and export, like ``training.export``)::
 
     python -m training.adjust MODEL.keras --data ../shared/data/fer2013 --tau 0.5 --out DIR
-                              [--against uniform|labels]
+                              [--against uniform|labels] [--temperature T]
 """
 
 from __future__ import annotations
@@ -117,17 +117,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--tau", type=float, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--against", choices=("uniform", "labels"), default="uniform")
+    parser.add_argument("--temperature", type=float, default=1.0,
+                        help="then divide the logits by this (training.calibration): scores, not answers, change")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     metadata = json.loads((args.model.parent / "emotion_classifier.json").read_text())
     prior = lean(metadata, args.data, args.against)
     model = keras.models.load_model(args.model, compile=False)
     fold_into_bias(model, prior, args.tau)
+    if args.temperature != 1.0:
+        from training.calibration import fold_temperature
+
+        fold_temperature(model, args.temperature)
     raw, val = load_split(args.data, "train"), load_split(args.data, "val")
     keep, _ = clean_training_mask(raw, val)
     train = type(raw)(raw.x[keep], raw.y[keep])
     info = {**metadata["training"], "logit_adjustment": {"tau": args.tau, "against": args.against,
-                                                         "prior": prior.round(4).tolist()}}
+                                                         "prior": prior.round(4).tolist()},
+            "temperature": args.temperature}
     exported = export(model, args.out, train, val, info, seed=args.seed)
     for kind, entry in exported["models"].items():
         print(f"{kind}: val accuracy {entry['val_accuracy']:.4f}")
