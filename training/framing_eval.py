@@ -20,6 +20,7 @@ import csv
 import dataclasses
 import io
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from PIL import Image, ImageFilter
 
 from training.labels import LABELS
 from worker.vision.classifier import Classifier
-from worker.vision.detect import FaceDetector
+from worker.vision.detect import Face, FaceDetector
 from worker.vision.faces import FaceFinder
 from worker.vision.framing import Calibration, Framing
 from worker.vision.images import decode, load_photo
@@ -73,15 +74,20 @@ def labelled_photos(folders: list[Path]) -> list[Sample]:
     return samples
 
 
-def small_faces(detector: FaceDetector, samples: list[Sample]) -> list[Sample]:
-    """Each photo shrunk onto a grey canvas so that its largest face spans SMALL_FACE of it."""
-    out = []
+def largest_faces(detector: FaceDetector, samples: list[Sample]) -> Iterator[tuple[Image.Image, Face, int]]:
+    """Each sample's photo, its largest face and its label; samples without a face are left out."""
     for data, label in samples:
         photo = load_photo(data).image
         faces = detector.detect(photo)
-        if not faces:
-            continue
-        scale = SMALL_FACE * max(CANVAS) / faces[0].box[2]
+        if faces:
+            yield photo, faces[0], label
+
+
+def small_faces(detector: FaceDetector, samples: list[Sample]) -> list[Sample]:
+    """Each photo shrunk onto a grey canvas so that its largest face spans SMALL_FACE of it."""
+    out = []
+    for photo, face, label in largest_faces(detector, samples):
+        scale = SMALL_FACE * max(CANVAS) / face.box[2]
         small = photo.convert("RGB").resize((max(1, round(photo.width * scale)), max(1, round(photo.height * scale))),
                                             Image.Resampling.LANCZOS)
         canvas = Image.new("RGB", CANVAS, (120, 120, 120))

@@ -54,12 +54,8 @@ def tight(detector: FaceDetector, samples: list[framing_eval.Sample], factor: fl
     """Each photo cut to a square ``factor`` times its largest face's box, as a 256 px greyscale
     JPEG: the look of tightly cropped lab portraits, which the pipeline may take for face crops."""
     out = []
-    for data, label in samples:
-        photo = load_photo(data).image
-        faces = detector.detect(photo)
-        if not faces:
-            continue
-        x, y, width, height = faces[0].box
+    for photo, face, label in framing_eval.largest_faces(detector, samples):
+        x, y, width, height = face.box
         half = factor * max(width, height) / 2
         cx, cy = x + width / 2, y + height / 2
         square = photo.convert("L").crop((round(cx - half), round(cy - half), round(cx + half), round(cy + half)))
