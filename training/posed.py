@@ -2,27 +2,27 @@
 
 Usage::
 
-    python -m training.posed NAME=MODEL.tflite [NAME=MODEL.tflite ...] --sets build/devsets/cfee-dev ...
-                             [--adjust TAU ...] [--margin FACTOR ...] [--rotate] [--out build/posed]
+    python -m training.posed NAME=MODEL.tflite[+MODEL.tflite] ... --sets build/devsets/cfee-dev ...
+        [--data ../shared/data/fer2013 --adjust TAU ...] [--flip] [--margin F ...] [--whole-iou X ...]
+        [--rotate] [--gray] [--tight F ...] [--served ../shared/data/fer2013] [--out build/posed]
 
 A set is a folder with a ``photos.csv`` (``file``, ``expression``; ``training.devsets`` builds the
 development sets, ``../shared/data/photos`` has the same form). Each photo is searched once with
-the worker's own detector (``worker.vision.faces.FaceFinder``, the defaults of ``face_detection.json``);
-its largest face is framed and cut by each framing variant and classified by each model. A photo
-without a face counts as wrong and is not counted as a prediction.
+the worker's own detector (``worker.vision.faces.FaceFinder``, the defaults of
+``face_detection.json``); its largest face is framed and cut by each framing variant and
+classified by each model. A photo without a face counts as wrong and is not counted as a
+prediction.
 
 Per model, framing and set: ``accuracy``, ``recall`` per class, ``mean_recall``, ``predicted``
 (the share of each answer among the photos with a face; ``neutral`` is the lean this module
-watches) and ``found``. ``--adjust TAU`` and ``--flip`` add each model logit-adjusted and with
-test-time flip (``training.variants``); ``--margin F``
-adds the shipped framing with its frame side times F; ``--rotate`` the frame turned upright by
-the eyes. ``--gray`` also scores each set as grayscale JPEGs of at most 640 px (the look of the
-older lab databases: monochrome cameras, smaller frames), as "<set> gray"; ``--tight F`` cut to F
-times the face's box at 256 px grey (tightly cropped lab portraits), as "<set> tightF";
-``--whole-iou X`` adds each margin with that ``whole_iou``. ``--served DATA`` adds
-FER2013 PublicTest (``DATA/val.npz``) served as 320x320 JPEGs, as "publictest 320px": the face
-crops a framing must still serve. Writes
-``<out>/posed.json`` and prints a Markdown table. Nothing here needs TensorFlow.
+watches) and ``found``. Models: ``--adjust TAU`` and ``--flip`` add each logit-adjusted and with
+test-time flip (``training.variants``). Framings: ``--margin F`` the shipped one with its frame
+side times F, ``--whole-iou X`` each margin with that ``whole_iou``, ``--rotate`` the frame turned
+upright by the eyes. Sets: ``--gray`` each set as greyscale JPEGs of at most 640 px (older lab
+databases: monochrome cameras, smaller frames), as "<set> gray"; ``--tight F`` cut to F times the
+face's box at 256 px grey (tightly cropped lab portraits), as "<set> tightF"; ``--served DATA``
+FER2013 PublicTest served as 320x320 JPEGs, as "publictest 320px" (the face crops a framing must
+still serve). Writes ``<out>/posed.json`` and prints a Markdown table. Nothing here needs TensorFlow.
 """
 
 from __future__ import annotations
