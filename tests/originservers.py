@@ -63,7 +63,7 @@ class _Handler(SimpleHTTPRequestHandler):
         if self.path.startswith("/__counts__"):
             return self._send_counts()
         now = server.counts.enter()
-        status = 200
+        status, left = 200, False
         try:
             if server.limit is not None and now > server.limit:
                 status = 429
@@ -74,9 +74,15 @@ class _Handler(SimpleHTTPRequestHandler):
                 return
             if server.latency:
                 time.sleep(server.latency)
-            super().do_GET()
+            body = self.send_head()  # SimpleHTTPRequestHandler.do_GET, with the count closed first:
+            server.counts.leave(status)  # once the body is sent the client may start its next request
+            left = True  # before this thread would get back to count this one as done
+            if body:
+                with body:
+                    self.copyfile(body, self.wfile)
         finally:
-            server.counts.leave(status)
+            if not left:
+                server.counts.leave(status)
 
     def _send_counts(self) -> None:
         counts = self.server.counts
