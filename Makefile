@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 SERVE_EXTRAS := api,worker,cli,dev
 ALL_EXTRAS   := api,worker,cli,dev,train
 
-.PHONY: help demo test test-compose lint chromium train devsets evaluate framing detect-eval detect-passes faces-picture page-picture bench bench-quick clean
+.PHONY: help demo test test-compose lint chromium train wide devsets evaluate framing detect-eval detect-passes faces-picture page-picture bench bench-quick clean
 .DEFAULT_GOAL := help
 
 # Bare `make` lists the targets: each target's `##` comment is its line here (tests/test_docs.py checks it).
@@ -100,6 +100,17 @@ $(RUNS)/votes/emotion_classifier.json: $(RUNS)/swa/emotion_classifier.json | $(V
 	$(BIN)/python -m training.train --data $(FER) --out $(@D) --work-dir $(@D)-work \
 		--init $(<D)/emotion_classifier.keras --epochs 12 --learning-rate 5e-4 --seed 4 --average-from 3 \
 		--votes $(FER)/ferplus_votes.npz --vote-weight 0.5 --zoom 0.3
+
+# A candidate under way (models/README.md, "Next"): the deep network at 1.5 x the width, from random
+# weights, with the fourth run's targets, balanced loss and photo look. `make wide` resumes it; a session
+# that ends mid-run leaves its state in training/runs/wide-work (committed), which this copies back.
+WIDE_RUN := --epochs 45 --seed 6 --arch sepnet-wide --dropout 0.3 --erasing 0.25 --votes $(FER)/ferplus_votes.npz \
+	--vote-weight 0.5 --zoom 0.3 --balance 1 --gamma 0.4 --sharpen 1.5 --average-from 36
+wide: $(RUNS)/wide/emotion_classifier.json  ## the wider candidate network (about 3.5 h on 2 cores; resumes)
+
+$(RUNS)/wide/emotion_classifier.json: | $(VENV)/.all-installed
+	@if [ ! -d $(@D)-work ] && [ -d training/runs/wide-work ]; then mkdir -p $(RUNS) && cp -r training/runs/wide-work $(@D)-work; fi
+	$(BIN)/python -m training.train --data $(FER) --out $(@D) --work-dir $(@D)-work $(WIDE_RUN)
 
 # The posed development sets (models/README.md): public repositories cloned once into build/sources,
 # then rebuilt from pinned commits into build/devsets. Evaluation only; nothing here is trained on.

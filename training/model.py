@@ -7,7 +7,8 @@ one core at batch 64:
 
 - ``sepnet``: three convolutions per stage, 0.28M parameters, ~0.55 ms per face;
 - ``sepnet-deep``: 3, 4 and 5 convolutions per stage, 0.43M parameters, ~0.68 ms per face. The
-  extra depth sits at 12x12 and 6x6, where it is cheap.
+  extra depth sits at 12x12 and 6x6, where it is cheap;
+- ``sepnet-wide``: the deep one at 1.5 times the width (96, 192, 384 channels).
 
 (The original's VGG needed ~290M multiply-adds per face; a plain VGG of similar width costs
 2.5 ms here.)
@@ -27,6 +28,7 @@ STEM_WIDTH = 32
 ARCHITECTURES: dict[str, tuple[tuple[int, int], ...]] = {  # (width, convolutions) per stage
     "sepnet": ((64, 3), (128, 3), (256, 3)),
     "sepnet-deep": ((64, 3), (128, 4), (256, 5)),
+    "sepnet-wide": ((96, 3), (192, 4), (384, 5)),
 }
 
 
