@@ -116,12 +116,16 @@ $(RUNS)/wide/emotion_classifier.json: | $(VENV)/.all-installed
 # then rebuilt from pinned commits into build/devsets. Evaluation only; nothing here is trained on.
 SOURCES := build/sources
 DEVSETS := build/devsets
+# A folder of mirrors (owner+name/repo, bare) to clone from instead of GitHub, where there is one.
+DEVSET_MIRRORS ?= /work/.mirror
 DEVSET_REPOS := znj592277593/Facial-Emotion-Recognition freelance-work/mit_psycology_dept \
 	GreysonShafiei/GPT-4_Facial_Expressions muxspace/facial_expressions
 devsets: $(VENV)/.serve-installed  ## the posed development sets into build/devsets (clones about 0.8 GB once)
 	@mkdir -p $(SOURCES)
 	@for repo in $(DEVSET_REPOS); do dir=$(SOURCES)/$$(basename $$repo); \
-		test -d $$dir || git clone --quiet --no-checkout https://github.com/$$repo $$dir || exit 1; done
+		mirror=$(DEVSET_MIRRORS)/$$(echo $$repo | tr / +)/repo; \
+		url=https://github.com/$$repo; if [ -d $$mirror ]; then url=$$mirror; fi; \
+		test -d $$dir || git clone --quiet --no-checkout $$url $$dir || exit 1; done
 	$(BIN)/python -m training.devsets --cfee $(SOURCES)/Facial-Emotion-Recognition \
 		--wsefep $(SOURCES)/mit_psycology_dept --wsefep-norms $(SOURCES)/GPT-4_Facial_Expressions \
 		--muxspace $(SOURCES)/facial_expressions --out $(DEVSETS)
