@@ -34,7 +34,6 @@ from bench.procs import busy_processes, load_average
 from bench.server import ImageServerProcess
 from bench.stack import Stack
 from bench.tuning import draft_effect, embedded_sweeps, model_batch_sizes, stack_sweeps
-from worker.settings import Settings
 
 Log = Callable[[str], None]
 REFERENCE = {"detect": "limit", "whole": "limit-whole"}  # the (d) run each faces mode's labels are checked against
@@ -63,10 +62,6 @@ class Plan:
     polled_job: int = 100_000  # bench.bigjobs: GET /jobs/<id> timed while a job this big runs
     polled_seconds: float = 30.0
     limited_urls: int = 300  # bench.origins: URLs of the origin answering 429 beyond 4 in flight
-    # The benchmark's image server takes any load, like your own server or a CDN: tuned as
-    # docs/fetching.md advises, FER_FETCH_PER_ORIGIN as FER_FETCH_CONCURRENCY (192), so the rows
-    # measure the pipeline. The small-origin rows (bench.origins) run with the default (8).
-    per_origin: int = 192
     worker_python: str = sys.executable  # the workers' interpreter (bench.interpreter; make bench: .venv-worker)
 
 
@@ -78,10 +73,11 @@ QUICK = Plan(True, 100, 1, 10, ((2, (0, 100, 1000)),), whole_stack=((2, (0,)),),
              limited_urls=60)
 
 
-def bench_env(per_origin: int = FULL.per_origin) -> dict[str, str]:
-    """The environment of every method: this one, plus access to the local image server, which
-    stands for many origins (``Plan.per_origin``)."""
-    return {**os.environ, "FER_ALLOWED_NETWORKS": "127.0.0.1/32", "FER_FETCH_PER_ORIGIN": str(per_origin)}
+def bench_env() -> dict[str, str]:
+    """The environment of every method: this one, plus access to the local image server. The
+    per-origin limits are the defaults: the image server is one origin, and its rows measure what a
+    job whose URLs all point at one healthy origin gets (docs/fetching.md, "How the limit adapts")."""
+    return {**os.environ, "FER_ALLOWED_NETWORKS": "127.0.0.1/32"}
 
 
 def model_facts() -> dict[str, Any]:
@@ -122,7 +118,7 @@ def run(plan: Plan, log: Log) -> dict[str, Any]:
     cost = detection["bench_images"]
     log(f"detection + framing + crop per 640x480 photo, one core: {cost['single_face_budget_ms']} ms with one face "
         f"({cost['single_face']} photos), load_photo {cost['single_face_decode_ms']} ms besides")
-    env = bench_env(plan.per_origin)
+    env = bench_env()
     results: list[dict[str, Any]] = []
     labels: dict[str, list[str]] = {}
     api: dict[str, Any] = {}
@@ -189,8 +185,7 @@ def run(plan: Plan, log: Log) -> dict[str, Any]:
                 api["big_job_polls"] = poll_during_job(stack, polled, plan.polled_seconds)
                 log(f"GET /jobs/<id> during a {plan.polled_job:,}-URL job: {api['big_job_polls']['requests']}")
             stack.flush()
-            default_cap = {"FER_FETCH_PER_ORIGIN": str(Settings().fetch_per_origin)}
-            api["origins"] = scenarios(stack, images.directory, names, plan.limited_urls, extra_env=default_cap)
+            api["origins"] = scenarios(stack, images.directory, names, plan.limited_urls)
             for name, row in api["origins"].items():
                 log(f"{name} origin: {row['outcomes']} in {row['seconds']} s; the server saw {row['server_requests']} "
                     f"requests ({row['server_statuses']}), at most {row['server_max_in_flight']} at once")

@@ -307,8 +307,9 @@ def test_compressed_bodies_are_limited_after_decompression(server: ImageServer) 
 # -- politeness: one Origins shared by many fetches, as a worker process's are ----------------------
 
 
-def fetch_all(urls: list[str], settings: Settings) -> list[bytes | UrlError]:
-    """Fetch every URL at once through one session and one set of origins (a worker's pipeline)."""
+def fetch_all(urls: list[str], settings: Settings, adaptive: bool = False) -> list[bytes | UrlError]:
+    """Fetch every URL at once through one session and one set of origins (a worker's pipeline);
+    ``adaptive``: the origins' limits may grow up to ``settings.per_origin_ceiling``, as a worker's do."""
 
     async def one(session: aiohttp.ClientSession, origins: Origins, url: str) -> bytes | UrlError:
         try:
@@ -317,7 +318,7 @@ def fetch_all(urls: list[str], settings: Settings) -> list[bytes | UrlError]:
             return exc
 
     async def go() -> list[bytes | UrlError]:
-        origins = Origins(settings.fetch_per_origin)
+        origins = Origins(settings.fetch_per_origin, settings.per_origin_ceiling if adaptive else None)
         async with make_session(settings) as session:
             return await asyncio.gather(*(one(session, origins, url) for url in urls))
 
@@ -331,6 +332,25 @@ def test_at_most_fetch_per_origin_requests_in_flight_and_waiting_is_not_in_the_b
         bodies = fetch_all(urls, settings_for(fetch_per_origin=2, fetch_timeout=1.0))
     assert bodies == [(PHOTOS_DIR / "fer_justin.jpg").read_bytes()] * 30
     assert slow.counts.max_in_flight == 2 and slow.counts.requests == 30
+
+
+def test_a_slow_origin_with_a_deep_backlog_gets_more_than_the_start_in_flight() -> None:
+    """300 ms per answer, a queue of 60: the limit grows from 2 past the start, to its ceiling of 12."""
+    with FolderServer(PHOTOS_DIR, backlog=128, latency=0.3) as slow:
+        urls = [slow.url("fer_justin.jpg", n) for n in range(60)]
+        bodies = fetch_all(urls, settings_for(fetch_per_origin=2, fetch_per_origin_max=12, fetch_timeout=5.0),
+                           adaptive=True)
+    assert bodies == [(PHOTOS_DIR / "fer_justin.jpg").read_bytes()] * 60
+    assert slow.counts.max_in_flight == 12 and slow.counts.requests == 60
+
+
+def test_a_fast_small_origin_keeps_the_start_however_deep_the_queue() -> None:
+    """A backlog-5 server answering in milliseconds: Little's law gives it no more than the start."""
+    with FolderServer(PHOTOS_DIR) as small:
+        urls = [small.url("fer_justin.jpg", n) for n in range(300)]
+        bodies = fetch_all(urls, settings_for(fetch_per_origin=4, fetch_timeout=5.0), adaptive=True)
+    assert all(isinstance(body, bytes) for body in bodies)
+    assert small.counts.max_in_flight <= 4 and small.counts.requests == 300
 
 
 def test_an_origin_answering_429_beyond_its_limit_gets_every_url_answered() -> None:

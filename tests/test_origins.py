@@ -47,6 +47,28 @@ def test_at_most_cap_in_flight_per_origin_and_other_origins_do_not_wait() -> Non
     assert a_in_flight == [3] * 5  # B's turns came while A was full
 
 
+def test_a_steady_slow_origin_whose_queue_waits_gets_more_turns_up_to_the_ceiling() -> None:
+    async def go(ceiling: int | None) -> tuple[int, int]:
+        origins = Origins(2, ceiling)
+        seen: list[int] = []
+        busy: dict[str, int] = {}
+
+        async def one() -> None:
+            started = await origins.acquire(A, "job")
+            busy["a"] = busy.get("a", 0) + 1
+            seen.append(busy["a"])
+            await asyncio.sleep(0.02)
+            busy["a"] -= 1
+            origins.answered(A, started, rtt=0.3)  # steady 300 ms answers (given, not timed)
+            origins.release(A)
+
+        await asyncio.gather(*(one() for _ in range(60)))
+        return max(seen), origins.gate(A).limit.allowed
+
+    assert asyncio.run(go(8)) == (8, 8)  # slow start from 2 to the ceiling; waiters let in as it grew
+    assert asyncio.run(go(None)) == (2, 2)  # no ceiling given: a fixed cap
+
+
 def test_an_origins_turns_go_to_the_jobs_in_turn() -> None:
     async def go() -> list[str]:
         origins = Origins(1)
@@ -77,14 +99,14 @@ def test_a_burst_of_failures_is_one_backoff_and_answers_bring_the_cap_back() -> 
             pause = origins.overloaded(A, started, "http_429", retry_after=0.0)
             origins.release(A)
             assert pause == 0.0
-        after_burst = origins.gate(A).limit
+        after_burst = origins.gate(A).limit.limit
         started = await origins.acquire(A, "job")  # a request started after the cut fails: cut again
         origins.overloaded(A, started, "http_503", retry_after=0.0)
         origins.release(A)
-        after_second = origins.gate(A).limit
+        after_second = origins.gate(A).limit.limit
         for _ in range(30):
-            origins.answered(A)
-        return after_burst, after_second, origins.gate(A).limit
+            origins.answered(A, started)
+        return after_burst, after_second, origins.gate(A).limit.limit
 
     assert asyncio.run(go()) == (4.0, 2.0, 8.0)
 
@@ -148,7 +170,7 @@ def test_an_origin_that_never_answers_is_refused_for_a_while(monkeypatch: pytest
             await origins.acquire(A, "job")
         await asyncio.sleep(0.35)
         await origins.acquire(A, "job")  # later: tried again, one at a time
-        return [f for f in failed if isinstance(f, BaseException)], str(refused_now.value), origins.gate(A).limit
+        return [f for f in failed if isinstance(f, BaseException)], str(refused_now.value), origins.gate(A).limit.limit
 
     failed, refused_now, limit = asyncio.run(go())
     assert len(failed) == 3 and all("not tried" in str(f) for f in failed)

@@ -1,12 +1,15 @@
 """Politeness end to end (issue 27): real worker processes, real Redis, real small origins on 127.0.0.1.
 
 Two ``python -m worker`` processes (as shipped: threads, 4 chunks each) with 32 download slots and
-``FER_FETCH_PER_ORIGIN=3`` each, so no origin should ever see more than 6 requests at once:
+``FER_FETCH_PER_ORIGIN=3`` each: every origin starts at 6 requests at once at most, and only one
+that answers slowly and steadily gets more (``FER_FETCH_PER_ORIGIN_MAX``, here bounded by the 32):
 
-- a backlog-5 ``ThreadingHTTPServer`` serving the bundled photos (``python -m http.server``);
+- a backlog-5 ``ThreadingHTTPServer`` serving the bundled photos (``python -m http.server``): fast,
+  so its limit never grows: never more than 6;
 - a server answering 429 (``Retry-After: 1``) beyond 4 requests in flight: every URL answered;
 - a server that accepts and never answers, mixed with a fast one in one job: the fast URLs are
-  answered, the silent ones end as ``fetch_timeout``, and neither sees more than the caps allow.
+  answered, the silent ones end as ``fetch_timeout``, and neither sees more than the caps allow;
+- a threaded server with a deep backlog answering in 300 ms: more than 6 at once (the limits grew).
 
 The workers' metrics port shows the per-origin series. These tests start their own redis-server,
 so no other worker of the session takes their chunks.
@@ -50,9 +53,10 @@ class Stack:
         assert [r["index"] for r in body["results"]] == list(range(len(urls)))  # each answered once
         return body["results"]
 
-    def metric(self, pattern: str) -> float:
-        """The sum over both workers' /metrics of the values of the series matching ``pattern``."""
-        texts = [httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text for port in self.metrics_ports]
+    def metric(self, pattern: str, port: int | None = None) -> float:
+        """The sum over both workers' /metrics (or the one on ``port``) of the series matching ``pattern``."""
+        texts = [httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+                 for port in ([port] if port else self.metrics_ports)]
         return sum(float(value) for text in texts for value in re.findall(rf"^{pattern} (\S+)$", text, re.M))
 
 
@@ -117,6 +121,18 @@ def test_a_silent_origin_does_not_hold_back_a_fast_one_in_the_same_job(stack: St
     assert held <= 16  # no URL of a silent origin is retried (its budget is spent), some not tried
     tried = [r for r in by_server["silent"] if "not tried" not in r["error"]["message"]]
     assert len(tried) >= PER_ORIGIN  # the first round at least, in each process that took some
+
+
+def test_a_slow_origin_with_a_deep_backlog_gets_more_than_the_start(stack: Stack) -> None:
+    with FolderServer(PHOTOS, backlog=128, latency=0.3) as slow:
+        urls = [slow.url(NAMES[i % len(NAMES)], i) for i in range(128)]
+        results = stack.run(urls)
+    assert codes(results) == {"ok": 128}
+    assert slow.counts.requests == 128 and slow.counts.statuses == {200: 128}
+    assert slow.counts.max_in_flight > CAP  # the server's own count: a process's limit grew above 3
+    origin = re.escape(f"http://127.0.0.1:{slow.port}")
+    limits = [stack.metric(rf'fer_worker_origin_limit{{origin="{origin}"}}', port) for port in stack.metrics_ports]
+    assert max(limits) > PER_ORIGIN  # the gauge shows the grown limit
 
 
 def test_the_per_origin_metrics_are_served(stack: Stack) -> None:

@@ -89,7 +89,8 @@ class Pipeline:
         self._thread.start()
         self._session: aiohttp.ClientSession | None = None
         self._fetch_slots: TurnSlots | None = None
-        self._origins = Origins(settings.fetch_per_origin)  # its timers use the running loop: no binding
+        # Its timers use the running loop: no binding.
+        self._origins = Origins(settings.fetch_per_origin, settings.per_origin_ceiling)
 
     def prepare(self, index: int, url: str, data: bytes, faces: FacesMode) -> Pending:
         """Image bytes to what the classifier needs: the whole image, or each face found in it."""

@@ -103,7 +103,10 @@ class Settings:
     api_keys_file: Path | None = None  # the API's keys (api/keys.py); unset: no API keys needed
 
     fetch_concurrency: int = _setting(192, ge=1)  # downloads in flight per worker process
-    fetch_per_origin: int = _setting(8, ge=1)  # requests in flight per origin per process (worker/net/origins.py)
+    fetch_per_origin: int = _setting(8, ge=1)  # requests in flight per origin per process, at first (net/origins.py)
+    # ... and the most an origin's limit grows to while it answers fast and well (worker/net/limits.py);
+    # at most FER_FETCH_CONCURRENCY; FER_FETCH_PER_ORIGIN or less keeps the limit fixed.
+    fetch_per_origin_max: int = _setting(64, ge=1)
     user_agent: str = _setting(USER_AGENT, parse=_parse_user_agent)  # on image fetches and webhooks
     fetch_timeout: float = _setting(10.0, gt=0)
     max_image_bytes: int = _setting(10_000_000, ge=1)
@@ -155,6 +158,11 @@ class Settings:
             return self.model_metadata
         stem = self.model_path.stem.removesuffix("_int8")
         return self.model_path.with_name(f"{stem}.json")
+
+    @property
+    def per_origin_ceiling(self) -> int:
+        """The most requests in flight one origin's limit may grow to in one process."""
+        return min(self.fetch_concurrency, max(self.fetch_per_origin, self.fetch_per_origin_max))
 
     @property
     def visibility_timeout(self) -> int:

@@ -4,8 +4,9 @@
 subclass, never anything else. Redirects are followed by hand, so each hop's address passes the SSRF
 guard (:mod:`worker.net.netguard`) and counts against ``settings.max_redirects``.
 
-Each request waits for a turn at its origin first (:mod:`worker.net.origins`: at most
-``FER_FETCH_PER_ORIGIN`` in flight per origin, fewer while it backs off). One URL gets
+Each request waits for a turn at its origin first (:mod:`worker.net.origins`: ``FER_FETCH_PER_ORIGIN``
+in flight per origin at first, fewer while it backs off, up to ``FER_FETCH_PER_ORIGIN_MAX`` for an
+origin that answers fast and well; each answer's latency is what the limit learns from). One URL gets
 ``settings.fetch_timeout`` seconds in total for its own time: every attempt, redirect hop and body
 byte, and the waits before its own retries. The time it waits for its origin's turns (behind other
 URLs, or while another URL's answer paused the origin) does not count.
@@ -65,13 +66,13 @@ BACKOFF_CAP = 4.0
 def make_session(settings: Settings) -> aiohttp.ClientSession:
     """A ClientSession for :func:`fetch`: SSRF-guarded, ``fetch_concurrency`` connections, no cookies.
 
-    aiohttp's own ``limit_per_host`` is set to ``fetch_per_origin`` as a backstop: the turns of
+    aiohttp's own ``limit_per_host`` is set to ``per_origin_ceiling`` as a backstop: the turns of
     :mod:`worker.net.origins` keep the requests per origin within it before a request is made, where
     the wait neither holds a download slot nor counts against the URL's budget.
     Call it with the event loop running and close it (``async with`` or ``await session.close()``).
     """
     connector = netguard.guarded_connector(settings, limit=settings.fetch_concurrency,
-                                           limit_per_host=settings.fetch_per_origin)
+                                           limit_per_host=settings.per_origin_ceiling)
     return aiohttp.ClientSession(
         connector=connector,
         headers={"User-Agent": settings.user_agent, "Accept": "image/*,*/*;q=0.5"},
@@ -175,12 +176,13 @@ def _unreachable(kind: type[UrlError], url: URL, what: str) -> Callable[[], UrlE
 
 async def _hop(session: aiohttp.ClientSession, url: URL, settings: Settings, turn: Turn) -> bytes | URL:
     """One request: the body of a 2xx answer, or the next URL of a redirect; signals the origin."""
+    sent = time.monotonic()
     try:
         async with session.get(url, allow_redirects=False) as response:
             status = response.status
             if status in OVERLOAD_STATUSES:
                 raise _overloaded(url, status, response.headers.get("Retry-After"), turn)
-            turn.answered()
+            turn.answered(time.monotonic() - sent)  # the latency to the headers, connecting included
             if status in REDIRECT_STATUSES:
                 return redirect_target(url, response)
             if status in RETRY_STATUSES:

@@ -1,18 +1,21 @@
-"""Politeness per origin in one worker process: a cap on requests in flight, and backoff.
+"""Politeness per origin in one worker process: a limit on requests in flight that adapts, and backoff.
 
 An origin is (scheme, host, port), as browsers and crawlers count them. :class:`Origins` holds one
 gate per origin for one event loop; each URL's download holds a :class:`Turn` while a request is in
 flight at its origin (one turn per hop: a redirect to another origin takes a turn there):
 
-- **Cap**: at most ``cap`` (``FER_FETCH_PER_ORIGIN``) turns per origin. Waiting URLs queue per
-  origin, taking the jobs (owners) in turn as :mod:`worker.turns` does; URLs of other origins never
-  wait behind them.
+- **Limit**: at most ``limit.allowed`` turns per origin, an :class:`~worker.net.limits.AdaptiveLimit`
+  starting at ``start`` (``FER_FETCH_PER_ORIGIN``) and growing up to ``ceiling``
+  (``FER_FETCH_PER_ORIGIN_MAX``) while the origin answers fast and well and its queue waits on the
+  limit. Waiting URLs queue per origin, taking the jobs (owners) in turn as :mod:`worker.turns`
+  does; URLs of other origins never wait behind them.
 - **Backoff** (AIMD, as TCP and crawlers' autothrottles do): an overload signal (HTTP 429 or 503,
   a refused connection, a request that timed out) halves the origin's limit, at least 1, and
   pauses it: ``Retry-After`` when the answer gave one (up to ``MAX_PAUSE``), else a jittered pause
   doubling from ``PAUSE_BASE`` to ``PAUSE_CAP``. Signals from requests started before the last cut
-  do not cut again (a burst of failures is one event). Every answer (any status but 429/503) adds
-  ``1/limit`` back, so the cap returns after about cap²/2 answers.
+  do not cut again (a burst of failures is one event). Every answer (any status but 429/503) brings
+  the limit back towards ``start``; it grows above ``start`` only at an origin that never pushed
+  back (:mod:`worker.net.limits`).
 - **Refusing** (no request sent; the URL fails at once, its message saying so): for a
   ``Retry-After`` longer than ``MAX_PAUSE``, until that time; and when ``UNREACHABLE_AFTER``
   backoffs in a row were refused or timed-out connections with no answer between them (the host is
@@ -26,13 +29,13 @@ it against the URL's budget. ``Turn.waited`` adds it up for the metrics.
 from __future__ import annotations
 
 import asyncio
-import math
 import random
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
 from worker.errors import UrlError
+from worker.net.limits import AdaptiveLimit
 from worker.ops import metrics
 from worker.turns import Turns
 
@@ -53,20 +56,17 @@ def origin_name(origin: Origin) -> str:
 
 @dataclass
 class _Gate:
-    cap: int
-    limit: float = 0.0  # turns allowed now: the cap when healthy, down to 1 after backoffs
+    limit: AdaptiveLimit  # turns allowed now
+    name: str
     in_flight: int = 0
     paused_until: float = 0.0
-    last_cut: float = -math.inf
     backoffs: int = 0  # backoffs since the last answer
     silent: int = 0  # of those, in a row for refused or timed-out connections
     refuse_until: float = 0.0
     refusal: Callable[[], UrlError] | None = None
     waiting: Turns[asyncio.Future[None]] = field(default_factory=Turns)
     timer: asyncio.TimerHandle | None = None
-
-    def __post_init__(self) -> None:
-        self.limit = float(self.cap)
+    shown: tuple[str, int] | None = None  # the limit as the metrics show it: (label, value)
 
     @property
     def idle(self) -> bool:
@@ -74,12 +74,14 @@ class _Gate:
 
 
 class Origins:
-    """The gates of one event loop's origins; ``turn(owner)`` makes a URL's handle."""
+    """The gates of one event loop's origins; ``turn(owner)`` makes a URL's handle. Each origin's
+    limit starts at ``start`` and may grow up to ``ceiling`` (default ``start``: a fixed cap)."""
 
-    def __init__(self, cap: int) -> None:
-        if cap < 1:
-            raise ValueError("Origins needs a cap of at least 1")
-        self.cap = cap
+    def __init__(self, start: int, ceiling: int | None = None) -> None:
+        if start < 1:
+            raise ValueError("Origins needs a start of at least 1")
+        self.start = start
+        self.ceiling = max(start, ceiling or start)
         self._gates: dict[Origin, _Gate] = {}
 
     def turn(self, owner: Hashable | None = None) -> Turn:
@@ -90,15 +92,17 @@ class Origins:
         if gate is None:
             if len(self._gates) >= KEEP_GATES:
                 self._forget_idle()
-            gate = self._gates[origin] = _Gate(self.cap)
+            gate = self._gates[origin] = _Gate(AdaptiveLimit(self.start, self.ceiling), origin_name(origin))
         return gate
 
     def _forget_idle(self) -> None:
         now = time.monotonic()
         idle = [origin for origin, gate in self._gates.items() if gate.idle and gate.refuse_until <= now]
-        idle.sort(key=lambda origin: self._gates[origin].limit < self.cap)  # healthy ones first
+        idle.sort(key=lambda origin: self._gates[origin].limit.pushed_back)  # healthy ones first
         for origin in idle[: max(1, len(idle) // 2)]:
-            del self._gates[origin]
+            gate = self._gates.pop(origin)
+            if gate.shown is not None:
+                metrics.origin_limit(gate.shown, None)
 
     async def acquire(self, origin: Origin, owner: Hashable) -> float:
         """Wait for a turn at ``origin``; the start time of the turn. Raises the origin's refusal."""
@@ -125,13 +129,15 @@ class Origins:
         gate.in_flight -= 1
         self._wake(gate)
 
-    def answered(self, origin: Origin) -> None:
-        """An answer came (any status but 429/503): the origin recovers."""
+    def answered(self, origin: Origin, started: float, rtt: float | None = None) -> None:
+        """An answer came (any status but 429/503) to a request started at ``started``, its headers
+        ``rtt`` seconds after it was sent: the origin recovers, and its limit may grow."""
         gate = self.gate(origin)
         gate.backoffs = gate.silent = 0
-        if gate.limit < gate.cap:
-            gate.limit = min(gate.cap, gate.limit + 1 / gate.limit)
+        saturated = bool(gate.waiting) and gate.in_flight >= gate.limit.allowed
+        if gate.limit.answered(started, time.monotonic(), rtt, saturated):
             self._wake(gate)
+        self._show(gate)
 
     def overloaded(self, origin: Origin, started: float, reason: str, retry_after: float | None = None,
                    refusal: Callable[[], UrlError] | None = None) -> float | None:
@@ -144,11 +150,10 @@ class Origins:
         now = time.monotonic()
         metrics.origin_backoff(origin_name(origin), reason)
         silent = reason in ("refused", "timeout")
-        if started > gate.last_cut:  # a new event, not one more failure of the same burst
-            gate.last_cut = now
-            gate.limit = max(1.0, math.floor(gate.limit / 2))
+        if gate.limit.overloaded(started, now):  # a new event, not one more failure of the same burst
             gate.backoffs += 1
             gate.silent = gate.silent + 1 if silent else 0
+        self._show(gate)
         if retry_after is not None and retry_after > MAX_PAUSE and refusal is not None:
             self._refuse(gate, now + min(retry_after, MAX_REFUSE), refusal)
             return None
@@ -164,7 +169,8 @@ class Origins:
     def _refuse(self, gate: _Gate, until: float, refusal: Callable[[], UrlError]) -> None:
         gate.refuse_until, gate.refusal = until, refusal
         gate.paused_until = max(gate.paused_until, until)
-        gate.limit = 1.0
+        gate.limit.drop_to_one()
+        self._show(gate)
         while gate.waiting:
             waiter = gate.waiting.pop()
             if not waiter.done():
@@ -177,7 +183,16 @@ class Origins:
             gate.refusal = None  # time to try again, one request at a time (the limit is 1)
 
     def _open(self, gate: _Gate) -> bool:
-        return gate.in_flight < int(gate.limit) and time.monotonic() >= gate.paused_until
+        return gate.in_flight < gate.limit.allowed and time.monotonic() >= gate.paused_until
+
+    @staticmethod
+    def _show(gate: _Gate) -> None:
+        """The origin's limit to the metrics, once the origin is named there (bounded labels)."""
+        label = metrics.origin_label(gate.name)
+        shown = None if label is None else (label, gate.limit.allowed)
+        if shown != gate.shown:
+            metrics.origin_limit(gate.shown, shown)
+            gate.shown = shown
 
     def _wake(self, gate: _Gate) -> None:
         while gate.waiting and self._open(gate):
@@ -233,9 +248,10 @@ class Turn:
             self.origins.release(origin)
             metrics.origin_finished(self._label)
 
-    def answered(self) -> None:
+    def answered(self, rtt: float | None = None) -> None:
+        """The held turn's request was answered, its headers after ``rtt`` seconds."""
         if self.origin is not None:
-            self.origins.answered(self.origin)
+            self.origins.answered(self.origin, self.started, rtt)
 
     def overloaded(self, reason: str, retry_after: float | None = None,
                    refusal: Callable[[], UrlError] | None = None) -> float | None:

@@ -58,6 +58,9 @@ class WorkerMetrics:
         self.origin_in_flight = Gauge("fer_worker_origin_requests_in_flight", "Requests in flight per origin "
                                       "(the busiest origins by name, the rest as other)", ["origin"],
                                       multiprocess_mode="livesum")
+        self.origin_limit = Gauge("fer_worker_origin_limit", "Requests allowed in flight per origin now "
+                                  "(its adaptive limit, summed over the pool's processes; named origins only)",
+                                  ["origin"], multiprocess_mode="livesum")
         self.origin_backoffs = Counter("fer_worker_origin_backoffs", "Overload signals that slowed an origin, by "
                                        "reason (http_429, http_503, refused, timeout)", ["origin", "reason"])
         self.origin_wait = Histogram("fer_worker_origin_wait_seconds", "Time one URL waited for its origin "
@@ -122,11 +125,25 @@ def origin_finished(label: str) -> None:
     get().origin_in_flight.labels(label).dec()
 
 
+def origin_label(origin: str) -> str | None:
+    """``origin``'s label if it is named now, else None (not counted as a request)."""
+    return origin if origin in _origin_labels().named else None
+
+
 def origin_backoff(origin: str, reason: str) -> None:
     """``origin`` sent an overload signal (``reason``); counted under its label, not as a request."""
-    labels = _origin_labels()
-    label = origin if origin in labels.named else OTHER
-    get().origin_backoffs.labels(label, reason).inc()
+    get().origin_backoffs.labels(origin_label(origin) or OTHER, reason).inc()
+
+
+def origin_limit(old: tuple[str, int] | None, new: tuple[str, int] | None) -> None:
+    """An origin's limit as shown moved from ``old`` to ``new``, each (label, value) or None (not
+    shown: the origin is not named, or its gate was forgotten). Moved by increments, so the
+    livesum over processes adds up each process's own limit."""
+    gauge = get().origin_limit
+    if old is not None:
+        gauge.labels(old[0]).dec(old[1])
+    if new is not None:
+        gauge.labels(new[0]).inc(new[1])
 
 
 def origin_waited(seconds: float) -> None:
