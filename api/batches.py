@@ -32,10 +32,12 @@ class Part:
 
 
 class Submitter:
-    def __init__(self, client: FerClient, faces: str = "detect", part_size: int = DEFAULT_PART) -> None:
+    def __init__(self, client: FerClient, faces: str = "detect", part_size: int = DEFAULT_PART,
+                 filters: dict[str, Any] | None = None) -> None:
         self.client = client
         self.faces = faces
         self.part_size = part_size
+        self.filters = filters or {}  # min_face_size, min_score, max_faces: every part's
 
     def submit_parts(self, urls: Iterable[str], on_part: Callable[[Part], None] | None = None) -> list[Part]:
         """Submit every URL, ``part_size`` at a time; returns the parts in input order."""
@@ -52,7 +54,7 @@ class Submitter:
 
     def _submit(self, urls: list[str], offset: int) -> Iterator[Part]:
         try:
-            body = self.client.submit_urls(urls, self.faces)
+            body = self.client.submit_urls(urls, self.faces, self.filters)
         except ApiResponseError as exc:
             if exc.code not in SPLIT_CODES or len(urls) < 2:
                 raise

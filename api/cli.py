@@ -2,9 +2,9 @@
 
 Commands::
 
-    fer-batch submit FILE [--api URL] [--faces detect|whole] [--wait] [--out results.csv|.json] [--per-face]
+    fer-batch submit FILE [--api URL] [--faces detect|whole] [FILTERS] [--wait] [--out results.csv|.json] [--per-face]
     fer-batch status JOB [--json]    fer-batch results JOB [--out F] [--per-face]    fer-batch cancel JOB
-    fer-batch run FILE [--faces detect|whole] [--out F] [--per-face]   embedded: no Redis, no API
+    fer-batch run FILE [--faces detect|whole] [FILTERS] [--out F] [--per-face]   embedded: no Redis, no API
     fer-batch keys add NAME --quota N [--max-jobs N] [--rate N] [--file F]   prints the new key once
     fer-batch keys list [--file F]    fer-batch keys remove NAME [--file F]
 
@@ -12,6 +12,8 @@ FILE is a CSV of URLs (a ``url`` column, or one URL per line) or ``-`` for stand
 ``--out`` picks the format by extension (.csv or .json); without it a compact table is printed.
 Results have one row per URL (its largest face); ``--per-face`` writes one row per face instead.
 ``--faces whole`` takes each image as one face crop, as fer-batch did before face detection.
+FILTERS are ``--min-face-size PX``, ``--min-score S`` (0-1) and ``--max-faces N`` (the largest N):
+the job keeps only those faces (docs/api.md, "Face filters").
 ``FER_API_URL`` sets the default API, ``FER_API_KEY`` the default ``--api-key`` (needed when the API
 has keys on), ``FER_API_KEYS_FILE`` the default keys file. Exit codes: 0 ok, 1 other failure,
 2 usage error or unreadable input, 3 API unreachable, 4 unknown job, 5 no valid API key,
@@ -175,6 +177,29 @@ faces_option = click.option("--faces", type=click.Choice(["detect", "whole"]), d
                             help="detect: find every face in each photo; whole: each image is one face crop.")
 
 
+
+def filter_options(command: Any) -> Any:
+    """``--min-face-size``, ``--min-score`` and ``--max-faces``, checked here as the API checks them."""
+    options = [
+        click.option("--min-face-size", type=click.FloatRange(min=0), metavar="PX",
+                     help="Drop faces whose box's shorter side is under PX pixels (default 0)."),
+        click.option("--min-score", type=click.FloatRange(0, 1), metavar="S",
+                     help="Drop faces the detector scored under S (default: its own thresholds, 0.5 and 0.6)."),
+        click.option("--max-faces", type=click.IntRange(min=1), metavar="N",
+                     help="Keep only the N largest faces of each photo (default: every face)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def face_filters(min_face_size: float | None, min_score: float | None, max_faces: int | None) -> dict[str, Any]:
+    """The filters given on the command line, in the API's JSON (ints as ints: 60, not 60.0)."""
+    size = int(min_face_size) if min_face_size is not None and min_face_size == int(min_face_size) else min_face_size
+    values = {"min_face_size": size, "min_score": min_score, "max_faces": max_faces}
+    return {name: value for name, value in values.items() if value is not None}
+
+
 EPILOG = """FILE is a CSV of URLs (a url column, or one URL per line) or - for standard input. --out picks the
 format by extension (.csv or .json): one row per URL (its largest face), or per face with --per-face.
 FER_API_URL sets the default API, FER_API_KEY the API key. Exit codes: 0 ok, 1 other failure, 2 usage
@@ -192,21 +217,22 @@ def main() -> None:
 @api_option
 @api_key_option
 @faces_option
+@filter_options
 @click.option("--wait", is_flag=True, help="Show progress until the job ends, then write the results.")
 @out_option
 @per_face_option
 @click.option("--interval", default=0.5, show_default=True, help="Seconds between polls with --wait.")
 @click.option("--job-size", default=100_000, show_default=True, type=click.IntRange(min=1),
               help="URLs per job; a bigger file goes as several jobs (halved again if the API says too many).")
-def submit(file: str, api: str, api_key: str | None, faces: str, wait: bool, out: Path | None, per_face: bool,
-           interval: float, job_size: int) -> None:
+def submit(file: str, api: str, api_key: str | None, faces: str, min_face_size: float | None, min_score: float | None,
+           max_faces: int | None, wait: bool, out: Path | None, per_face: bool, interval: float, job_size: int) -> None:
     """Submit FILE (a CSV of URLs, or - for stdin) as a job; prints the job id. A file of more URLs
     than a job holds goes as several jobs (one id per line), waited for and written as one."""
     from api.batches import Submitter, iter_rows, wait_parts
 
     check_out(out)
     with FerClient(api, api_key=api_key) as client, api_errors():
-        submitter = Submitter(client, faces, job_size)
+        submitter = Submitter(client, faces, job_size, face_filters(min_face_size, min_score, max_faces))
         parts = submitter.submit_parts(file_urls(file), on_part=lambda part: click.echo(part.job_id))
         if not parts:
             raise Failure(f"{file}: no URLs found", EXIT_USAGE)
@@ -303,10 +329,12 @@ def cancel(job_id: str, api: str, api_key: str | None) -> None:
 @main.command()
 @click.argument("file")
 @faces_option
+@filter_options
 @out_option
 @per_face_option
 @click.option("--processes", type=click.IntRange(min=1), help="Child processes (default: one per core).")
-def run(file: str, faces: str, out: Path | None, per_face: bool, processes: int | None) -> None:
+def run(file: str, faces: str, min_face_size: float | None, min_score: float | None, max_faces: int | None,
+        out: Path | None, per_face: bool, processes: int | None) -> None:
     """Classify FILE's URLs on this machine (no Redis, no API), with the workers' code and settings:
     one process per core, results in input order, a file of any size in bounded memory."""
     from api.localrun import LocalRunError, run_local  # the worker's dependencies, only for this command
@@ -322,7 +350,8 @@ def run(file: str, faces: str, out: Path | None, per_face: bool, processes: int 
 
     try:
         with tqdm(total=total, unit="url", desc="classifying", file=sys.stderr) as bar:
-            rows = counted(run_local(file_urls(file), faces, processes, on_progress=bar.update))
+            rows = counted(run_local(file_urls(file), faces, processes, on_progress=bar.update,
+                                     filters=face_filters(min_face_size, min_score, max_faces)))
             if out is None:
                 print_table(rows, per_face)
             else:

@@ -15,7 +15,7 @@ With an API key (``FerClient(url, api_key=...)``) every request sends ``Authoriz
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import IO, Any
 
 import httpx
@@ -57,6 +57,11 @@ class OverLimit(ClientError):
 
 class ApiResponseError(ClientError):
     pass
+
+
+def _set(filters: Mapping[str, float | int | None] | None) -> dict[str, float | int]:
+    """The filters that have a value."""
+    return {name: value for name, value in (filters or {}).items() if value is not None}
 
 
 def _raise_for(response: httpx.Response) -> None:
@@ -104,17 +109,20 @@ class FerClient:
         _raise_for(response)
         return response.json()
 
-    def submit_urls(self, urls: list[str], faces: str = "detect") -> dict[str, Any]:
+    def submit_urls(self, urls: list[str], faces: str = "detect",
+                    filters: Mapping[str, float | int | None] | None = None) -> dict[str, Any]:
         """Submit a job from a list of URLs; returns the 202 body (job_id, status, total, links).
 
-        ``faces``: "detect" every face in each photo, or "whole" (each URL is one face crop).
+        ``faces``: "detect" every face in each photo, or "whole" (each URL is one face crop);
+        ``filters``: ``min_face_size``, ``min_score``, ``max_faces`` (None or absent: the default).
         """
-        return self._request("POST", "/jobs", json={"urls": urls, "faces": faces})
+        return self._request("POST", "/jobs", json={"urls": urls, "faces": faces, **_set(filters)})
 
-    def submit_csv(self, data: bytes | str, faces: str = "detect") -> dict[str, Any]:
+    def submit_csv(self, data: bytes | str, faces: str = "detect",
+                   filters: Mapping[str, float | int | None] | None = None) -> dict[str, Any]:
         """Submit a job from CSV text, parsed by the API."""
         content = data.encode() if isinstance(data, str) else data
-        return self._request("POST", "/jobs", content=content, params={"faces": faces},
+        return self._request("POST", "/jobs", content=content, params={"faces": faces, **_set(filters)},
                              headers={"Content-Type": "text/csv"})
 
     def jobs(self, offset: int = 0, limit: int = 20) -> dict[str, Any]:

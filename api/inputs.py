@@ -13,6 +13,8 @@ Accepted bodies for ``POST /jobs``:
 The job's faces mode (``detect``, the default, or ``whole``) comes from the JSON body's ``faces``
 key, else from the ``?faces=`` query parameter (the way to set it for a CSV body). An optional
 ``callback_url`` (a webhook when the job ends) comes the same way; :func:`callback_url` checks it.
+So do the face filters ``min_face_size``, ``min_score`` and ``max_faces`` (``worker.facefilter``):
+a bad value is a 400 ``invalid_parameter`` naming it, before anything is stored or queued.
 
 CSV and text files are read by ``api.urllists``: encoding from the BOM (Excel's UTF-16 "Unicode
 text" included), delimiter sniffed (comma, semicolon, tab), a ``url`` column or the first one.
@@ -32,6 +34,7 @@ from api.urllists import CsvError, decode_text, urls_from_csv, urls_from_lines
 if TYPE_CHECKING:
     from flask import Request
 
+    from worker.facefilter import FaceFilter
     from worker.settings import Settings
     from worker.store.jobs import FacesMode
 
@@ -41,12 +44,13 @@ CALLBACK_DNS_TIMEOUT = 2.0  # seconds to resolve a callback host at submit
 
 @dataclass(frozen=True)
 class JobRequest:
-    """What a ``POST /jobs`` body asks for: URL entries in input order, the faces mode, and the
-    callback URL as given (None: no webhook), not checked yet."""
+    """What a ``POST /jobs`` body asks for: URL entries in input order, the faces mode, the
+    callback URL as given (None: no webhook), not checked yet, and the face filters (checked)."""
 
     entries: list[Any]
     faces: FacesMode
     callback_url: Any = None
+    filters: FaceFilter | None = None
 
 
 def _csv_entries(data: bytes, charset: str | None = None, plain: bool = False) -> list[str]:
@@ -90,6 +94,17 @@ def faces_mode(value: Any) -> FacesMode:
                          parameter="faces") from None
 
 
+def face_filter(values: dict[str, Any]) -> FaceFilter:
+    """The face filters among ``values`` (a JSON body's keys over the query string's), or 400
+    ``invalid_parameter`` naming the bad one."""
+    from worker.facefilter import FaceFilter, FilterError
+
+    try:
+        return FaceFilter.parse(values)
+    except FilterError as exc:
+        raise BadRequest(str(exc), code="invalid_parameter", parameter=exc.parameter) from None
+
+
 def _multipart_entries(request: Request) -> list[str]:
     upload = request.files.get("file")
     if upload is not None:
@@ -111,13 +126,17 @@ def job_request(request: Request, max_urls: int) -> JobRequest:
 
     Entries are not validated here: strings from a CSV, anything from JSON.
     """
+    from worker.facefilter import PARAMETERS
+
     mimetype = request.mimetype
     faces = request.args.get("faces")
     callback = request.args.get("callback_url")
+    filters = {name: request.args.get(name) for name in PARAMETERS}
     if request.is_json:
         body = _json_body(request.get_data(cache=True))
         entries, faces = body["urls"], body.get("faces", faces)
         callback = body.get("callback_url", callback)
+        filters.update({name: body[name] for name in PARAMETERS if name in body})
     elif mimetype in CSV_TYPES or mimetype == "text/plain":
         entries = _csv_entries(request.get_data(cache=True), request.mimetype_params.get("charset"),
                                plain=mimetype == "text/plain")
@@ -129,12 +148,13 @@ def job_request(request: Request, max_urls: int) -> JobRequest:
             '{"urls": [...]}, text/csv, text/plain (one URL per line), or multipart/form-data with a '
             "`file` field"
         )
+    checked = face_filter(filters)  # a bad filter is refused before the URLs are counted
     if not entries:
         raise BadRequest("no URLs in the request", code="no_urls")
     if len(entries) > max_urls:
         raise PayloadTooLarge(f"{len(entries)} URLs, at most {max_urls} per job", code="too_many_urls",
                               limit=max_urls)
-    return JobRequest(entries, faces_mode(faces), callback)
+    return JobRequest(entries, faces_mode(faces), callback, checked)
 
 
 def callback_url(value: Any, settings: Settings) -> str:

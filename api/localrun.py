@@ -33,6 +33,7 @@ def default_processes() -> int:
 
 def _child(tasks: Any, results: Any) -> None:
     """A child process: load the models, then run blocks on FER_WORKER_CHUNKS threads until told to stop."""
+    from worker.facefilter import FaceFilter
     from worker.pipeline import Pipeline, Result
     from worker.settings import get_settings
     from worker.store.jobs import FacesMode
@@ -51,8 +52,8 @@ def _child(tasks: Any, results: Any) -> None:
 
     def work() -> None:
         while (block := tasks.get()) is not None:
-            start, urls, faces = block
-            pipeline.run(list(enumerate(urls, start)), collect, FacesMode(faces))
+            start, urls, faces, filters = block
+            pipeline.run(list(enumerate(urls, start)), collect, FacesMode(faces), face_filter=FaceFilter.parse(filters))
 
     threads = [threading.Thread(target=work) for _ in range(settings.worker_chunks)]
     for thread in threads:
@@ -94,9 +95,11 @@ class LocalRunner:
         self.close()
 
     def run(self, urls: Iterable[str], faces: str = "detect",
-            on_progress: Callable[[int], None] | None = None) -> Iterator[dict[str, Any]]:
+            on_progress: Callable[[int], None] | None = None,
+            filters: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
         """Every URL's result row (index, url, status, ...), in input order. ``on_progress(n)`` is
-        called as n more are answered. Read the rows to the end before the next ``run``."""
+        called as n more are answered; ``filters`` are the face filters (``worker.facefilter``,
+        checked by the caller). Read the rows to the end before the next ``run``."""
         fed: list[int] = []  # URLs handed out, once the feeder is done
         failure: list[BaseException] = []
 
@@ -105,7 +108,7 @@ class LocalRunner:
             try:
                 numbered = enumerate(urls)
                 while block := list(itertools.islice(numbered, self.settings.chunk_size)):
-                    self.tasks.put((block[0][0], [url for _, url in block], faces))
+                    self.tasks.put((block[0][0], [url for _, url in block], faces, filters or {}))
                     count += len(block)
             except BaseException as exc:  # e.g. a bad line in the file: reported by the reader
                 failure.append(exc)
@@ -156,7 +159,8 @@ class LocalRunner:
 
 
 def run_local(urls: Iterable[str], faces: str = "detect", processes: int | None = None,
-              on_progress: Callable[[int], None] | None = None) -> Iterator[dict[str, Any]]:
-    """``LocalRunner(processes).run(urls, faces, on_progress)``, closing the children at the end."""
+              on_progress: Callable[[int], None] | None = None,
+              filters: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+    """``LocalRunner(processes).run(urls, faces, on_progress, filters)``, closing the children at the end."""
     with LocalRunner(processes) as runner:
-        yield from runner.run(urls, faces, on_progress)
+        yield from runner.run(urls, faces, on_progress, filters)

@@ -32,7 +32,7 @@ from werkzeug.exceptions import NotFound
 
 from api.routes import DEFAULT_JOBS, DEFAULT_LIMIT, MAX_JOBS, MAX_LIMIT
 from worker.errors import ERROR_CODES
-from worker.outcomes import CSV_HEADER, EMOTIONS, FACES_CSV_HEADER, LAMBDA_KEYS
+from worker.outcomes import CSV_HEADER, EMOTIONS, FACES_CSV_HEADER, LAMBDA_KEYS, LANDMARKS
 from worker.store.deliveries import WebhookStatus
 from worker.store.jobs import FacesMode, JobStatus
 
@@ -85,6 +85,7 @@ JOB_PROPERTIES: dict[str, Any] = {
     "updated_at": STAMP,
     "finished_at": {"oneOf": [STAMP, {"type": "null"}]},
     "faces": _ref("FacesMode"),
+    "filters": _ref("FaceFilters"),
     "links": _ref("JobLinks"),
 }
 JOB_REQUIRED = list(JOB_PROPERTIES)
@@ -105,6 +106,17 @@ ERROR_EXTRAS: dict[str, Any] = {
                "properties": {"redis": {"type": "string"}, "worker": {"type": "string"}}},
 }
 
+# The face filters (worker.facefilter): a JSON body's keys, or query parameters for other bodies.
+FILTER_SCHEMAS: dict[str, Any] = {
+    "min_face_size": {"type": "number", "minimum": 0, "default": 0,
+                      "description": "drop faces whose box's shorter side is under this many pixels"},
+    "min_score": {"type": "number", "minimum": 0, "maximum": 1,
+                  "description": "drop faces the detector scored under this (default: its own thresholds, 0.5 "
+                                 "and 0.6; a lower value changes nothing)"},
+    "max_faces": {"type": "integer", "minimum": 1, "description": "keep only this many faces, the largest "
+                                                                  "(default: every face)"},
+}
+
 SCHEMA_DEFS: dict[str, Any] = {
     "Error": _obj({"error": _ref("ErrorDetail")},
                   description="Every error answer: a stable `code`, a `message` and, for some, more fields."),
@@ -118,7 +130,37 @@ SCHEMA_DEFS: dict[str, Any] = {
     "Face": _obj({"box": {"type": "array", "items": {"type": "integer"}, "minItems": 4, "maxItems": 4,
                           "description": "[x, y, width, height] in pixels of the image as displayed"},
                   "score": {"type": "number", "description": "the detector's confidence"},
-                  "top": EMOTION, "emotions": _ref("Emotions")}),
+                  "top": EMOTION, "emotions": _ref("Emotions"),
+                  "size": {"type": "integer", "minimum": 0, "description": "the box's shorter side, pixels"},
+                  "landmarks": _ref("Landmarks"), "pose": _ref("Pose"), "quality": _ref("Quality")},
+                 ["box", "score", "top", "emotions"],
+                 description="One detected face. `size`, `landmarks`, `pose` and `quality` are in every face "
+                             "answered since 2026-12-07 (docs/api.md, \"Face details\")"),
+    "Point": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2,
+              "description": "[x, y] in pixels of the image as displayed (the frame of `box`); may lie outside "
+                             "the image"},
+    "Landmarks": _obj({name: _ref("Point") for name in LANDMARKS},
+                      description="BlazeFace's six keypoints. `right_*` is the subject's right, on the viewer's "
+                                  "left; ears are tragion points, estimated even when hidden"),
+    "Pose": _obj({"roll": {"type": "number", "minimum": -180, "maximum": 180,
+                           "description": "degrees the eye line is turned counter-clockwise on screen (the "
+                                          "subject's left eye higher is positive)"}},
+                 description="No yaw nor pitch: a keypoint estimate did not hold up (docs/api.md)"),
+    "Quality": _obj({"brightness": {"type": "number", "minimum": 0, "maximum": 100,
+                                    "description": "mean luma of the face crop"},
+                     "sharpness": {"type": "number", "minimum": 0, "maximum": 100,
+                                   "description": "Laplacian variance over pixel variance of the 48x48 face crop, "
+                                                  "on a log scale calibrated on the shared photos (median face 69)"}}),
+    "FaceFilters": _obj({"min_face_size": {"type": "number", "minimum": 0,
+                                           "description": "pixels: smaller faces (box's shorter side) are dropped"},
+                         "min_score": {"type": ["number", "null"], "minimum": 0, "maximum": 1,
+                                       "description": "null: each detector model's threshold (0.5 close-up, "
+                                                      "0.6 full-range)"},
+                         "max_faces": {"type": ["integer", "null"], "minimum": 1,
+                                       "description": "null: every face; else the largest ones"}},
+                        description="The faces a job keeps (detected faces only; the `whole` mode ignores them). "
+                                    "A photo whose faces are all dropped is `no_face`, its message saying how many "
+                                    "and by which filter"),
     "UrlError": _obj({"code": {"type": "string", "enum": list(ERROR_CODES)}, "message": {"type": "string"},
                       "http_status": {"type": "integer", "description": "`http_error` only"}},
                      ["code", "message"]),
@@ -159,7 +201,8 @@ SCHEMA_DEFS: dict[str, Any] = {
                                                 "is not one is answered `invalid_url` on its own index"},
                         "faces": _ref("FacesMode"),
                         "callback_url": {"type": "string", "format": "uri",
-                                         "description": "a webhook when the job ends (needs FER_WEBHOOK_SECRET)"}},
+                                         "description": "a webhook when the job ends (needs FER_WEBHOOK_SECRET)"},
+                        **FILTER_SCHEMAS},
                        ["urls"], closed=False),
     "PredictRequest": _obj({"url": {"type": "string", "format": "uri", "description": "an absolute http(s) URL"},
                             "faces": _ref("FacesMode")}, ["url"], closed=False),
@@ -188,6 +231,9 @@ PARAMETERS: dict[str, Any] = {
                         f"jobs in the page; more than {MAX_JOBS} is read as {MAX_JOBS}"),
     "Faces": _query("faces", _ref("FacesMode"), "the faces mode for a CSV, text or multipart body (a JSON "
                                                 "body's `faces` key wins)"),
+    **{"".join(part.title() for part in name.split("_")): _query(
+        name, schema, f"{schema['description']}; for a CSV, text or multipart body (a JSON body's `{name}` wins); "
+                      "a bad value is 400 `invalid_parameter` naming it") for name, schema in FILTER_SCHEMAS.items()},
     "CallbackUrl": _query("callback_url", {"type": "string", "format": "uri"},
                           "a webhook when the job ends, for a CSV, text or multipart body (a JSON body's "
                           "`callback_url` wins); 400 `webhooks_disabled` without FER_WEBHOOK_SECRET"),
@@ -273,7 +319,10 @@ PATHS: dict[str, Any] = {
                            "column; its delimiter (comma, semicolon, tab) is sniffed and its encoding taken from a "
                            "byte-order mark, else the declared charset, else UTF-8.",
             "parameters": [{"$ref": "#/components/parameters/Faces"},
-                           {"$ref": "#/components/parameters/CallbackUrl"}],
+                           {"$ref": "#/components/parameters/CallbackUrl"},
+                           {"$ref": "#/components/parameters/MinFaceSize"},
+                           {"$ref": "#/components/parameters/MinScore"},
+                           {"$ref": "#/components/parameters/MaxFaces"}],
             "requestBody": {"required": True, "content": {
                 "application/json": {"schema": _ref("JobRequest"),
                                      "example": {"urls": ["https://example.com/a.jpg", "https://example.com/b.png"],

@@ -27,6 +27,7 @@ from api.inputs import callback_url, faces_mode, job_request, read_json
 from api.limits import admit
 from worker import send_chunks, send_webhook
 from worker.errors import InvalidUrl
+from worker.facefilter import FaceFilter
 from worker.net.urls import storable, validate_url
 from worker.outcomes import (
     CSV_HEADER,
@@ -88,11 +89,12 @@ def _get_job(job_id: str) -> Job:
     return job
 
 
-def submit(entries: list[Any], faces: FacesMode = FacesMode.DETECT, callback: str | None = None) -> Job:
+def submit(entries: list[Any], faces: FacesMode = FacesMode.DETECT, callback: str | None = None,
+           filters: FaceFilter | None = None) -> Job:
     """Store a job for the entries and queue its first chunks; each finished chunk queues the next.
 
     ``callback`` is a checked callback URL: the job's webhook (queued here if the job is done at
-    once, every URL being invalid)."""
+    once, every URL being invalid); ``filters`` the faces the job wants (checked)."""
     settings, store = _settings(), _store()
     urls: list[str] = []
     answered: dict[int, dict[str, Any]] = {}
@@ -104,7 +106,7 @@ def submit(entries: list[Any], faces: FacesMode = FacesMode.DETECT, callback: st
             answered[index] = error(exc)
     with admit(current_key(), len(urls) - len(answered)):  # API keys on: the key's quota and job limit
         job = store.create(urls, settings.chunk_size, outcomes=answered, faces=faces, owner=current_owner(),
-                           callback_url=callback)
+                           callback_url=callback, filters=filters)
     try:
         send_chunks(_celery(), job.id, store.dispatch.claim(job.id, settings.job_window))
     except Exception:
@@ -133,7 +135,7 @@ def _queue_webhook(job_id: str) -> None:
 def create_job() -> tuple[dict[str, Any], int, dict[str, str]]:
     asked = job_request(request, _settings().max_urls)
     callback = None if asked.callback_url is None else callback_url(asked.callback_url, _settings())
-    job = submit(asked.entries, asked.faces, callback)
+    job = submit(asked.entries, asked.faces, callback, asked.filters)
     body = job_json(job)
     return body, 202, {"Location": body["links"]["self"]}
 

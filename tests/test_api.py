@@ -25,7 +25,7 @@ from worker.settings import Settings
 EXPECTED_CSV_HEADER = ("index,url,status,top,angry,disgust,fear,happy,sad,surprise,neutral,error_code,error_message,"
                        "face_count,box_x,box_y,box_w,box_h")
 JOB_KEYS = ["job_id", "status", "total", "processed", "succeeded", "failed", "created_at", "updated_at",
-            "finished_at", "faces", "links"]
+            "finished_at", "faces", "filters", "links"]
 HAPPY = ("deepface_img25.jpg", "deepface_img50.jpg", "abhirup_test_image_happy.jpeg")
 ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
 

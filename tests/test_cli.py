@@ -22,7 +22,9 @@ from tests.imageserver import ImageServer
 from tests.services import ROOT, free_port, gunicorn
 from tests.test_api import EXPECTED_CSV_HEADER  # noqa: E402
 
-FACES_HEADER = "index,url,face,box_x,box_y,box_w,box_h,score,top,angry,disgust,fear,happy,sad,surprise,neutral"
+FACES_HEADER = ("index,url,face,box_x,box_y,box_w,box_h,score,top,angry,disgust,fear,happy,sad,surprise,neutral,"
+                "size,roll,brightness,sharpness,right_eye_x,right_eye_y,left_eye_x,left_eye_y,nose_x,nose_y,"
+                "mouth_x,mouth_y,right_ear_x,right_ear_y,left_ear_x,left_ear_y")
 UNKNOWN_JOB = "0123456789abcdef0123456789abcdef"
 
 
@@ -281,3 +283,28 @@ def test_per_face_output_and_whole_mode(faces_csv_input: tuple[Path, list[str]],
     assert [face["face"] for face in json.loads(as_json.read_text())] == [0, 1, 2, 3, 0]
     whole_job = fer_batch("submit", str(path), "--api", api_url, "--faces", "whole", "--wait")
     assert whole_job.returncode == 0 and "3/3 processed (2 ok, 1 failed)" in whole_job.stderr
+
+
+def test_face_filters_on_the_command_line(faces_csv_input: tuple[Path, list[str]], env: dict[str, str],
+                                          api_url: str, worker: object, tmp_path: Path) -> None:
+    """--max-faces, --min-face-size and --min-score, embedded and through the API; bad values are usage errors."""
+    path, _ = faces_csv_input
+    run_env = {**env, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    embedded = tmp_path / "two.json"
+    result = fer_batch("run", str(path), "--max-faces", "2", "--out", str(embedded), env=run_env)
+    assert result.returncode == 0, result.stderr
+    tiled, portrait, _ = json.loads(embedded.read_text())
+    assert tiled["face_count"] == 2 and portrait["face_count"] == 1
+    submitted = tmp_path / "big.json"
+    result = fer_batch("submit", str(path), "--api", api_url, "--min-face-size", "1000", "--min-score", "0.5",
+                       "--wait", "--out", str(submitted))
+    assert result.returncode == 0, result.stderr
+    tiled, portrait, _ = json.loads(submitted.read_text())
+    assert tiled["error"]["code"] == portrait["error"]["code"] == "no_face"
+    assert "4 faces found in the 640x640 image, all filtered out: 4 by min_face_size 1000" in tiled["error"]["message"]
+    status = json.loads(fer_batch("status", result.stdout.strip(), "--api", api_url, "--json").stdout)
+    assert status["filters"] == {"min_face_size": 1000, "min_score": 0.5, "max_faces": None}
+    runner = CliRunner()
+    for option, value in (("--max-faces", "0"), ("--min-face-size", "-3"), ("--min-score", "2")):
+        bad = runner.invoke(main, ["run", str(path), option, value])
+        assert bad.exit_code == 2 and option in bad.output

@@ -20,7 +20,7 @@ from api import create_app
 from tests import faceimages
 from tests.imageserver import ImageServer
 from tests.test_api import assert_error, wait_done
-from worker.outcomes import EMOTIONS
+from worker.outcomes import EMOTIONS, LANDMARKS
 from worker.settings import Settings
 
 PORTRAIT = "deepface_img50.jpg"
@@ -88,6 +88,24 @@ def test_every_face_of_a_group_photo(detected: dict[str, Any]) -> None:
     assert (row["top"], row["emotions"]) == (row["faces"][0]["top"], row["faces"][0]["emotions"])
 
 
+def test_every_face_has_its_details(detected: dict[str, Any]) -> None:
+    """The issue's floor: landmarks (>= 5 points, within the box grown by half its size on each
+    side), roll, brightness and sharpness in 0..100, size the box's shorter side; right on the left."""
+    faces = [face for name in ("group", "tiled", "portrait", "rotated", "crop") for face in detected[name]["faces"]]
+    assert len(faces) >= 27 + 4 + 3
+    for face in faces:
+        x, y, w, h = face["box"]
+        assert list(face["landmarks"]) == list(LANDMARKS) and face["size"] == min(w, h)
+        for px, py in face["landmarks"].values():
+            assert x - w / 2 <= px <= x + 1.5 * w and y - h / 2 <= py <= y + 1.5 * h
+        assert -180 <= face["pose"]["roll"] <= 180 and set(face["pose"]) == {"roll"}
+        assert all(0 <= face["quality"][name] <= 100 for name in ("brightness", "sharpness"))
+    upright, rotated = detected["portrait"]["faces"][0], detected["rotated"]["faces"][0]
+    for name in LANDMARKS:  # the EXIF-rotated copy's points, in the displayed frame, are the upright's
+        assert rotated["landmarks"][name] == pytest.approx(upright["landmarks"][name], abs=0.04 * upright["size"])
+    assert upright["landmarks"]["right_eye"][0] < upright["landmarks"]["left_eye"][0]
+
+
 def test_four_faces_in_four_quarters(detected: dict[str, Any]) -> None:
     _, quarters = faceimages.tiled()
     faces = detected["tiled"]["faces"]
@@ -132,7 +150,9 @@ def test_faces_csv_has_one_row_per_face(client: FlaskClient, detected: dict[str,
     response = client.get(f"/jobs/{detected['job']['job_id']}/faces.csv")
     assert response.status_code == 200 and response.mimetype == "text/csv"
     rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
-    assert list(rows[0]) == ["index", "url", "face", "box_x", "box_y", "box_w", "box_h", "score", "top", *EMOTIONS]
+    assert list(rows[0]) == ["index", "url", "face", "box_x", "box_y", "box_w", "box_h", "score", "top", *EMOTIONS,
+                             "size", "roll", "brightness", "sharpness",
+                             *(f"{name}_{axis}" for name in LANDMARKS for axis in "xy")]
     results = detected["job"]["results"]
     assert len(rows) == sum(result.get("face_count", 0) for result in results)
     expected = [(result["index"], number, face) for result in results for number, face in
@@ -141,6 +161,11 @@ def test_faces_csv_has_one_row_per_face(client: FlaskClient, detected: dict[str,
         assert (int(row["index"]), int(row["face"]), row["top"]) == (index, number, face["top"])
         assert [int(row[k]) for k in ("box_x", "box_y", "box_w", "box_h")] == face["box"]
         assert float(row["score"]) == face["score"] and float(row["happy"]) == face["emotions"]["happy"]
+        assert int(row["size"]) == face["size"] and float(row["roll"]) == face["pose"]["roll"]
+        assert (float(row["brightness"]), float(row["sharpness"])) == (face["quality"]["brightness"],
+                                                                       face["quality"]["sharpness"])
+        assert [float(row[f"{name}_{axis}"]) for name in LANDMARKS for axis in "xy"] == \
+            [value for name in LANDMARKS for value in face["landmarks"][name]]
 
 
 def test_whole_mode_keeps_the_old_behaviour(client: FlaskClient, worker: object, urls: dict[str, str],
@@ -156,6 +181,7 @@ def test_whole_mode_keeps_the_old_behaviour(client: FlaskClient, worker: object,
     assert face["box"][2] >= 30 and crop["emotions"] != face["emotions"]  # 30 of the crop's 48 px
     faces_csv = client.get(f"/jobs/{final['job_id']}/faces.csv").get_data(as_text=True).splitlines()
     assert len(faces_csv) == 4 and faces_csv[1].startswith(f"0,{urls['crop']},0,,,,,,")
+    assert faces_csv[1].endswith("," * 16)  # no details for a whole image
 
 
 def test_faces_mode_for_a_csv_body(client: FlaskClient, urls: dict[str, str]) -> None:
@@ -175,3 +201,82 @@ def test_predict_answers_the_largest_face(client: FlaskClient, worker: object, u
     whole = client.post("/predict", json={"url": urls["cat"], "faces": "whole"})
     assert whole.status_code == 200 and set(whole.json) >= {"Happy", "Neutral"}
     assert_error(client.post("/predict", json={"url": urls["cat"], "faces": "some"}), 400, "invalid_parameter")
+
+
+# -- filters per job ---------------------------------------------------------------------------
+
+
+def run_filtered(client: FlaskClient, urls: list[str], **filters: Any) -> dict[str, Any]:
+    response = client.post("/jobs", json={"urls": urls, **filters})
+    assert response.status_code == 202, response.json
+    assert response.json["filters"] == {"min_face_size": 0, "min_score": None, "max_faces": None, **filters}
+    final, _ = wait_done(client, response.json["job_id"])
+    assert final["filters"] == response.json["filters"]  # stored with the job
+    return final
+
+
+def test_each_filter_on_the_group_photo(client: FlaskClient, urls: dict[str, str], detected: dict[str, Any]) -> None:
+    everyone = detected["group"]["faces"]
+    assert detected["job"]["filters"] == {"min_face_size": 0, "min_score": None, "max_faces": None}
+    (big,) = run_filtered(client, [urls["group"]], min_face_size=60)["results"]
+    assert 0 < big["face_count"] < len(everyone)  # the issue's floor: fewer faces than the default
+    assert all(face["size"] >= 60 for face in big["faces"])
+    assert big["face_count"] == sum(face["size"] >= 60 for face in everyone)
+    (sure,) = run_filtered(client, [urls["group"]], min_score=0.9)["results"]
+    assert sure["face_count"] == sum(face["score"] >= 0.9 for face in everyone) < len(everyone)
+    assert all(face["score"] >= 0.9 for face in sure["faces"])
+    (few,) = run_filtered(client, [urls["group"]], max_faces=3)["results"]
+    assert [face["box"] for face in few["faces"]] == [face["box"] for face in everyone[:3]]  # the largest three
+    assert (few["top"], few["emotions"]) == (everyone[0]["top"], everyone[0]["emotions"])
+
+
+def test_a_photo_whose_faces_are_all_filtered_is_no_face_saying_why(client: FlaskClient, urls: dict[str, str]) -> None:
+    final = run_filtered(client, [urls["portrait"], urls["group"]], min_face_size=150, max_faces=2)
+    portrait, group = final["results"]
+    assert portrait["status"] == "ok" and portrait["face_count"] == 1
+    assert group["status"] == "error" and group["error"]["code"] == "no_face"
+    message = group["error"]["message"]
+    assert "all filtered out" in message and "by min_face_size 150" in message and "2048x922" in message
+
+
+def test_filters_for_a_csv_body_come_from_the_query(client: FlaskClient, urls: dict[str, str]) -> None:
+    response = client.post("/jobs?min_face_size=60&max_faces=2&min_score=0.7", data=f"url\n{urls['group']}\n",
+                           content_type="text/csv")
+    assert response.status_code == 202, response.json
+    assert response.json["filters"] == {"min_face_size": 60, "min_score": 0.7, "max_faces": 2}
+    final, _ = wait_done(client, response.json["job_id"])
+    assert final["results"][0]["face_count"] <= 2
+    multipart = client.post("/jobs?max_faces=1", data={"file": (io.BytesIO(urls["tiled"].encode()), "urls.csv")},
+                            content_type="multipart/form-data")
+    assert multipart.status_code == 202 and multipart.json["filters"]["max_faces"] == 1
+    # A JSON body's key wins over the query string's.
+    both = client.post("/jobs?max_faces=5", json={"urls": [urls["crop"]], "max_faces": 1})
+    assert both.status_code == 202 and both.json["filters"]["max_faces"] == 1
+
+
+@pytest.mark.parametrize(("body", "query", "parameter"), [
+    ({"min_face_size": -3}, "", "min_face_size"),
+    ({"min_face_size": "big"}, "", "min_face_size"),
+    ({"min_face_size": True}, "", "min_face_size"),
+    ({"min_score": 1.5}, "", "min_score"),
+    ({"min_score": -0.5}, "", "min_score"),
+    ({"min_score": "high"}, "", "min_score"),
+    ({"max_faces": 0}, "", "max_faces"),
+    ({"max_faces": 1.5}, "", "max_faces"),
+    ({"max_faces": None, "min_face_size": [1]}, "", "min_face_size"),
+    (None, "min_face_size=-3", "min_face_size"),
+    (None, "max_faces=0", "max_faces"),
+    (None, "min_score=2", "min_score"),
+    (None, "min_face_size=", "min_face_size"),
+])
+def test_a_bad_filter_is_a_400_naming_it_and_queues_nothing(client: FlaskClient, urls: dict[str, str],
+                                                            body: dict[str, Any] | None, query: str,
+                                                            parameter: str) -> None:
+    before = client.get("/jobs?limit=1").json["total"]
+    if body is None:
+        response = client.post(f"/jobs?{query}", data=f"{urls['crop']}\n", content_type="text/plain")
+    else:
+        response = client.post("/jobs", json={"urls": [urls["crop"]], **body})
+    error = assert_error(response, 400, "invalid_parameter")
+    assert error["parameter"] == parameter and parameter in error["message"]
+    assert client.get("/jobs?limit=1").json["total"] == before

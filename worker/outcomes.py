@@ -6,7 +6,9 @@ first; boxes are x, y, width, height in pixels of the image as displayed (EXIF r
 
     {"status": "ok", "top": "happy", "emotions": {"angry": 0.01, ..., "neutral": 0.05},
      "face_count": 2, "faces": [{"box": [412, 96, 180, 180], "score": 0.94, "top": "happy",
-                                 "emotions": {...}}, {...}]}
+                                 "emotions": {...}, "size": 180, "landmarks": {"right_eye": [461.5, 150.2], ...},
+                                 "pose": {"roll": -2.5}, "quality": {"brightness": 52.1, "sharpness": 71.0}},
+                                {...}]}
     {"status": "ok", "top": "happy", "emotions": {...}}                   the "whole" faces mode
     {"status": "error", "error": {"code": "http_error", "message": "...", "http_status": 404}}
 """
@@ -35,10 +37,16 @@ BOX_COLUMNS: tuple[str, ...] = ("box_x", "box_y", "box_w", "box_h")
 CSV_HEADER: tuple[str, ...] = (
     "index", "url", "status", "top", *EMOTIONS, "error_code", "error_message", "face_count", *BOX_COLUMNS,
 )
-# One row per face (``faces.csv``); a "whole"-mode image is one face without a box.
-FACES_CSV_HEADER: tuple[str, ...] = ("index", "url", "face", *BOX_COLUMNS, "score", "top", *EMOTIONS)
+LANDMARKS: tuple[str, ...] = ("right_eye", "left_eye", "nose", "mouth", "right_ear", "left_ear")  # BlazeFace's order
+DETAIL_COLUMNS: tuple[str, ...] = ("size", "roll", "brightness", "sharpness",
+                                   *(f"{name}_{axis}" for name in LANDMARKS for axis in "xy"))
+# One row per face (``faces.csv``); a "whole"-mode image is one face without a box or details.
+FACES_CSV_HEADER: tuple[str, ...] = ("index", "url", "face", *BOX_COLUMNS, "score", "top", *EMOTIONS,
+                                     *DETAIL_COLUMNS)
 
 Box = Sequence[int]
+# A detected face for ``ok_faces``: box, score, probabilities, and its details (``worker.vision.details``) or None.
+FaceAnswer = tuple[Box, float, Sequence[float]] | tuple[Box, float, Sequence[float], Mapping[str, Any] | None]
 
 
 def classified(labels: Sequence[str], probabilities: Sequence[float]) -> dict[str, Any]:
@@ -55,10 +63,11 @@ def ok(labels: Sequence[str], probabilities: Sequence[float]) -> dict[str, Any]:
     return {"status": "ok", **classified(labels, probabilities)}
 
 
-def ok_faces(labels: Sequence[str], faces: Sequence[tuple[Box, float, Sequence[float]]]) -> dict[str, Any]:
-    """Detected faces, largest first, as (box, score, probabilities); at least one."""
-    listed = [{"box": [int(v) for v in box], "score": round(float(score), 4), **classified(labels, probs)}
-              for box, score, probs in faces]
+def ok_faces(labels: Sequence[str], faces: Sequence[FaceAnswer]) -> dict[str, Any]:
+    """Detected faces, largest first, as (box, score, probabilities[, details]); at least one."""
+    listed = [{"box": [int(v) for v in box], "score": round(float(score), 4), **classified(labels, probs),
+               **((details[0] or {}) if details else {})}
+              for box, score, probs, *details in faces]
     return {"status": "ok", "top": listed[0]["top"], "emotions": listed[0]["emotions"],
             "face_count": len(listed), "faces": listed}
 
@@ -87,7 +96,16 @@ def face_rows(result: dict[str, Any]) -> Iterator[list[Any]]:
     faces = result.get("faces") or [{"box": ("",) * len(BOX_COLUMNS), "score": "", **result}]
     for number, face in enumerate(faces):
         yield [result["index"], result["url"], number, *face["box"], face["score"], face["top"],
-               *(face["emotions"][name] for name in EMOTIONS)]
+               *(face["emotions"][name] for name in EMOTIONS), *_detail_cells(face)]
+
+
+def _detail_cells(face: dict[str, Any]) -> list[Any]:
+    """A face's ``DETAIL_COLUMNS``; blank for a face without details (whole mode, older results)."""
+    if "landmarks" not in face:
+        return [""] * len(DETAIL_COLUMNS)
+    quality = face["quality"]
+    return [face["size"], face["pose"]["roll"], quality["brightness"], quality["sharpness"],
+            *(value for name in LANDMARKS for value in face["landmarks"][name])]
 
 
 def lambda_dict(outcome: dict[str, Any]) -> dict[str, float]:
@@ -116,6 +134,7 @@ def job_summary(job: Job, links: Mapping[str, str] | None = None) -> dict[str, A
         "updated_at": job.updated_at,
         "finished_at": job.finished_at,
         "faces": job.faces.value,
+        "filters": job.filters.as_json(),
         "links": dict(links) if links is not None else job_links(job.id),
     }
 

@@ -39,6 +39,7 @@ import numpy as np
 
 from worker import outcomes
 from worker.errors import InternalError, NoFace, UrlError
+from worker.facefilter import FaceFilter
 from worker.net.fetch import fetch, make_session, origin_of, parse_url
 from worker.net.origins import Origins
 from worker.ops import metrics
@@ -92,13 +93,19 @@ class Pipeline:
         # Its timers use the running loop: no binding.
         self._origins = Origins(settings.fetch_per_origin, settings.per_origin_ceiling)
 
-    def prepare(self, index: int, url: str, data: bytes, faces: FacesMode) -> Pending:
-        """Image bytes to what the classifier needs: the whole image, or each face found in it."""
+    def prepare(self, index: int, url: str, data: bytes, faces: FacesMode,
+                face_filter: FaceFilter | None = None) -> Pending:
+        """Image bytes to what the classifier needs: the whole image, or each face found in it
+        that passes the job's ``face_filter``."""
         if faces is FacesMode.WHOLE:
             with metrics.timed("decode"):
                 pixels = decode(data, self.classifier.size, self.settings.max_pixels)
             return Pending(index, url, [FaceCrop((0, 0, 0, 0), 1.0, pixels)], whole=True)
-        found = self.finder.find(data, self.settings.max_pixels)
+        found = self.finder.find(data, self.settings.max_pixels, face_filter)
+        if not found.crops and found.dropped and face_filter is not None:
+            count = sum(found.dropped.values())
+            raise NoFace(f"{count} face{'s' if count > 1 else ''} found in the {found.width}x{found.height} image, "
+                         f"all filtered out: {face_filter.explain(found.dropped)}")
         if not found.crops:
             raise NoFace(f"no face found in the {found.width}x{found.height} image")
         return Pending(index, url, found.crops)
@@ -124,8 +131,10 @@ class Pipeline:
             self._session = None
 
     def run(self, items: Iterable[tuple[int, str]], on_results: OnResults,
-            faces: FacesMode = FacesMode.DETECT, owner: Hashable | None = None) -> None:
+            faces: FacesMode = FacesMode.DETECT, owner: Hashable | None = None,
+            face_filter: FaceFilter | None = None) -> None:
         """Process ``items`` to the end (see the module docstring); safe to call from many threads.
+        ``face_filter``: the job's filters, applied to each photo's detected faces.
 
         Runs with the same ``owner`` (a job id) share one turn at the download slots and decode
         threads; without one, the run takes turns on its own.
@@ -135,7 +144,7 @@ class Pipeline:
         count = self.settings.fetch_concurrency
         if isinstance(items, Sized):
             count = max(1, min(count, len(items)))
-        run = _Run(self, on_results, faces, owner, count)
+        run = _Run(self, on_results, faces, owner, count, face_filter)
         future = asyncio.run_coroutine_threadsafe(self._run(run, iter(items)), self._loop)
         try:
             future.result()
@@ -155,8 +164,9 @@ class _Run:
     """The state of one ``Pipeline.run`` call."""
 
     def __init__(self, pipeline: Pipeline, on_results: OnResults, faces: FacesMode, owner: Hashable,
-                 consumers: int) -> None:
+                 consumers: int, face_filter: FaceFilter | None = None) -> None:
         self.p = pipeline
+        self.face_filter = face_filter
         self.owner = owner
         self.consumers = consumers  # download coroutines; the process's slots bound them all
         self.on_results = on_results
@@ -206,7 +216,8 @@ class _Run:
             async with slots.hold(self.owner):
                 with metrics.fetching(lambda: turn.waited):
                     data = await fetch(session, url, self.p.settings, turn)
-                return await self.p._decode_pool.run(self.owner, self.p.prepare, index, url, data, self.mode)
+                return await self.p._decode_pool.run(self.owner, self.p.prepare, index, url, data, self.mode,
+                                                   self.face_filter)
 
     async def flush(self) -> None:
         async with self.lock:
@@ -248,8 +259,9 @@ class _Run:
             if item.whole:
                 outcome = outcomes.ok(labels, probs[0])
             else:
-                outcome = outcomes.ok_faces(labels, [(crop.box, crop.score, p)
-                                                     for crop, p in zip(item.crops, probs, strict=True)])
+                outcome = outcomes.ok_faces(labels, [
+                    (crop.box, crop.score, p, crop.details.as_json() if crop.details is not None else None)
+                    for crop, p in zip(item.crops, probs, strict=True)])
             results.append(Result(item.index, item.url, outcome))
         return results
 

@@ -125,7 +125,7 @@ def process_chunk(jobs: JobStore, pipe: Pipeline, job_id: str, start: int, stop:
         return jobs.status(job_id) is not JobStatus.CANCELLED
 
     if todo:
-        pipe.run(todo, store_batch, job.faces, owner=job_id)
+        pipe.run(todo, store_batch, job.faces, owner=job_id, face_filter=job.filters)
     return added
 
 

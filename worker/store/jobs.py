@@ -26,6 +26,7 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from worker.facefilter import FaceFilter
 from worker.store import lua
 from worker.store.deliveries import WEBHOOK_HOLD, Deliveries, WebhookStatus
 from worker.store.dispatch import Dispatch
@@ -82,6 +83,7 @@ class Job:
     webhook_first_at: float | None = None  # epoch seconds of the first attempt
     webhook_delivered_at: str | None = None
     webhook_error: str | None = None  # why the last attempt failed
+    filters: FaceFilter = FaceFilter()  # which detected faces the job wants (worker.facefilter)
 
     @property
     def processed(self) -> int:
@@ -131,8 +133,9 @@ class JobStore:
 
     def create(self, urls: Sequence[str], chunk_size: int, outcomes: Mapping[int, dict[str, Any]],
                faces: FacesMode = FacesMode.DETECT, owner: str | None = None,
-               callback_url: str | None = None) -> Job:
+               callback_url: str | None = None, filters: FaceFilter | None = None) -> Job:
         """Store a new job; ``outcomes`` answers indexes known at once (e.g. invalid URLs);
+        ``filters`` are the faces it wants (default: every face);
         ``owner`` (an API key's name) owns it and counts it in ``owner_load``; a job with a
         ``callback_url`` gets a webhook when it ends (``webhook_due``).
         """
@@ -141,7 +144,7 @@ class JobStore:
         stamp = now()
         fields = {"status": JobStatus.QUEUED.value, "total": len(urls), "succeeded": 0, "failed": 0,
                   "chunk_size": chunk_size, "faces": faces.value, "created_at": stamp, "updated_at": stamp,
-                  "dispatched": 0}
+                  "dispatched": 0, **(filters or FaceFilter()).to_fields()}
         if owner is not None:
             fields["owner"] = owner
         if callback_url is not None:
@@ -196,6 +199,7 @@ class JobStore:
             webhook_first_at=float(data["webhook_first_at"]) if "webhook_first_at" in data else None,
             webhook_delivered_at=data.get("webhook_delivered_at"),
             webhook_error=data.get("webhook_error") or None,
+            filters=FaceFilter.from_fields(data),
         )
 
     def urls(self, job_id: str, start: int, stop: int) -> list[str]:

@@ -10,6 +10,9 @@ When the largest face's frame is (nearly) the whole photo, the photo already is 
 is classified whole, as the ``"whole"`` mode would (``worker.vision.images.squash`` of the preview: the
 same pixels as ``decode`` for JPEGs, give or take a level of colour conversion): see
 ``Calibration.is_whole``. Boxes are in pixels of the photo as displayed, whatever was decoded.
+Each crop carries its face's details (``worker.vision.details``: landmarks, roll, quality, size),
+measured from what detection and cutting produced. A job's filters (``worker.facefilter``) drop
+faces before they are cut.
 
 Like the classifier, a FaceFinder holds LiteRT interpreters: create it after the fork. Threads may
 share it: decoding and cutting run in parallel, the detector serves one thread at a time (one
@@ -20,13 +23,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from worker.facefilter import FaceFilter
 from worker.ops import metrics
 from worker.vision.classifier import ModelError
+from worker.vision.details import FaceDetails, describe
 from worker.vision.detect import SHORT_RANGE, Face, FaceDetector, faces_of, is_close_up
 from worker.vision.framing import Calibration
 from worker.vision.images import PREVIEW_SIDE, Photo, load_photo, squash
@@ -40,15 +45,18 @@ class FaceCrop:
     box: tuple[int, int, int, int]
     score: float
     pixels: np.ndarray
+    details: FaceDetails | None = None  # landmarks, pose, quality, size (none for a whole image)
 
 
 @dataclass(frozen=True)
 class Found:
-    """What ``FaceFinder.find`` saw: the photo's displayed size and its faces, largest first."""
+    """What ``FaceFinder.find`` saw: the photo's displayed size and its faces, largest first;
+    ``dropped`` counts the faces a job's filters dropped, by filter (``FaceFilter.keep``)."""
 
     width: int
     height: int
     crops: list[FaceCrop]
+    dropped: dict[str, int] = field(default_factory=dict)
 
 
 class FaceFinder:
@@ -66,11 +74,18 @@ class FaceFinder:
         except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
             raise ModelError(f"cannot load the face detector {metadata_path}: {exc}") from exc
 
-    def find(self, data: bytes, max_pixels: int = 50_000_000) -> Found:
-        """Every face in an image file; raises ``worker.errors.ImageError``s as ``load_photo``."""
+    def find(self, data: bytes, max_pixels: int = 50_000_000, face_filter: FaceFilter | None = None) -> Found:
+        """Every face in an image file that passes ``face_filter``; raises ``worker.errors.ImageError``s
+        as ``load_photo``."""
         preview, photo, faces = self._locate(data, max_pixels)
+        dropped: dict[str, int] = {}
+        if face_filter is not None and face_filter.active and faces:
+            boxes = [_photo_box(face, photo) for face in faces]
+            order = sorted(range(len(faces)), key=lambda i: -boxes[i][2] * boxes[i][3])
+            kept, dropped = face_filter.keep([(min(boxes[i][2:]), faces[i].score) for i in order])
+            faces = [faces[order[position]] for position in kept]
         crops = self.crops(photo, faces, lambda: squash(preview.image, self.size))
-        return Found(photo.width, photo.height, crops)
+        return Found(photo.width, photo.height, crops, dropped)
 
     def locate(self, data: bytes, max_pixels: int = 50_000_000) -> tuple[Photo, list[Face]]:
         """The faces of an image file, in the pixels of the returned Photo's image (a preview for a
@@ -108,7 +123,7 @@ class FaceFinder:
                 pixels = whole()
             else:
                 pixels = self.calibration.cut(photo.image, frame, self.size)
-            crops.append(FaceCrop(box, face.score, pixels))
+            crops.append(FaceCrop(box, face.score, pixels, describe(face, photo, box, pixels)))
         return crops
 
 
