@@ -13,6 +13,7 @@ from werkzeug.wrappers import Request
 from api.errors import ApiError
 from api.inputs import JobRequest, job_request, read_json
 from api.urllists import CsvError, decode_text, urls_from_csv
+from worker.facefilter import FaceFilter
 from worker.store.jobs import FacesMode
 
 A, B, C = "http://a.example/1.jpg", "https://b.example/2.png", "http://c.example/3"
@@ -125,7 +126,7 @@ def test_csv_and_multipart_bodies() -> None:
 
 
 def test_faces_mode_from_the_json_body_or_the_query() -> None:
-    assert job_request(request(json={"urls": [A]}), 100) == JobRequest([A], FacesMode.DETECT)
+    assert job_request(request(json={"urls": [A]}), 100) == JobRequest([A], FacesMode.DETECT, None, FaceFilter())
     assert job_request(request(json={"urls": [A], "faces": "whole"}), 100).faces is FacesMode.WHOLE
     csv_body = {"data": f"url\n{A}\n", "content_type": "text/csv"}
     assert job_request(request(query_string={"faces": "whole"}, **csv_body), 100).faces is FacesMode.WHOLE

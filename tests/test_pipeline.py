@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.imageserver import ImageServer
+from worker.facefilter import FaceFilter
 from worker.pipeline import Pending, Pipeline, Result
 from worker.settings import Settings
 from worker.store.jobs import FacesMode
@@ -27,10 +28,11 @@ class RecordingPipeline(Pipeline):
         super().__init__(settings, load_classifier(settings))
         self.decoded: list[str] = []
 
-    def prepare(self, index: int, url: str, data: bytes, faces: FacesMode) -> Pending:
+    def prepare(self, index: int, url: str, data: bytes, faces: FacesMode,
+                face_filter: FaceFilter | None = None) -> Pending:
         self.decoded.append(url)
         time.sleep(0.003)
-        return super().prepare(index, url, data, faces)
+        return super().prepare(index, url, data, faces, face_filter)
 
 
 @pytest.fixture(scope="module")
