@@ -478,7 +478,7 @@ def test_keyboard_only_submission(api: str, images: ImageServer, browsing: Calla
 
     tab_to("urls")
     page.keyboard.type(images.url("/photos/fer_justin.jpg") + "\n" + images.url("/status/404"))
-    assert tab_to("submit-button") == ["csv-file", "faces", "submit-button"]
+    assert tab_to("submit-button") == ["csv-file", "faces", "min-face-size", "min-score", "max-faces", "submit-button"]
     page.keyboard.press("Enter")
     wait_finished(page)
     job = get_json(api, f"/jobs/{job_id_of(page)}?limit=10")
@@ -625,3 +625,66 @@ def test_api_keys_prompt_and_authorized_downloads(keyed_api: KeyedApi, images: I
     assert page.is_hidden("#key-state")
     page.reload()
     page.wait_for_selector("#key-panel", state="visible")
+
+
+@needs_browser
+def test_face_filters_landmarks_and_quality_on_the_page(api: str, images: ImageServer,
+                                                        browsing: Callable[[str], Browsing]) -> None:
+    """The form's filters reach the job; each face shows its quality; "Show landmarks" draws the
+    API's points on the thumbnail, where the API puts them; a bad filter shows the API's words."""
+    urls = [images.url(f"/faces/{GROUP_PHOTO}"), images.url("/photos/fer_justin.jpg"),
+            images.url("/photos/vnsst_sad.jpg")]
+    state = browsing(api)
+    page = state.page()
+    page.goto(api + "/")
+    page.fill("#urls", "\n".join(urls))
+    page.fill("#min-face-size", "60")
+    page.fill("#max-faces", "3")
+    page.click("#submit-button")
+    wait_finished(page)
+    job = get_json(api, f"/jobs/{job_id_of(page)}?limit=1000")
+    assert job["filters"] == {"min_face_size": 60, "min_score": None, "max_faces": 3}
+    group, portrait, small = job["results"]
+    assert group["face_count"] == 3 and portrait["face_count"] == 1
+    assert small["error"]["code"] == "no_face" and "all filtered out" in small["error"]["message"]
+    assert page.text_content('#results li[data-index="2"] .message') == small["error"]["message"]
+
+    # Quality per face: the portrait's one face above its bars, each of the group's three in its list.
+    face = portrait["faces"][0]
+    assert page.text_content('#results li[data-index="1"] .info > .quality') == (
+        f"{face['size']} px · brightness {round(face['quality']['brightness'])} · "
+        f"sharpness {round(face['quality']['sharpness'])} · roll {round(face['pose']['roll'])}°")
+    assert page.locator('#results li[data-index="0"] .faces .quality').count() == 3
+
+    # Landmarks: hidden until asked for, then six per face at the API's points, scaled to the thumbnail.
+    page.wait_for_selector('#results li[data-index="0"] .frame[data-boxes="3"]', state="attached")
+    dots = page.locator('#results li[data-index="0"] .landmark')
+    assert dots.count() == 3 * 6 and not dots.first.is_visible()
+    page.check("#show-landmarks")
+    assert dots.first.is_visible()
+    img = page.locator('#results li[data-index="0"] img')
+    shown = img.bounding_box()
+    scale = shown["width"] / 2048
+    for number, face in enumerate(group["faces"]):
+        for name, (x, y) in face["landmarks"].items():
+            dot = page.locator(f'#results li[data-index="0"] .landmark[data-face="{number}"][data-point="{name}"]')
+            box = dot.bounding_box()
+            assert box["x"] + box["width"] / 2 == pytest.approx(shown["x"] + x * scale, abs=1.5)
+            assert box["y"] + box["height"] / 2 == pytest.approx(shown["y"] + y * scale, abs=1.5)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.locator('#results li[data-index="0"]').screenshot(path=SHOTS / "landmarks.png")
+    page.reload()  # the choice is remembered in this browser
+    wait_finished(page)
+    assert page.is_checked("#show-landmarks")
+    page.uncheck("#show-landmarks")
+    assert not page.locator('#results li[data-index="0"] .landmark').first.is_visible()
+
+    # A bad value is sent as typed; the API refuses it in its own words and nothing is queued.
+    before = get_json(api, "/jobs?limit=1")["total"]
+    page.fill("#urls", urls[1])
+    page.fill("#min-face-size", "-3")
+    page.fill("#max-faces", "")
+    page.click("#submit-button")
+    page.wait_for_selector("#submit-error:not(:empty)")
+    assert "min_face_size must be at least 0 pixels, got -3" in page.text_content("#submit-error")
+    assert get_json(api, "/jobs?limit=1")["total"] == before

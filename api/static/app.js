@@ -13,6 +13,8 @@
   const RECENT_MAX = 20;
   const KEY_STORE = "fer-batch.apiKey";
   const RECENT_STORE = "fer-batch.recentJobs";
+  const LANDMARKS_STORE = "fer-batch.showLandmarks";
+  const FILTERS = [["min_face_size", "min-face-size"], ["min_score", "min-score"], ["max_faces", "max-faces"]];
 
   const $ = (id) => document.getElementById(id);
 
@@ -336,7 +338,7 @@
     const width = img.naturalWidth;
     const height = img.naturalHeight;
     if (!width || !height) return;
-    frame.querySelectorAll(".box").forEach((box) => box.remove());
+    frame.querySelectorAll(".box, .landmark").forEach((mark) => mark.remove());
     faces.forEach((face, number) => {
       const [x, y, w, h] = face.box;
       frame.append(el("span", {
@@ -344,6 +346,13 @@
         style: { left: `${(100 * x) / width}%`, top: `${(100 * y) / height}%`,
                  width: `${(100 * w) / width}%`, height: `${(100 * h) / height}%` },
       }, el("span", { class: "boxlabel", text: number + 1 })));
+      // Landmarks (hidden unless "Show landmarks" is on): in the photo's pixels, like the box.
+      for (const [name, point] of Object.entries(face.landmarks || {})) {
+        frame.append(el("span", {
+          class: "landmark", "data-face": number, "data-point": name, "aria-hidden": "true",
+          style: { left: `${(100 * point[0]) / width}%`, top: `${(100 * point[1]) / height}%` },
+        }));
+      }
     });
     frame.classList.toggle("many", faces.length > 6);
     frame.dataset.boxes = String(faces.length);
@@ -369,6 +378,15 @@
     return link;
   }
 
+  function quality(face) {
+    // A face's details in one line: size, brightness and sharpness (0-100), roll in degrees.
+    if (!face.quality) return null;
+    const roll = face.pose ? ` · roll ${Math.round(face.pose.roll)}°` : "";
+    return el("p", { class: "quality",
+                     text: `${face.size} px · brightness ${Math.round(face.quality.brightness)} · ` +
+                           `sharpness ${Math.round(face.quality.sharpness)}${roll}` });
+  }
+
   function faceList(row) {
     const faces = row.faces || [];
     if (faces.length <= 1) return null;
@@ -377,6 +395,7 @@
       const item = el("li", { "data-face": number },
         el("p", { class: "facehead" }, `Face ${number + 1}: `, el("strong", { class: "top", text: face.top }),
            ` ${percent(face.emotions[face.top])}`),
+        quality(face),
         bars(face.emotions, `Face ${number + 1} of image ${row.index}: emotion probabilities`));
       const highlight = (on) => {
         const box = document.querySelector(`#results li[data-index="${row.index}"] .box[data-face="${number}"]`);
@@ -406,6 +425,8 @@
       info.append(el("p", { class: "headline" }, el("strong", { class: "top", text: row.top }),
                      ` ${percent(row.emotions[row.top])}${faces}${row.faces && row.face_count > 1 ? " (largest)" : ""}`),
                   bars(row.emotions, `Image ${row.index}: emotion probabilities`));
+      if (row.faces && row.faces.length === 1 && row.faces[0].quality) info.insertBefore(quality(row.faces[0]),
+                                                                                        info.querySelector(".bars"));
       const more = faceList(row);
       if (more) info.append(more);
     } else if (error) {
@@ -498,21 +519,39 @@
     if (!chosenFile) $("csv-file").value = "";
   }
 
+  function faceFilters() {
+    // The filters filled in: numbers as numbers; anything else as typed, for the API to refuse in its words.
+    const filters = {};
+    for (const [name, id] of FILTERS) {
+      const text = $(id).value.trim() || ($(id).validity.badInput ? "not a number" : "");
+      if (text) filters[name] = Number.isFinite(Number(text)) ? Number(text) : text;
+    }
+    return filters;
+  }
+
+  function showLandmarks(on) {
+    $("show-landmarks").checked = on;
+    $("results").classList.toggle("landmarks", on);
+    store(LANDMARKS_STORE, on ? true : null);
+  }
+
   async function submitJob(event) {
     event.preventDefault();
     const error = $("submit-error");
     const button = $("submit-button");
     error.textContent = "";
     const faces = $("faces").value;
+    const filters = faceFilters();
     let request;
     if (chosenFile) {
       const form = new FormData();
       form.append("file", chosenFile, chosenFile.name);
-      request = { path: `/jobs?faces=${encodeURIComponent(faces)}`, options: { method: "POST", body: form } };
+      const query = new URLSearchParams({ faces, ...filters });
+      request = { path: `/jobs?${query}`, options: { method: "POST", body: form } };
     } else {
       const urls = $("urls").value.split(/\r?\n/).map((line) => line.trim()).filter(Boolean);
       request = { path: "/jobs", options: { method: "POST", headers: { "Content-Type": "application/json" },
-                                            body: JSON.stringify({ urls, faces }) } };
+                                            body: JSON.stringify({ urls, faces, ...filters }) } };
     }
     button.disabled = true;
     try {
@@ -593,6 +632,8 @@
 
     $("cancel-button").addEventListener("click", cancelJob);
     $("filter").addEventListener("change", applyFilter);
+    $("show-landmarks").addEventListener("change", (event) => showLandmarks(event.target.checked));
+    showLandmarks(Boolean(storage(LANDMARKS_STORE, false)));
     $("page-size").addEventListener("change", () => {
       view.limit = Number($("page-size").value);
       view.offset = 0;
