@@ -44,7 +44,8 @@ from api.openapi import OPTIONAL_PATHS, UNDESCRIBED_RULES, document, document_fo
 from tests.imageserver import ImageServer
 from tests.services import ROOT, free_port, redis_server, wait_until
 from worker.errors import ERROR_CODES, HttpError, InvalidUrl, NoFace
-from worker.outcomes import EMOTIONS, error, ok, ok_faces
+from worker.facefilter import PARAMETERS
+from worker.outcomes import EMOTIONS, LANDMARKS, error, ok, ok_faces
 from worker.settings import Settings
 from worker.store.jobs import FacesMode, JobStore, connect
 
@@ -126,6 +127,23 @@ def test_the_document_is_valid_openapi_3_1(spec: schemathesis.schemas.BaseSchema
     assert len(enum) == len(set(enum)) and set(ERROR_CODES) <= set(enum)
 
 
+def test_the_face_details_and_filters_are_described() -> None:
+    """Each face's details (every landmark, roll, quality) and the job's filters, as body keys and parameters."""
+    described = document()
+    schemas = described["components"]["schemas"]
+    face = schemas["Face"]["properties"]
+    assert {"size", "landmarks", "pose", "quality"} <= set(face)
+    assert list(schemas["Landmarks"]["properties"]) == list(LANDMARKS)
+    assert set(schemas["Pose"]["properties"]) == {"roll"} and "yaw" not in schemas["Pose"]["properties"]
+    assert set(schemas["Quality"]["properties"]) == {"brightness", "sharpness"}
+    assert set(schemas["FaceFilters"]["properties"]) == set(PARAMETERS) == \
+        set(schemas["JobRequest"]["properties"]) & set(PARAMETERS)
+    assert "filters" in schemas["Job"]["required"]
+    names = {described["components"]["parameters"][ref["$ref"].rsplit("/", 1)[1]]["name"]
+             for ref in described["paths"]["/jobs"]["post"]["parameters"]}
+    assert set(PARAMETERS) <= names
+
+
 def test_every_error_code_of_the_docs_is_in_the_document() -> None:
     docs = (ROOT / "docs" / "api.md").read_text()
     table = docs[docs.index("### Per request"):docs.index("### URL safety")]
@@ -205,6 +223,15 @@ def test_answers_of_a_real_worker_conform(spec: schemathesis.schemas.BaseSchema,
                          path_parameters={"job_id": job_id})
         detect = client.get(f"/jobs/{ids[0]}").json["results"]
         assert "faces" in detect[0] and "faces" not in client.get(f"/jobs/{ids[1]}").json["results"][0]
+        assert {"size", "landmarks", "pose", "quality"} <= set(detect[0]["faces"][0])  # the face details conform
+        filtered = client.post("/jobs", json={"urls": urls, "min_face_size": 1000, "min_score": 0.7, "max_faces": 2})
+        conforms(spec, "POST", "/jobs", filtered, media_type="application/json")
+        job_id = filtered.json["job_id"]
+        wait_until(lambda: client.get(f"/jobs/{job_id}").json["status"] == "done", 60, "the filtered job")
+        page = conforms(spec, "GET", "/jobs/{job_id}", client.get(f"/jobs/{job_id}?limit=10"),
+                        path_parameters={"job_id": job_id})
+        assert page.json["filters"] == {"min_face_size": 1000, "min_score": 0.7, "max_faces": 2}
+        assert "all filtered out" in page.json["results"][0]["error"]["message"]
         conforms(spec, "POST", "/predict", client.post("/predict", json={"url": photos[0]}),
                  media_type="application/json")
         failed = conforms(spec, "POST", "/predict", client.post("/predict", json={"url": images.url("/status/404")}),
@@ -294,7 +321,9 @@ class LiveApi:
         probabilities = [0.1, 0.05, 0.05, 0.5, 0.1, 0.1, 0.1]
         try:
             detect = store.create([f"http://a.example/{n}.jpg" for n in range(4)], 8, {}, owner=owner)
-            store.record(detect.id, {0: ok_faces(labels, [((10, 20, 30, 30), 0.9, probabilities),
+            details = {"size": 30, "landmarks": {name: [20.5, 30.0] for name in LANDMARKS}, "pose": {"roll": -3.5},
+                       "quality": {"brightness": 48.2, "sharpness": 71.0}}
+            store.record(detect.id, {0: ok_faces(labels, [((10, 20, 30, 30), 0.9, probabilities, details),
                                                           ((50, 20, 20, 20), 0.7, probabilities[::-1])]),
                                      1: error(HttpError(404)), 2: error(NoFace("no face found"))})
             whole = store.create(["http://a.example/w.jpg", "http://a.example/x.jpg", "nope"], 8,
