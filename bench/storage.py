@@ -4,7 +4,8 @@ A job of N URLs is submitted through the API's own code (``POST /jobs``: the job
 list, the task messages of its first
 ``FER_JOB_WINDOW`` chunks) to a throw-away redis-server, and Redis's ``used_memory`` is
 read before and after. Then every index is answered with a realistic outcome (one face with its
-box, score and seven probabilities; the shape a worker stores) and the task messages are taken off
+box, score, seven probabilities and its details: size, six landmarks, roll, brightness and
+sharpness, as a real face of docs/api.md; the shape a worker stores) and the task messages are taken off
 the queue, as the workers would: the job's footprint once done. URLs are 69 characters, about what
 photo hosts and CDNs hand out (the cost grows by about a byte per character). ``submit_seconds``
 is the ``POST /jobs`` alone (in-process Flask, no HTTP), for scale.
@@ -36,9 +37,15 @@ def url(i: int) -> str:
     return f"https://photos.example-cdn.net/albums/2026/11/img-{i:09d}-large.jpg"
 
 
+DETAILS = {"size": 471, "landmarks": {"right_eye": [431.6, 247.2], "left_eye": [628.7, 262.4], "nose": [532.3, 374.0],
+                                      "mouth": [522.9, 462.7], "right_ear": [304.5, 267.6],
+                                      "left_ear": [724.5, 294.5]},
+           "pose": {"roll": -4.4}, "quality": {"brightness": 47.9, "sharpness": 91.6}}
+
+
 def answer() -> dict[str, Any]:
     """What a worker stores for a photo with one face."""
-    return outcomes.ok_faces(outcomes.EMOTIONS, [((212, 118, 164, 164), 0.93, PROBABILITIES)])
+    return outcomes.ok_faces(outcomes.EMOTIONS, [((212, 118, 164, 164), 0.93, PROBABILITIES, DETAILS)])
 
 
 def used(client: redis.Redis) -> int:
