@@ -35,7 +35,7 @@ $(WORKER_VENV)/.installed: requirements/worker.txt
 	$(WORKER_VENV)/bin/pip check
 	touch $@
 
-demo: $(VENV)/.serve-installed  ## a real batch end to end: Redis, API, one worker, local images
+demo: $(VENV)/.serve-installed  ## a real batch end to end: Redis, API, one worker command (a process per core), local images
 	$(BIN)/python scripts/demo.py
 
 test: $(VENV)/.all-installed lint chromium  ## the whole suite

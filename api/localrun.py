@@ -28,7 +28,10 @@ class LocalRunError(RuntimeError):
 
 
 def default_processes() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    """One per CPU this process may use (affinity and cgroup quota: ``worker.cpus``), as a worker command runs."""
+    from worker.cpus import allowed_cpus
+
+    return allowed_cpus()
 
 
 def _child(tasks: Any, results: Any) -> None:

@@ -107,14 +107,17 @@ def main() -> int:
     parser.add_argument("--urls", type=int, default=1200)
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--replicas", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--processes", type=int, default=1,
+                        help="FER_WORKER_PROCESSES of each replica (1: a process per replica, as docs/deployment.md's "
+                             "table measured; 0: the worker command's own count, a process per CPU)")
     args = parser.parse_args()
     if not engine_answers():
         print("no Docker engine answers: run `make test-compose` first (it installs and starts one)")
         return 1
-    stack = ComposeStack(scratch_dir("bench-"))
+    stack = ComposeStack(scratch_dir("bench-"), {"FER_WORKER_PROCESSES": str(args.processes)})
+    settings = f"the .env.example defaults (chunks of 64, 4 per process), FER_WORKER_PROCESSES={args.processes}"
     report: dict = {"date": dt.date.today().isoformat(), "cpus": os.cpu_count(), "urls": args.urls,
-                    "runs": args.runs, "settings": "the .env.example defaults (FER_CHUNK_SIZE=64, "
-                    "FER_WORKER_CHUNKS=4 in one process per replica)", "load_before": os.getloadavg()}
+                    "runs": args.runs, "settings": settings, "load_before": os.getloadavg()}
     try:
         started = time.monotonic()
         stack.compose("build", "api", "worker", timeout=900)

@@ -1,9 +1,10 @@
 """`make demo`: one real batch end to end on this machine, with nothing from the internet.
 
-Starts a throw-away redis-server, the API under gunicorn, one Celery worker and a local HTTP
-server for the bundled photos; submits a CSV of their URLs (the portraits, a 29-person group
-photo, a cat, and two URLs that fail on purpose) with `fer-batch submit --wait`; prints one line
-per URL, then every face of the group photo; stops everything it started.
+Starts a throw-away redis-server, the API under gunicorn, one worker command (``python -m worker``
+with its defaults: a process per core) and a local HTTP server for the bundled photos; submits a
+CSV of their URLs (the portraits, a 29-person group photo, a cat, and two URLs that fail on
+purpose) with `fer-batch submit --wait`; prints one line per URL, then every face of the group
+photo; stops everything it started.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def main() -> int:
         api = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "api:create_app()", "--bind", f"127.0.0.1:{port}",
              "--log-level", "warning"], cwd=ROOT, env=env)
-        worker = WorkerProcess(env, "demo-worker", log_dir=OUT)
+        worker = WorkerProcess(env, "demo-worker", log_dir=OUT, processes=None)  # the command's own count
         try:
             worker.wait_ready()
             wait_until(lambda: api_ready(api_url), 30, "the API to be ready")

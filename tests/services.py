@@ -149,20 +149,26 @@ CELERY_PROGRAM = ("-m", "celery", "-A", "worker", "worker")  # the same through 
 
 
 class WorkerProcess(Process):
-    """``python -m worker`` as a subprocess, as shipped: one process running
-    ``FER_WORKER_CHUNKS`` chunks at once on Celery's threads pool. ``concurrency`` is Celery's
-    ``--concurrency``; ``pool`` sets ``FER_WORKER_POOL`` (e.g. ``"prefork"``); ``command`` is what
+    """``python -m worker`` as a subprocess: the worker command, each of its processes running
+    ``FER_WORKER_CHUNKS`` chunks at once on Celery's threads pool. ``processes`` sets
+    ``FER_WORKER_PROCESSES``: 1 (one process, as most tests want) unless told; None leaves the
+    command's default (one process per CPU: ``worker.nodes``) or ``env``'s value. ``concurrency`` is
+    Celery's ``--concurrency``; ``pool`` sets ``FER_WORKER_POOL`` (e.g. ``"prefork"``); ``command`` is what
     follows the interpreter (``CELERY_PROGRAM`` starts the same worker through ``celery``), ``python``
     the interpreter (this one unless told: the bench gives one with the worker image's packages)."""
 
     def __init__(self, env: Mapping[str, str], name: str, concurrency: int | None = None,
                  log_dir: Path | None = None, extra_args: tuple[str, ...] = (), pool: str | None = None,
-                 command: tuple[str, ...] = SHIPPED, python: str = sys.executable) -> None:
+                 command: tuple[str, ...] = SHIPPED, python: str = sys.executable,
+                 processes: int | None = 1) -> None:
         cmd = [python, *command, "--loglevel=INFO", "-n", f"{name}@%h",
                "--without-gossip", "--without-mingle"]
         cmd += [f"--concurrency={concurrency}"] if concurrency else []
         cmd += extra_args
-        super().__init__(name, cmd, {**env, "FER_WORKER_POOL": pool} if pool else env, log_dir)
+        env = {**env, "FER_WORKER_POOL": pool} if pool else dict(env)
+        if processes is not None:
+            env["FER_WORKER_PROCESSES"] = str(processes)
+        super().__init__(name, cmd, env, log_dir)
         self.pool = pool or env.get("FER_WORKER_POOL", "threads")
 
     def wait_ready(self, timeout: float = 60) -> WorkerProcess:

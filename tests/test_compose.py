@@ -7,7 +7,8 @@ engine-free checks of the same files stay in tests/test_containers.py.
 One project for the module, under a name of its own: the api and worker images are built from the
 published Dockerfiles, the stack comes up with ``--scale worker=3`` and the tests run in order on it:
 health reported by the engine, a 600-URL job shared by the three workers, a worker SIGKILLed mid-job,
-Redis restarted mid-job, Flower listing the workers, and ``down -v`` leaving nothing behind. The test
+Redis restarted mid-job, Flower listing every process of the workers (each replica runs its worker
+command with the defaults: a process per CPU), and ``down -v`` leaving nothing behind. The test
 photos are served by a container on the compose network (FER_ALLOWED_NETWORKS is that network's
 subnet); the API and Flower are published on 127.0.0.1 only. Logs: build/compose-test/.
 """
@@ -71,6 +72,14 @@ def job_answered_once(stack: ComposeStack, job_id: str, job: dict[str, Any], url
     assert int(stack.redis_cli("HLEN", f"fer:job:{{{job_id}}}:results")) == len(urls)
 
 
+def worker_nodes(stack: ComposeStack, containers: list[str]) -> set[str]:
+    """Every Celery node of the replicas: each runs a worker command with the defaults, a process per
+    CPU its container may use, named celery@<hostname>, then celery-<i>@<hostname>."""
+    code = "from worker.cpus import allowed_cpus; print(allowed_cpus())"
+    cpus = int(stack.compose("exec", "-T", "worker", "python", "-c", code).stdout.strip())
+    return {f"celery{f'-{i}' if i else ''}@{stack.hostname(c)}" for c in containers for i in range(cpus)}
+
+
 def test_engine_reports_every_health_check_healthy(stack: ComposeStack) -> None:
     started = time.monotonic()
     found = stack.wait_healthy(["redis", "api", "worker", "images"], counts={"worker": WORKERS}, timeout=300)
@@ -89,7 +98,7 @@ def test_engine_reports_every_health_check_healthy(stack: ComposeStack) -> None:
     assert len(hostnames) == WORKERS
     status, ready = stack.api("/readyz")
     assert status == 200, ready
-    assert set(ready["workers"]) <= {f"celery@{h}" for h in hostnames}
+    assert set(ready["workers"]) <= worker_nodes(stack, found["worker"])
     # Published on loopback only; Redis not at all; AOF on, with a password.
     api_ports = stack.inspect(found["api"][0])["NetworkSettings"]["Ports"]["8000/tcp"]
     assert [(p["HostIp"], p["HostPort"]) for p in api_ports] == [("127.0.0.1", str(stack.api_port))]
@@ -188,9 +197,9 @@ def test_a_redis_restart_mid_job_loses_nothing(stack: ComposeStack) -> None:
     stack.wait_healthy(["redis", "api", "worker"], counts={"worker": WORKERS})
 
 
-def test_flower_lists_the_three_workers(stack: ComposeStack) -> None:
+def test_flower_lists_every_process_of_the_three_workers(stack: ComposeStack) -> None:
     workers = stack.wait_healthy(["worker"], counts={"worker": WORKERS})["worker"]
-    nodes = {f"celery@{stack.hostname(c)}" for c in workers}
+    nodes = worker_nodes(stack, workers)
     stack.compose("up", "--detach", "--no-build", "flower", profiles=["monitoring"], timeout=120)
     flower = stack.containers("flower")
     assert len(flower) == 1

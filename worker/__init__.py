@@ -37,6 +37,7 @@ QUEUE = "fer"
 def create_celery(settings: Settings | None = None) -> Celery:
     from celery import Celery
 
+    from worker.nodes import NodesStep
     from worker.ops.exporter import MetricsStep
     from worker.sweeper import SweepStep
 
@@ -44,6 +45,7 @@ def create_celery(settings: Settings | None = None) -> Celery:
     celery = Celery("fer_batch", broker=settings.redis_url, include=["worker.tasks"])
     celery.steps["worker"].add(SweepStep)
     celery.steps["worker"].add(MetricsStep)
+    celery.steps["worker"].add(NodesStep)
     celery.conf.update(
         task_default_queue=QUEUE,
         task_serializer="json",
@@ -54,8 +56,9 @@ def create_celery(settings: Settings | None = None) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        # One process per core, each running FER_WORKER_CHUNKS chunks at once on threads that share
-        # the process's model and downloads (worker.pipeline); --concurrency overrides the count.
+        # One process per core (the command's first node starts the others: worker.nodes), each running
+        # FER_WORKER_CHUNKS chunks at once on threads that share the process's model and downloads
+        # (worker.pipeline); --concurrency overrides the count.
         worker_pool=settings.worker_pool,
         worker_concurrency=settings.worker_chunks,
         broker_transport_options={

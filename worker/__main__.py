@@ -1,4 +1,7 @@
-"""``python -m worker``: a worker process, as ``celery -A worker worker`` starts it, with less memory.
+"""``python -m worker``: the worker command, as ``celery -A worker worker`` starts it, with less memory.
+
+With no options it uses every CPU the process may use: this node starts one more per extra CPU
+(``FER_WORKER_PROCESSES``; ``worker.nodes``).
 
 It runs Celery's own ``worker`` command, so it takes every option ``celery worker`` takes
 (``--loglevel``, ``-n``, ``--concurrency``, ``-Q``, ``--help``...), for this package's ``app``,
@@ -18,12 +21,14 @@ from collections.abc import Sequence
 from celery.bin.base import CLIContext
 from celery.bin.worker import worker as worker_command
 
-from worker import app
+from worker import app, nodes
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Run ``celery worker`` for ``app`` with ``argv`` (the command line's by default); exits."""
     context = CLIContext(app=app, no_color=None, workdir=None)
+    if argv is not None:  # the extra nodes (worker.nodes) repeat this command line, not the interpreter's
+        nodes.command = ["-m", "worker", *argv]
     # `celery` runs with auto_envvar_prefix="CELERY"; its `worker` subcommand's options then read
     # CELERY_WORKER_<OPTION>.
     worker_command.main(args=list(sys.argv[1:] if argv is None else argv), prog_name="python -m worker",

@@ -85,6 +85,8 @@ class Settings:
     max_url_length: int = _setting(2048, ge=16)
     chunk_size: int = _setting(64, ge=1)
     worker_chunks: int = _setting(4, ge=1)  # chunks one worker process runs at once (Celery's threads pool)
+    # Worker processes one worker command runs (worker/nodes.py); 0: the CPUs it may use (worker/cpus.py).
+    worker_processes: int = _setting(0, ge=0)
     # Celery's pool: threads (chunks share the process's model and downloads) or prefork (one process
     # per chunk, FER_WORKER_CHUNKS processes); set here because Celery ignores --pool=prefork once
     # the app configures another pool.
