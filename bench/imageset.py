@@ -9,6 +9,9 @@ then classified whole, with the pixels of ``whole`` mode (``bench.detection`` co
 a few FER2013 images hold no face the detector sees and are answered ``no_face``. Stretching the
 square face to 4:3 keeps it recognisable after the whole-image resize back to 48x48.
 
+``build_faceless`` makes the other kind a crawl brings: 640x480 photos with no face (blurred shapes
+with the same grain), for the faceless job beside the face job.
+
 The bundled photos come first, up to a tenth of the count: ``tests/data/faces`` (a 29-face
 2048x922 group photo, a portrait, a cat's face with no person, in PNG), then ``tests/data/photos``
 (single-face photos of many sizes). They make faces/s differ from images/s and exercise batches
@@ -31,7 +34,7 @@ import numpy as np
 from PIL import Image
 
 from bench import BUILD, ROOT
-from tests import fersample
+from tests import faceimages, fersample
 
 FER_VAL = ROOT.parent / "shared" / "data" / "fer2013" / "val.npz"
 PHOTOS = ROOT / "tests" / "data" / "photos"
@@ -96,6 +99,27 @@ def face_jpeg(face: np.ndarray, seed: int) -> bytes:
     out = io.BytesIO()
     Image.fromarray(np.clip(rgb + 0.5, 0, 255).astype(np.uint8), "RGB").save(out, "JPEG", quality=QUALITY)
     return out.getvalue()
+
+
+def faceless_jpeg(seed: int, size: tuple[int, int] = SIZE) -> bytes:
+    """An RGB JPEG with no face (``tests.faceimages.faceless``), with ``face_jpeg``'s grain and quality."""
+    return faceimages.faceless(seed, size, GRAIN, QUALITY)
+
+
+def build_faceless(count: int, directory: Path | None = None, size: tuple[int, int] = SIZE) -> ImageSet:
+    """``count`` faceless photos of ``size`` (``faceless_jpeg``); generated on first use."""
+    directory = directory or BUILD / f"faceless-{size[0]}x{size[1]}-v{VERSION}"
+    directory.mkdir(parents=True, exist_ok=True)
+    names = []
+    for index in range(count):
+        name = f"faceless-{index:05d}.jpg" if size == SIZE else f"faceless-{size[0]}x{size[1]}-{index:05d}.jpg"
+        path = directory / name
+        if not path.exists():
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(faceless_jpeg(index, size))
+            tmp.replace(path)
+        names.append(name)
+    return ImageSet(directory, tuple(names), "generated faceless photos")
 
 
 def build(count: int, directory: Path | None = None) -> ImageSet:

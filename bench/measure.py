@@ -62,10 +62,11 @@ def summarize(raw: Mapping[str, Any], **labels: Any) -> dict[str, Any]:
 
 def stack_case(stack: Stack, server: ImageServerProcess, names: Sequence[str], processes: int, latencies: Sequence[int],
                runs: int, prefork: bool = False, extra_env: Mapping[str, str] | None = None,
-               extra_args: tuple[str, ...] = (), faces: str = "detect",
+               extra_args: tuple[str, ...] = (), faces: str = "detect", one_command: bool = False,
                **labels: Any) -> tuple[list[dict[str, Any]], dict[int, list[str]]]:
-    """Start ``processes`` Celery worker processes (``Stack.workers``) and time ``runs`` jobs of
-    ``names`` at each latency.
+    """Start ``processes`` Celery worker processes (``Stack.workers``; with ``one_command``, one
+    worker command with its defaults, which starts them) and time ``runs`` jobs of ``names`` at each
+    latency.
 
     Jobs are posted in the ``faces`` mode. Each job's results are read and counted after its CPU
     time is taken (reading them is the driver's work, not the service's). Returns one summary row
@@ -73,7 +74,8 @@ def stack_case(stack: Stack, server: ImageServerProcess, names: Sequence[str], p
     """
     rows = []
     labels_by_latency: dict[int, list[str]] = {}
-    with stack.workers(processes, server.url(names[0], 0), extra_env, extra_args, prefork) as workers:
+    with stack.workers(processes, server.url(names[0], 0), extra_env, extra_args, prefork,
+                       one_command=one_command) as workers:
         components = {"image_server": [server.pid], "api": [stack.api_pid], "redis": [stack.redis_pid],
                       "workers": workers.main_pids()}
         for latency in latencies:

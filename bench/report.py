@@ -17,11 +17,16 @@ AFTER_THE_STACK = " (again, after the stack)"
 DETECTION_FLOOR = "detection + framing + crop per 640x480 photo (ms)"
 
 
+def _plain(row: dict[str, Any]) -> bool:
+    """A row of the usual kind: not the one-command setup, not the faceless job."""
+    return not row.get("setup") and not row.get("photos")
+
+
 def _best(rows: Sequence[dict[str, Any]], method: str, latency: int | None,
           faces_mode: str | None = None) -> dict[str, Any] | None:
-    """The fastest row of ``method`` at ``latency`` (in ``faces_mode``, if given)."""
+    """The fastest usual row of ``method`` at ``latency`` (in ``faces_mode``, if given)."""
     found = [row for row in rows if row["method"] == method and row.get("latency_ms") == latency
-             and faces_mode in (None, row.get("faces_mode"))]
+             and faces_mode in (None, row.get("faces_mode")) and _plain(row)]
     return max(found, key=lambda row: row["images_per_s"], default=None)
 
 
@@ -64,12 +69,25 @@ def floors(results: Sequence[dict[str, Any]], api: dict[str, Any],
     if limit_after:  # the defaults: 2 worker processes, one per core
         again = f" ((d) again after the stack rows; first {limit['images_per_s']})" if limit_after is not limit else ""
         for latency, target in ((0, 0.75), (100, 0.75), (1000, 0.40)):
-            row = next((r for r in results if r["method"] == "stack" and r["processes"] == 2
+            row = next((r for r in results if r["method"] == "stack" and r["processes"] == 2 and _plain(r)
                         and r.get("latency_ms") == latency and r["faces_mode"] == "detect" and not r.get("knob")), None)
             if row:
                 check(f"{latency} ms: (c) / (d)", row["images_per_s"] / limit_after["images_per_s"], target, True,
                       f"{row['images_per_s']} vs {limit_after['images_per_s']} images/s{again}, both detecting "
                       "faces, 2 worker processes")
+        command = next((r for r in results if r.get("setup") == "one command" and r.get("latency_ms") == 0), None)
+        if command:
+            check("0 ms: (c) one worker command with its defaults / (d)",
+                  command["images_per_s"] / limit_after["images_per_s"], 0.75, True,
+                  f"{command['images_per_s']} vs {limit_after['images_per_s']} images/s{again}: one "
+                  f"`python -m worker`, no options, which ran {command['processes']} processes")
+    faceless = next((r for r in results if r.get("photos") == "faceless" and r.get("latency_ms") == 0), None)
+    faced = next((r for r in results if r["method"] == "stack" and _plain(r) and r["processes"] == 2
+                  and r.get("latency_ms") == 0 and r["faces_mode"] == "detect"), None)
+    if faceless and faced:
+        check("0 ms: (c) faceless job / face job", faceless["images_per_s"] / faced["images_per_s"], 0.80, True,
+              f"{faceless['images_per_s']} images/s on {faceless['images']} faceless 640x480 photos vs "
+              f"{faced['images_per_s']} on the face job, 2 worker processes each")
     b = (detection or {}).get("bench_images")
     if b:
         check(DETECTION_FLOOR, b["single_face_budget_ms"], 3, False,
@@ -87,7 +105,8 @@ def floors(results: Sequence[dict[str, Any]], api: dict[str, Any],
     if stack_rows:
         rss = max(row["peak_rss_mb"] or 0 for row in stack_rows)
         check("worker process peak RSS (MB)", rss, 150, False, "largest VmHWM of any Celery pool process")
-        colds = {row["processes"]: row["cold_start_s"] for row in stack_rows if row["cold_start_s"] is not None}
+        colds = {row["processes"]: row["cold_start_s"] for row in stack_rows
+                 if row["cold_start_s"] is not None and _plain(row)}
         shipped = colds.get(2, max(colds.values(), default=None))  # Dockerfile.worker: concurrency 2
         check("worker cold start to first result (s)", shipped, 2, False,
               "celery worker launched -> 1-URL job answered, 2 pool processes; all: "
@@ -165,6 +184,8 @@ def results_table(rows: Sequence[dict[str, Any]]) -> list[str]:
     for row in rows:
         latency = "in memory" if row.get("latency_ms") is None else f"{row['latency_ms']} ms"
         method = METHOD_NAMES[row["method"]] + (AFTER_THE_STACK if row.get("when") == "after" else "")
+        method += ", one worker command with its defaults" if row.get("setup") == "one command" else ""
+        method += ", faceless photos" if row.get("photos") == "faceless" else ""
         lines.append(f"| {method} | {row['faces_mode']} | {latency} | {row.get('processes', 1)} | "
                      f"{row['images_per_s']:,.1f} | {row['faces_per_s']:,.1f} | {_cell(row['job_seconds'])} | "
                      f"{_cell(row['first_result_s'], 3)} | {_cell(row['peak_rss_mb'], 0)} | "
@@ -217,7 +238,8 @@ def markdown(report: dict[str, Any]) -> str:
                   "machine):", "", "| stack run | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
         for row in cpu_rows:
             per_image = [1000 * row["cpu_seconds"].get(name, 0.0) / row["images"] for name in names]
-            lines.append(f"| {row['processes']} processes, {row['latency_ms']} ms | "
+            kind = ", one command" if row.get("setup") else (", faceless" if row.get("photos") else "")
+            lines.append(f"| {row['processes']} processes{kind}, {row['latency_ms']} ms | "
                          + " | ".join(f"{value:.2f}" for value in per_image) + " |")
     if report.get("detection"):
         lines += ["", *detection_lines(report["detection"])]
@@ -275,7 +297,7 @@ def chart(report: dict[str, Any], path: Path) -> bool:
     limit = _best(rows, "limit", None, "detect")
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
     for ax, latency in zip(axes, (0, 100), strict=True):
-        bars = [row for row in rows if row.get("latency_ms") == latency]
+        bars = [row for row in rows if row.get("latency_ms") == latency and _plain(row)]
         names = [{"original": "(a) original, whole", "embedded": "(b) run"}.get(
                      row["method"], f"(c) {row['processes']}p" + (", whole" if row["faces_mode"] == "whole" else ""))
                  for row in bars]

@@ -170,19 +170,26 @@ class Stack:
     @contextlib.contextmanager
     def workers(self, processes: int, cold_url: str, extra_env: Mapping[str, str] | None = None,
                 extra_args: tuple[str, ...] = (), prefork: bool = False,
-                command: tuple[str, ...] = SHIPPED) -> Iterator[Workers]:
-        """Start ``processes`` worker processes as shipped: one ``python -m worker`` each (the threads
-        pool, ``FER_WORKER_CHUNKS`` chunks at once). With ``prefork``, one worker with ``processes``
-        prefork children instead, one chunk each (the design before threads). ``command``: what
-        follows the interpreter (``tests.services.CELERY_PROGRAM``: through the ``celery`` program).
+                command: tuple[str, ...] = SHIPPED, one_command: bool = False) -> Iterator[Workers]:
+        """Start ``processes`` worker processes, one per core: one ``python -m worker`` each with
+        ``FER_WORKER_PROCESSES=1`` (the threads pool, ``FER_WORKER_CHUNKS`` chunks at once). With
+        ``one_command``, a single ``python -m worker`` with its defaults instead, as a user types it:
+        it starts a process per CPU itself (``worker.nodes``; ``processes`` is the count expected).
+        With ``prefork``, one worker with ``processes`` prefork children, one chunk each (the design
+        before threads). ``command``: what follows the interpreter (``tests.services.CELERY_PROGRAM``:
+        through the ``celery`` program).
 
         A 1-URL job is submitted as they are launched: its answer time is their cold start. The
         workers are ready (every process has its model) when the block starts.
         """
         env = {**self.env, **(extra_env or {})}
         launched = time.monotonic()
-        ports = [free_port() for _ in range(1 if prefork else processes)]  # each worker's metrics endpoint
-        if prefork:
+        ports = [free_port() for _ in range(1 if prefork or one_command else processes)]  # each command's metrics
+        if one_command:
+            procs = [WorkerProcess({**env, "FER_METRICS_PORT": str(ports[0])}, f"bench-command-{os.getpid()}",
+                                   log_dir=self.log_dir, extra_args=extra_args, command=command,
+                                   python=self.worker_python, processes=None)]
+        elif prefork:
             procs = [WorkerProcess({**env, "FER_METRICS_PORT": str(ports[0])}, f"bench-prefork-{os.getpid()}",
                                    concurrency=processes, pool="prefork", log_dir=self.log_dir, extra_args=extra_args,
                                    command=command, python=self.worker_python)]
@@ -196,7 +203,7 @@ class Stack:
             _, answered = self.wait_job(job_id, timeout=120)
             for proc in procs:
                 proc.wait_ready(60)
-            group = Workers(procs, cold_start=answered - launched, metrics_ports=ports)
+            group = Workers(procs, cold_start=answered - launched, metrics_ports=ports, nodes=one_command)
             wait_until(lambda: len(group.pool_pids()) >= processes, 30, "every worker process")
             yield group
         finally:
@@ -211,6 +218,7 @@ class Workers:
     procs: list[WorkerProcess]
     cold_start: float
     metrics_ports: list[int] = field(default_factory=list)
+    nodes: bool = False  # one worker command whose first process started the others (its children)
     _peaks: dict[int, float] = field(default_factory=dict)
 
     def urls_counted(self) -> float:
@@ -226,8 +234,11 @@ class Workers:
         return [proc.proc.pid for proc in self.procs]
 
     def pool_pids(self) -> list[int]:
-        """The processes that run tasks: prefork's children, else the workers themselves."""
+        """The processes that run tasks: prefork's children, else the workers themselves (with
+        ``nodes``, the command's first process and the nodes it started)."""
         forked = [child for pid in self.main_pids() for child in children(pid)]
+        if self.nodes:
+            return self.main_pids() + forked
         return forked or self.main_pids()
 
     def cpu_seconds(self) -> float:

@@ -48,6 +48,11 @@ class Plan:
     stack: tuple[tuple[int, tuple[int, ...]], ...]  # (pool processes, latencies) of method (c)
     # (c) with "faces": "whole", the original's work (each whole image): the floors against (a)
     whole_stack: tuple[tuple[int, tuple[int, ...]], ...] = ()
+    # (c) as a user starts it: one `python -m worker` with its defaults (a process per CPU), at these latencies
+    command_stack: tuple[int, ...] = (0, 100)
+    # (c) on a job of faceless 640x480 photos (bench.imageset.build_faceless), one process per core, at 0 ms,
+    # beside the face job: this many photos (0: none)
+    faceless_images: int = 2000
     post_urls: int = 10_000
     post_repeats: int = 5
     get_requests: int = 3000
@@ -67,7 +72,8 @@ class Plan:
 
 FULL = Plan(False, 2000, 3, 200, ((1, (0, 100)), (2, (0, 100, 1000)), (3, (0, 100))),
             whole_stack=((2, (0, 100)),))
-QUICK = Plan(True, 100, 1, 10, ((2, (0, 100, 1000)),), whole_stack=((2, (0,)),), post_repeats=1, get_requests=300,
+QUICK = Plan(True, 100, 1, 10, ((2, (0, 100, 1000)),), whole_stack=((2, (0,)),), command_stack=(0,),
+             faceless_images=100, post_repeats=1, get_requests=300,
              photo_repeats=3, tune=False, load=Load(duration=10, job_urls=100), fairness_big=2000,
              fairness_head_start=2.0, fairness_rounds=5, csv_rows=20_000, polled_job=5_000, polled_seconds=5.0,
              limited_urls=60)
@@ -133,6 +139,8 @@ def run(plan: Plan, log: Log) -> dict[str, Any]:
             f"({row['answered']}/{row['images']} answered, {row['no_face']} without a face; "
             f"runs {row['all_seconds']} s)")
 
+    # The faceless photos live beside the others, so that one image server serves both jobs.
+    faceless = imageset.build_faceless(plan.faceless_images, images.directory).names if plan.faceless_images else ()
     with ImageServerProcess(images.directory) as server:
         names = list(images.names)
         for faces in ("detect", "whole"):
@@ -161,6 +169,15 @@ def run(plan: Plan, log: Log) -> dict[str, Any]:
                 rows, tops = stack_case(stack, server, names, processes, latencies, plan.runs, faces="whole")
                 for row in rows:
                     add(row, tops[row["latency_ms"]], f"stack{processes}p-whole@{row['latency_ms']}")
+            if plan.command_stack:  # what a user types: one worker command, its defaults
+                rows, tops = stack_case(stack, server, names, default_processes(), plan.command_stack, plan.runs,
+                                        one_command=True, setup="one command")
+                for row in rows:
+                    add(row, tops[row["latency_ms"]], f"stack-command@{row['latency_ms']}")
+            if faceless:  # the same per-core setup as the face job's 2-process row, on photos without a face
+                rows, _ = stack_case(stack, server, list(faceless), 2, (0,), plan.runs, photos="faceless")
+                for row in rows:
+                    add(row, None, f"stack2p-faceless@{row['latency_ms']}")
             # (d) again, right after the stack rows: this host's speed drifts by 10-20 % within minutes,
             # so (b) is held to the (d) measured beside it, before, and (c) to this one (bench.report).
             raw = run_limit(images.paths(), plan.runs, processes=2, batch_size=settings.batch_size, faces="detect")
@@ -251,7 +268,8 @@ def _compare_to_defaults(sweeps: list[dict[str, Any]], results: list[dict[str, A
     processes for the stack)."""
     for row in sweeps:
         base = [r for r in results if r["method"] == row["method"] and r.get("latency_ms") == row["latency_ms"]
-                and r["faces_mode"] == "detect" and (row["method"] != "stack" or r["processes"] == 2)]
+                and r["faces_mode"] == "detect" and (row["method"] != "stack" or r["processes"] == 2)
+                and not r.get("setup") and not r.get("photos")]
         if base:
             row["vs_default"] = round(row["images_per_s"] / base[0]["images_per_s"], 3)
 

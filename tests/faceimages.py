@@ -3,7 +3,8 @@
 - :data:`PORTRAITS`: the bundled single-face photos of ``tests/data/photos``;
 - :func:`face_photo`: the files of ``tests/data/faces`` (a 29-face group photo, a portrait, a cat);
 - :func:`tiled`: four portraits in a 2x2 grid, one face per quarter;
-- :func:`exif_rotated`: a photo stored turned a quarter, with the EXIF tag that turns it back.
+- :func:`exif_rotated`: a photo stored turned a quarter, with the EXIF tag that turns it back;
+- :func:`faceless`: a photo with no face (blurred coloured shapes, with grain), of any size.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from PIL import Image
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
 
 DATA = Path(__file__).resolve().parent / "data"
 PHOTOS, FACES = DATA / "photos", DATA / "faces"
@@ -66,3 +68,22 @@ def exif_rotated(data: bytes) -> bytes:
     exif = Image.Exif()
     exif[EXIF_ORIENTATION] = 6
     return jpeg(stored, exif=exif.tobytes())
+
+
+def faceless(seed: int, size: tuple[int, int] = (640, 480), grain: float = 5.0, quality: int = 88) -> bytes:
+    """A JPEG with no face: blurred ellipses and boxes of random colours on a random background,
+    with sensor-like grain (what a product photo, a landscape or a banner gives the detector)."""
+    rng = np.random.default_rng(10_000 + seed)
+    width, height = size
+    image = Image.new("RGB", size, tuple(int(v) for v in rng.integers(0, 256, 3)))
+    draw = ImageDraw.Draw(image)
+    for _ in range(int(rng.integers(4, 10))):
+        x, y = int(rng.integers(-width // 6, width)), int(rng.integers(-height // 5, height))
+        w, h = int(rng.integers(width // 10, width * 5 // 8)), int(rng.integers(height // 8, height * 5 // 8))
+        shape = draw.ellipse if rng.random() < 0.5 else draw.rectangle
+        shape((x, y, x + w, y + h), fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
+    blurred = np.asarray(image.filter(ImageFilter.GaussianBlur(float(rng.uniform(2, 12)))), np.float32)
+    blurred = blurred + rng.normal(0.0, grain, blurred.shape).astype(np.float32)
+    out = io.BytesIO()
+    Image.fromarray(np.clip(blurred + 0.5, 0, 255).astype(np.uint8), "RGB").save(out, "JPEG", quality=quality)
+    return out.getvalue()

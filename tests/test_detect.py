@@ -7,11 +7,13 @@ import json
 
 import numpy as np
 import pytest
+from prometheus_client import REGISTRY
 
 from tests import faceimages
-from worker.settings import MODELS_DIR
+from worker.settings import MODELS_DIR, get_settings
 from worker.vision.boxes import Candidates, anchor_centres, decode, iou, weighted_nms
 from worker.vision.detect import FULL_RANGE, SHORT_RANGE, FaceDetector, centred, tiles
+from worker.vision.faces import FaceFinder
 from worker.vision.images import load_photo
 
 # -- anchors ----------------------------------------------------------------------------------
@@ -157,8 +159,11 @@ def test_four_faces_in_a_tiled_photo_one_in_each_quarter(detector: FaceDetector)
 
 
 def test_a_group_photo_is_tiled_to_find_its_small_faces(detector: FaceDetector) -> None:
-    """29 faces about 50 px wide in a 2048x922 photo: 5 px if the photo were shrunk to 192."""
-    faces = detector.detect(load_photo(faceimages.face_photo("solvay1927.jpg")).image)
+    """29 faces about 50 px wide in a 2048x922 photo: 5 px if the photo were shrunk to 192. The first
+    zoom finds none, but sees small candidates near the threshold: the second zoom and the tiles run."""
+    runs: list[str] = []
+    faces = detector.detect(load_photo(faceimages.face_photo("solvay1927.jpg")).image, runs)
+    assert runs[:3] == ["close_up", "wide", "wide"] and runs.count("tile") >= 8
     assert len(faces) <= 31  # at most two extra
     assert sum(40 <= face.box[2] <= 110 for face in faces) >= 27  # at least 90 % of the 29, face-sized
     assert all(face.model == "full_range" for face in faces)
@@ -166,6 +171,31 @@ def test_a_group_photo_is_tiled_to_find_its_small_faces(detector: FaceDetector) 
 
 def test_no_face_in_a_cat(detector: FaceDetector) -> None:
     assert detector.detect(load_photo(faceimages.face_photo("chelsea.png")).image) == []
+
+
+@pytest.fixture(scope="module")
+def finder() -> FaceFinder:
+    return FaceFinder.load(get_settings().face_detector, (48, 48))
+
+
+def _runs_counted(name: str) -> float:
+    return REGISTRY.get_sample_value("fer_worker_detector_runs_total", {"pass": name}) or 0.0
+
+
+@pytest.mark.parametrize("size", [(640, 480), (1600, 1200)])
+def test_a_faceless_photo_takes_the_short_path(finder: FaceFinder, size: tuple[int, int]) -> None:
+    """No face and nothing near one: the close-up pass and one full-range run at one zoom; a big
+    photo is not tiled without small-face evidence. Counted by the finder and the worker's metric."""
+    before = {name: _runs_counted(name) for name in ("close_up", "wide", "tile")}
+    found = finder.find(faceimages.faceless(seed=0, size=size))
+    assert found.crops == [] and (found.width, found.height) == size
+    assert found.runs == ("close_up", "wide")
+    assert {name: _runs_counted(name) - before[name] for name in before} == {"close_up": 1, "wide": 1, "tile": 0}
+
+
+def test_a_close_up_takes_one_run(finder: FaceFinder) -> None:
+    found = finder.find(faceimages.photo("fer_justin.jpg"))
+    assert len(found.crops) == 1 and found.runs == ("close_up",)
 
 
 def test_a_48x48_crop_is_a_face(detector: FaceDetector) -> None:

@@ -16,6 +16,7 @@ directory (``fer-batch run``, the benchmark's in-memory method, tests) the value
 
 from __future__ import annotations
 
+import collections
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -50,6 +51,8 @@ class WorkerMetrics:
                                 "photo, or the whole image at the model's size)", buckets=STEP_BUCKETS)
         self.detect = Histogram("fer_worker_detect_seconds", "Time of one face detector pass over one image, "
                                 "by pass (close_up or wide)", ["pass"], buckets=STEP_BUCKETS)
+        self.detector_runs = Counter("fer_worker_detector_runs", "Face detector model runs, by pass: close_up, "
+                                     "wide (the whole photo, at one zoom or two) and tile", ["pass"])
         self.inference = Histogram("fer_worker_inference_seconds", "Time to classify one batch of faces",
                                    buckets=STEP_BUCKETS)
         self.batch = Histogram("fer_worker_batch_faces", "Faces per classifier batch", buckets=BATCH_BUCKETS)
@@ -164,6 +167,13 @@ def count_outcomes(outcomes: Iterable[dict[str, Any]]) -> None:
             urls.labels("ok", "").inc()
         else:
             urls.labels("error", outcome["error"]["code"]).inc()
+
+
+def detector_runs(runs: Iterable[str]) -> None:
+    """Count one photo's face detector runs by pass (``worker.vision.faces.Found.runs``)."""
+    counter = get().detector_runs
+    for name, count in collections.Counter(runs).items():
+        counter.labels(name).inc(count)
 
 
 def classified(faces: int, seconds: float) -> None:

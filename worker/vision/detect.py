@@ -14,11 +14,21 @@ The two models see different faces, so each runs where it is good (numbers in mo
 2. **Wide pass.** Otherwise the full-range model (192x192) on the whole photo, for faces from
    about a twentieth of the photo's side (10 px of its input) up to a half, at two zooms a quarter apart (its score
    for one face moves with the face's size in its input: together they miss fewer faces, and
-   found no false ones in the photos of things). When that finds nothing, or small faces, and
-   the photo is big, it also runs on overlapping square tiles, so that a face of 50 px in a
-   2,048 px group photo is seen at 19 px instead of 5. Detections that touch a tile's inner edge
-   are dropped (the face lies whole in a neighbouring tile). The close-up pass's faces that
-   overlap none of these are kept too.
+   found no false ones in the photos of things). The second zoom runs only when the first saw
+   something near a face: a candidate scoring at least ``NEAR`` (0.3; the threshold is 0.6).
+   Every face the second zoom alone found in the counted photos scored 0.41 or more at the first,
+   and most photos without a face score under 0.3 there: they cost one full-range run, not two.
+3. **Tiles.** When the photo is big and the wide pass shows small-face evidence (a face under
+   ``SMALL_FACE`` of the long side, or a candidate that small scoring at least ``EVIDENCE``,
+   0.2: the Solvay photo's 50 px faces score 0.33-0.41 at the first zoom), the full-range model
+   also runs on overlapping square tiles, so that a face of 50 px in a 2,048 px group photo is
+   seen at 19 px instead of 5. A big photo with no such evidence (a landscape, a product shot) is
+   not tiled: tiles were most of what a faceless photo cost (12 runs for 1024x768). Detections
+   that touch a tile's inner edge are dropped (the face lies whole in a neighbouring tile). The
+   close-up pass's faces that overlap none of these are kept too.
+
+``runs``, a list that the passes append to when given, names every model run a photo took
+(``close_up``, ``wide``, ``tile``): the face finder reports them, and the metrics count them.
 
 Candidates from every window are decoded and merged by ``worker.vision.boxes`` (weighted suppression).
 """
@@ -62,6 +72,8 @@ TILE_SPLIT = 4  # a tile is the long side / TILE_SPLIT, within TILE_SIDE px
 TILE_SIDE = (384, 768)
 TILE_OVERLAP = 0.25  # of the tile side: a face smaller than this lies whole in some tile
 SMALL_FACE = 0.075  # a face this small (1.5x what the whole pass can see) hints at smaller ones
+NEAR = 0.3  # a first-zoom candidate scoring this much (under the 0.6 threshold) earns the second zoom
+EVIDENCE = 0.2  # a small candidate scoring this much at the first zoom is evidence for tiles
 EDGE = 2.0  # px: a tile detection this close to an inner tile edge is a cut face
 
 
@@ -92,8 +104,9 @@ class BlazeFace:
         self._regressors, self._scores = regressors["index"], scores["index"]
         self._anchors = anchor_centres(spec.size, spec.strides, spec.interpolated)
 
-    def run(self, image: Image.Image, window: Window) -> Candidates:
-        """Candidates in ``window`` of ``image``, in image pixels (outside the image is black)."""
+    def run(self, image: Image.Image, window: Window, threshold: float | None = None) -> Candidates:
+        """Candidates in ``window`` of ``image``, in image pixels (outside the image is black),
+        scoring at least ``threshold`` (the model's own by default)."""
         x0, y0, side = window
         size = self.spec.size
         scale = size / side
@@ -112,7 +125,8 @@ class BlazeFace:
         self._interpreter.set_tensor(self._input, tensor)
         self._interpreter.invoke()
         found = decode(self._interpreter.get_tensor(self._regressors)[0],
-                       self._interpreter.get_tensor(self._scores)[0], self._anchors, self.spec.threshold)
+                       self._interpreter.get_tensor(self._scores)[0], self._anchors,
+                       self.spec.threshold if threshold is None else threshold)
         return found.mapped(x0, y0, 1 / scale)
 
 
@@ -157,31 +171,45 @@ class FaceDetector:
         self.short_range = BlazeFace(SHORT_RANGE, models_dir, num_threads)
         self.full_range = BlazeFace(FULL_RANGE, models_dir, num_threads)
 
-    def detect(self, image: Image.Image) -> list[Face]:
+    def detect(self, image: Image.Image, runs: list[str] | None = None) -> list[Face]:
         """Every face in an RGB (or L) image, largest first: the close-up pass, else the wide pass."""
-        close = self.close_up(image)
+        close = self.close_up(image, runs)
         if is_close_up(close, image.width, image.height):
             return faces_of(close, SHORT_RANGE)
-        return self.wide(image, close)
+        return self.wide(image, close, runs)
 
-    def close_up(self, image: Image.Image) -> Candidates:
+    def close_up(self, image: Image.Image, runs: list[str] | None = None) -> Candidates:
         """The close-up pass's faces: it needs little resolution (a preview of the photo will do)."""
+        _note(runs, "close_up")
         return weighted_nms(self.short_range.run(image, centred(image.width, image.height, ZOOM_OUT)))
 
-    def wide(self, image: Image.Image, close: Candidates) -> list[Face]:
-        """The wide pass over ``image``, joined with the close-up pass's faces (``close``, in
-        ``image``'s pixels) that it did not find itself; largest first."""
+    def wide(self, image: Image.Image, close: Candidates, runs: list[str] | None = None) -> list[Face]:
+        """The wide pass over ``image`` (and its tiles, if warranted), joined with the close-up pass's
+        faces (``close``, in ``image``'s pixels) that it did not find itself; largest first."""
         width, height = image.size
         long_side = max(width, height)
-        found = [self.full_range.run(image, centred(width, height, zoom)) for zoom in WIDE_ZOOMS]
-        seen = Candidates.concat([close, weighted_nms(Candidates.concat(found))])
-        if long_side > TILE_ABOVE and (not len(seen) or _widths(seen).min() < SMALL_FACE * long_side):
+        _note(runs, "wide")
+        first = self.full_range.run(image, centred(width, height, WIDE_ZOOMS[0]), threshold=EVIDENCE)
+        strong = first.scores >= FULL_RANGE.threshold
+        found, weak = [first.select(strong)], first.select(~strong)
+        if len(first) and first.scores.max() >= NEAR:
+            for zoom in WIDE_ZOOMS[1:]:
+                _note(runs, "wide")
+                found.append(self.full_range.run(image, centred(width, height, zoom)))
+        seen = Candidates.concat([close, weighted_nms(Candidates.concat(found)), weak])
+        if long_side > TILE_ABOVE and len(seen) and _widths(seen).min() < SMALL_FACE * long_side:
             side = min(max(long_side / TILE_SPLIT, TILE_SIDE[0]), TILE_SIDE[1])
             for window in tiles(width, height, side, side * TILE_OVERLAP):
+                _note(runs, "tile")
                 part = self.full_range.run(image, window)
                 found.append(part.select(~_inner_edge_cut(part, window, width, height)))
         wide = weighted_nms(Candidates.concat(found))
         return _largest_first([*faces_of(wide, FULL_RANGE), *faces_of(_apart(close, wide), SHORT_RANGE)])
+
+
+def _note(runs: list[str] | None, name: str) -> None:
+    if runs is not None:
+        runs.append(name)
 
 
 def is_close_up(close: Candidates, width: int, height: int) -> bool:

@@ -51,12 +51,14 @@ class FaceCrop:
 @dataclass(frozen=True)
 class Found:
     """What ``FaceFinder.find`` saw: the photo's displayed size and its faces, largest first;
-    ``dropped`` counts the faces a job's filters dropped, by filter (``FaceFilter.keep``)."""
+    ``dropped`` counts the faces a job's filters dropped, by filter (``FaceFilter.keep``); ``runs``
+    names the detector runs it took (``close_up``, ``wide``, ``tile``: ``worker.vision.detect``)."""
 
     width: int
     height: int
     crops: list[FaceCrop]
     dropped: dict[str, int] = field(default_factory=dict)
+    runs: tuple[str, ...] = ()
 
 
 class FaceFinder:
@@ -77,7 +79,9 @@ class FaceFinder:
     def find(self, data: bytes, max_pixels: int = 50_000_000, face_filter: FaceFilter | None = None) -> Found:
         """Every face in an image file that passes ``face_filter``; raises ``worker.errors.ImageError``s
         as ``load_photo``."""
-        preview, photo, faces = self._locate(data, max_pixels)
+        runs: list[str] = []
+        preview, photo, faces = self._locate(data, max_pixels, runs)
+        metrics.detector_runs(runs)
         dropped: dict[str, int] = {}
         if face_filter is not None and face_filter.active and faces:
             boxes = [_photo_box(face, photo) for face in faces]
@@ -85,19 +89,19 @@ class FaceFinder:
             kept, dropped = face_filter.keep([(min(boxes[i][2:]), faces[i].score) for i in order])
             faces = [faces[order[position]] for position in kept]
         crops = self.crops(photo, faces, lambda: squash(preview.image, self.size))
-        return Found(photo.width, photo.height, crops, dropped)
+        return Found(photo.width, photo.height, crops, dropped, tuple(runs))
 
     def locate(self, data: bytes, max_pixels: int = 50_000_000) -> tuple[Photo, list[Face]]:
         """The faces of an image file, in the pixels of the returned Photo's image (a preview for a
         close-up, else the photo at ``DETECT_SIDE``)."""
-        _, photo, faces = self._locate(data, max_pixels)
+        _, photo, faces = self._locate(data, max_pixels, [])
         return photo, faces
 
-    def _locate(self, data: bytes, max_pixels: int) -> tuple[Photo, Photo, list[Face]]:
+    def _locate(self, data: bytes, max_pixels: int, runs: list[str]) -> tuple[Photo, Photo, list[Face]]:
         with metrics.timed("decode"):
             preview = load_photo(data, max_pixels, PREVIEW_SIDE)
         with self._detecting, metrics.timed("detect", **{"pass": "close_up"}):
-            close = self.detector.close_up(preview.image)
+            close = self.detector.close_up(preview.image, runs)
         if is_close_up(close, preview.image.width, preview.image.height):
             return preview, preview, faces_of(close, SHORT_RANGE)
         if preview.reduced:
@@ -107,7 +111,7 @@ class FaceFinder:
             photo = preview
         scale = photo.image.width / preview.image.width
         with self._detecting, metrics.timed("detect", **{"pass": "wide"}):
-            return preview, photo, self.detector.wide(photo.image, close.mapped(0, 0, scale))
+            return preview, photo, self.detector.wide(photo.image, close.mapped(0, 0, scale), runs)
 
     def crops(self, photo: Photo, faces: list[Face], whole: Callable[[], np.ndarray]) -> list[FaceCrop]:
         """``faces`` found in ``photo.image``, framed and cut, largest (reported box area) first.
