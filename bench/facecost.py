@@ -4,9 +4,9 @@ Runs ``worker.vision.faces.FaceFinder.find`` in this process, on one thread, ove
 photo: the benchmark's face photos (``bench.imageset.build``: FER2013 faces as 640x480 JPEGs),
 faceless photos of 640x480 and 1600x1200 (``bench.imageset.build_faceless``) and the repository's
 bundled photos;
-and prints, per kind, the CPU time per photo of each step: the preview decode, the full decode,
-the close-up pass, the wide pass's whole-photo runs, its tiles, and the rest (suppression, framing,
-cutting), with how many detector runs a photo took.
+and prints, per kind, the CPU time per photo of each step: the preview decode, the close-up pass,
+the wide pass's decode (``WIDE_SIDE`` px) and the full decode, the wide pass's whole-photo runs, its
+tiles, and the rest (suppression, framing, cutting), with how many detector runs a photo took.
 
 CPU time, not wall time: each step is timed by ``time.thread_time`` (this thread's CPU), so other
 programs on the machine (a training run, say) slow the wall clock but change these figures only by
@@ -38,7 +38,7 @@ class StepClock:
     @contextmanager
     def installed(self) -> Iterator[None]:
         """Wrap the steps where ``worker.vision`` calls them; unwrap on exit."""
-        from worker.vision import detect, faces
+        from worker.vision import detect, faces, images
 
         saved_run, saved_load = detect.BlazeFace.run, faces.load_photo
         clock = self
@@ -51,7 +51,8 @@ class StepClock:
 
         def load_photo(data: bytes, *args: Any, **kwargs: Any) -> Any:
             side = kwargs.get("side", args[1] if len(args) > 1 else None)
-            with clock.timed("decode_preview" if side is not None else "decode_full"):
+            step = {None: "decode_full", images.PREVIEW_SIDE: "decode_preview"}.get(side, "decode_wide")
+            with clock.timed(step):
                 return saved_load(data, *args, **kwargs)
 
         detect.BlazeFace.run = run  # type: ignore[method-assign]
@@ -72,7 +73,7 @@ class StepClock:
             self.runs[step] += 1
 
 
-STEPS = ("decode_preview", "close_up", "decode_full", "wide", "tiles", "rest")
+STEPS = ("decode_preview", "close_up", "decode_wide", "decode_full", "wide", "tiles", "rest")
 
 
 def measure(find: Callable[[bytes], Any], files: list[Path], rounds: int) -> dict[str, Any]:

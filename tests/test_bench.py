@@ -21,6 +21,7 @@ from bench.fairness import _rate
 from bench.report import floors
 from bench.threadcpu import thread_cpu
 from tests.services import ROOT
+from worker.cpus import allowed_cpus
 
 
 @pytest.mark.slow
@@ -40,13 +41,20 @@ def test_quick_benchmark_runs_every_method_and_writes_its_report(tmp_path: Path)
     for row in report["results"]:
         assert row["answered"] == row["images"] > 0, row  # every image answered, by every method
         assert row["answered"] == row["ok"] + row["no_face"] and row["faces"] >= row["ok"], row
-        assert row["images_per_s"] > 0 and row["faces_per_s"] > 0, row
+        assert row["images_per_s"] > 0 and (row["faces_per_s"] > 0 or row.get("photos") == "faceless"), row
         assert row["peak_rss_mb"] > 0 and row["cold_start_s"] > 0, row
         if row["faces_mode"] == "whole":
             assert row["no_face"] == 0 and row["faces"] == row["images"], row  # one face per whole image
+        elif row.get("photos") == "faceless":  # the faceless job: every photo answered no_face
+            assert row["no_face"] == row["images"] == 100 and row["faces"] == 0, row
         elif row["method"] != "limit":  # (b) and (c) find what (d) finds and agree on the labels
             assert row["agreement_with_limit"] >= 0.95, row
-    detecting = [row for row in report["results"] if row["faces_mode"] == "detect"]
+    # One worker command with its defaults ran a process per CPU, and the faceless job ran beside the face job.
+    [command] = [row for row in report["results"] if row.get("setup") == "one command"]
+    assert command["processes"] == allowed_cpus() and command["latency_ms"] == 0, command
+    assert {"0 ms: (c) one worker command with its defaults / (d)", "0 ms: (c) faceless job / face job"} <= {
+        floor["floor"] for floor in report["floors"]}
+    detecting = [row for row in report["results"] if row["faces_mode"] == "detect" and not row.get("photos")]
     assert len({(row["faces"], row["no_face"]) for row in detecting}) == 1, detecting  # the same faces everywhere
     assert detecting[0]["faces"] > detecting[0]["ok"]  # the group photo's faces share batches with the others
     stack = [row for row in report["results"] if row["method"] == "stack"]

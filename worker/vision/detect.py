@@ -186,8 +186,16 @@ class FaceDetector:
     def wide(self, image: Image.Image, close: Candidates, runs: list[str] | None = None) -> list[Face]:
         """The wide pass over ``image`` (and its tiles, if warranted), joined with the close-up pass's
         faces (``close``, in ``image``'s pixels) that it did not find itself; largest first."""
+        view = self.look(image, runs)
+        found = list(view.found)
+        if view.wants_tiles(close, max(image.size)):
+            found += self.tiles(image, runs)
+        return merge(found, close)
+
+    def look(self, image: Image.Image, runs: list[str] | None = None) -> WideView:
+        """The wide pass's whole-photo runs: the first zoom, and the second if the first saw
+        something near a face. ``image`` needs little detail: the model sees it at 154-192 px."""
         width, height = image.size
-        long_side = max(width, height)
         _note(runs, "wide")
         first = self.full_range.run(image, centred(width, height, WIDE_ZOOMS[0]), threshold=EVIDENCE)
         strong = first.scores >= FULL_RANGE.threshold
@@ -196,15 +204,52 @@ class FaceDetector:
             for zoom in WIDE_ZOOMS[1:]:
                 _note(runs, "wide")
                 found.append(self.full_range.run(image, centred(width, height, zoom)))
-        seen = Candidates.concat([close, weighted_nms(Candidates.concat(found)), weak])
-        if long_side > TILE_ABOVE and len(seen) and _widths(seen).min() < SMALL_FACE * long_side:
-            side = min(max(long_side / TILE_SPLIT, TILE_SIDE[0]), TILE_SIDE[1])
-            for window in tiles(width, height, side, side * TILE_OVERLAP):
-                _note(runs, "tile")
-                part = self.full_range.run(image, window)
-                found.append(part.select(~_inner_edge_cut(part, window, width, height)))
-        wide = weighted_nms(Candidates.concat(found))
-        return _largest_first([*faces_of(wide, FULL_RANGE), *faces_of(_apart(close, wide), SHORT_RANGE)])
+        return WideView(tuple(found), weak, max(width, height))
+
+    def tiles(self, image: Image.Image, runs: list[str] | None = None) -> list[Candidates]:
+        """The full-range model on overlapping square tiles of ``image`` (at full detail), less the
+        detections cut by an inner tile edge."""
+        width, height = image.size
+        long_side = max(width, height)
+        side = min(max(long_side / TILE_SPLIT, TILE_SIDE[0]), TILE_SIDE[1])
+        found = []
+        for window in tiles(width, height, side, side * TILE_OVERLAP):
+            _note(runs, "tile")
+            part = self.full_range.run(image, window)
+            found.append(part.select(~_inner_edge_cut(part, window, width, height)))
+        return found
+
+
+@dataclass(frozen=True)
+class WideView:
+    """What the wide pass's whole-photo runs saw, in the pixels of the image they ran on (``side``
+    px long): the faces of each run (``found``) and the candidates under the threshold (``weak``)."""
+
+    found: tuple[Candidates, ...]
+    weak: Candidates
+    side: int
+
+    @property
+    def faces(self) -> bool:
+        return any(len(part) for part in self.found)
+
+    def wants_tiles(self, close: Candidates, photo_side: int) -> bool:
+        """True when a photo ``photo_side`` px long (as decoded in full) has small-face evidence:
+        a face, or a candidate scoring ``EVIDENCE``, under ``SMALL_FACE`` of its long side. ``close``:
+        the close-up pass's faces in this view's pixels."""
+        seen = Candidates.concat([close, weighted_nms(Candidates.concat(list(self.found))), self.weak])
+        return photo_side > TILE_ABOVE and bool(len(seen)) and _widths(seen).min() < SMALL_FACE * self.side
+
+    def scaled(self, scale: float) -> tuple[Candidates, ...]:
+        """``found`` in the pixels of an image ``scale`` times as large (the photo decoded in full)."""
+        return tuple(part.mapped(0, 0, scale) for part in self.found)
+
+
+def merge(found: list[Candidates], close: Candidates) -> list[Face]:
+    """The wide pass's faces (every run's, merged by suppression) and the close-up pass's faces that
+    overlap none of them, all in one image's pixels; largest first."""
+    wide = weighted_nms(Candidates.concat(found))
+    return _largest_first([*faces_of(wide, FULL_RANGE), *faces_of(_apart(close, wide), SHORT_RANGE)])
 
 
 def _note(runs: list[str] | None, name: str) -> None:

@@ -4,7 +4,9 @@
 face with the calibration in ``models/face_detection.json`` (``worker.vision.framing``) and cuts it out,
 largest face first. It decodes as little as it can: a small preview first (a JPEG is decoded at
 1/2 to 1/8 scale), enough for the detector's close-up pass and for cutting a close-up face at
-48x48; the full photo only when the wide pass must look for smaller faces.
+48x48; then, for the wide pass's whole-photo runs, a decode of ``WIDE_SIDE`` px (the model sees the
+photo at 154-192 px); the full photo only when there are faces to cut or tiles to search. A photo
+without a face is never decoded in full.
 
 When the largest face's frame is (nearly) the whole photo, the photo already is a face crop and
 is classified whole, as the ``"whole"`` mode would (``worker.vision.images.squash`` of the preview: the
@@ -32,9 +34,9 @@ from worker.facefilter import FaceFilter
 from worker.ops import metrics
 from worker.vision.classifier import ModelError
 from worker.vision.details import FaceDetails, describe
-from worker.vision.detect import SHORT_RANGE, Face, FaceDetector, faces_of, is_close_up
+from worker.vision.detect import SHORT_RANGE, Face, FaceDetector, faces_of, is_close_up, merge
 from worker.vision.framing import Calibration
-from worker.vision.images import PREVIEW_SIDE, Photo, load_photo, squash
+from worker.vision.images import PREVIEW_SIDE, WIDE_SIDE, Photo, load_photo, squash
 
 
 @dataclass(frozen=True)
@@ -104,14 +106,27 @@ class FaceFinder:
             close = self.detector.close_up(preview.image, runs)
         if is_close_up(close, preview.image.width, preview.image.height):
             return preview, preview, faces_of(close, SHORT_RANGE)
+        # The wide pass's whole-photo runs see the photo at 154-192 px: a decode of WIDE_SIDE px will do.
+        view = preview
         if preview.reduced:
             with metrics.timed("decode"):
-                photo = load_photo(data, max_pixels)
-        else:
-            photo = preview
-        scale = photo.image.width / preview.image.width
+                view = load_photo(data, max_pixels, WIDE_SIDE)
         with self._detecting, metrics.timed("detect", **{"pass": "wide"}):
-            return preview, photo, self.detector.wide(photo.image, close.mapped(0, 0, scale), runs)
+            look = self.detector.look(view.image, runs)
+        close_in_view = close.mapped(0, 0, view.image.width / preview.image.width)
+        tiled = look.wants_tiles(close_in_view, max(view.width, view.height))
+        if not (tiled or look.faces or len(close)):
+            return preview, view, []  # no face: the full photo is never decoded
+        photo = view
+        if view.reduced:  # faces are cut, and tiles searched, at full detail
+            with metrics.timed("decode"):
+                photo = load_photo(data, max_pixels)
+        scale = photo.image.width / view.image.width
+        found = list(look.scaled(scale))
+        if tiled:
+            with self._detecting, metrics.timed("detect", **{"pass": "wide"}):
+                found += self.detector.tiles(photo.image, runs)
+        return preview, photo, merge(found, close.mapped(0, 0, photo.image.width / preview.image.width))
 
     def crops(self, photo: Photo, faces: list[Face], whole: Callable[[], np.ndarray]) -> list[FaceCrop]:
         """``faces`` found in ``photo.image``, framed and cut, largest (reported box area) first.

@@ -41,6 +41,7 @@ refused as not_an_image: fewer decoders exposed to untrusted bytes."""
 DRAFT_FACTOR = 2  # JPEG draft decodes to at least this multiple of the output size
 DETECT_SIDE = 1600  # load_photo keeps at least this long a side (faces of 40 px in a 4,000 px photo stay 20 px)
 PREVIEW_SIDE = 160  # a preview this long shows a close-up face (>= 0.3 of it) at 48 px and more
+WIDE_SIDE = 240  # the wide pass's whole-photo runs: 1.25x the full-range model's 192 px, never enlarged
 RESAMPLE = Image.Resampling.LANCZOS
 REDUCING_GAP = 3.0  # big non-JPEG images are first box-reduced to 3x the output size
 
