@@ -9,7 +9,7 @@ import pytest
 
 from worker import outcomes
 from worker.errors import InvalidUrl
-from worker.store.jobs import JobStore
+from worker.store.jobs import CANCELLED, UNKNOWN, JobStore
 from worker.sweeper import Sweeper, last_moved
 
 URLS = [f"http://images.invalid/{i}.jpg" for i in range(10)]  # never fetched: nothing runs these jobs
@@ -61,6 +61,19 @@ def test_claim_hands_out_nothing_for_a_finished_or_unknown_job(store: JobStore, 
     assert store.dispatch.claim("0" * 32, 4) == []
     done = make_job(store, job_ids, answered=range(10))
     assert store.get(done).finished and store.dispatch.claim(done, 4) == []
+
+
+def test_record_says_when_a_job_is_cancelled_done_or_unknown(store: JobStore, job_ids: list[str]) -> None:
+    """A worker learns that its job was cancelled from the write it makes anyway (no second round trip)."""
+    job_id = make_job(store, job_ids)
+    assert store.record(job_id, {0: OK, 1: OK}) == 2
+    assert store.record(job_id, {1: OK}) == 0  # a repeat
+    store.cancel(job_id)
+    assert store.record(job_id, {2: OK}) == CANCELLED
+    assert store.get(job_id).processed == 2
+    done = make_job(store, job_ids, answered=range(10))
+    assert store.record(done, {0: OK}) == 0
+    assert store.record("0" * 32, {0: OK}) == UNKNOWN
 
 
 def test_unanswered_ranges_are_the_handed_out_ones_still_waiting(store: JobStore, job_ids: list[str]) -> None:

@@ -24,7 +24,7 @@ from worker import DELIVER_WEBHOOK, PROCESS_CHUNK, app, send_chunks, send_webhoo
 from worker.ops import logs, metrics
 from worker.pipeline import Pipeline, Result
 from worker.settings import get_settings
-from worker.store.jobs import JobStatus, JobStore, connect
+from worker.store.jobs import CANCELLED, JobStore, connect
 from worker.vision.classifier import load_classifier
 
 log = logging.getLogger(__name__)
@@ -120,9 +120,11 @@ def process_chunk(jobs: JobStore, pipe: Pipeline, job_id: str, start: int, stop:
     added = 0
 
     def store_batch(results: list[Result]) -> bool:
+        """Record a batch; False (stop taking URLs) once the job is cancelled, which the write says."""
         nonlocal added
-        added += max(0, jobs.record(job_id, {r.index: r.outcome for r in results}))
-        return jobs.status(job_id) is not JobStatus.CANCELLED
+        stored = jobs.record(job_id, {r.index: r.outcome for r in results})
+        added += max(0, stored)
+        return stored != CANCELLED
 
     if todo:
         pipe.run(todo, store_batch, job.faces, owner=job_id, face_filter=job.filters)

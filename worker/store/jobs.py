@@ -39,6 +39,11 @@ __all__ = ["WEBHOOK_HOLD", "FacesMode", "Job", "JobStatus", "JobStore", "OwnerLo
            "connect", "now"]
 
 
+# What ``JobStore.record`` returns for a job it cannot write to (otherwise, how many answers were new).
+UNKNOWN = -1
+CANCELLED = -2
+
+
 class JobStatus(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
@@ -233,7 +238,9 @@ class JobStore:
     def record(self, job_id: str, outcomes: Mapping[int, dict[str, Any]]) -> int:
         """Store outcomes idempotently; returns how many indexes were answered for the first time.
 
-        Returns -1 for an unknown or expired job; 0 once the job is cancelled or done.
+        Returns ``UNKNOWN`` (-1) for an unknown or expired job, ``CANCELLED`` (-2) once the job is
+        cancelled (so a worker learns it from the write it makes anyway, with no second round trip);
+        0 once it is done.
         """
         keys = job_keys(job_id)
         args: list[Any] = [now()]

@@ -3,7 +3,7 @@
 RECORD   KEYS job, results, done; ARGV stamp, then (index, "ok"|"error", outcome JSON) triples.
          Stores each outcome with HSETNX and moves a counter only for a first answer, then sets
          the status (running, or done when every index is answered). Returns how many were new,
-         -1 for an unknown job, 0 once it is done or cancelled.
+         -1 for an unknown job, -2 once it is cancelled, 0 once it is done.
 CLAIM    KEYS job, results; ARGV count. Hands out up to ``count`` more chunk ranges after the
          job's ``dispatched`` cursor, skipping ranges whose every index is answered already, and
          moves the cursor past them. Returns a flat list start1, stop1, start2, stop2 ...
@@ -23,7 +23,8 @@ from __future__ import annotations
 RECORD = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local status = redis.call('HGET', KEYS[1], 'status')
-if status == 'cancelled' or status == 'done' then return 0 end
+if status == 'cancelled' then return -2 end
+if status == 'done' then return 0 end
 local ttl = redis.call('PTTL', KEYS[1])
 local added = 0
 for i = 2, #ARGV, 3 do
