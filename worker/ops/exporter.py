@@ -1,7 +1,9 @@
 """Each worker's Prometheus endpoint: the metrics of all its pool processes, added up, on ``FER_METRICS_PORT``.
 
-Celery's prefork pool runs tasks in child processes, so the metrics (``worker.ops.metrics``) use
-prometheus_client's multiprocess mode. ``MetricsStep``, a bootstep of the worker's main process:
+Celery's prefork pool runs tasks in child processes, and a worker command's first node starts a node
+per extra CPU (``worker.nodes``: they inherit this node's directory and serve no port of their own),
+so the metrics (``worker.ops.metrics``) use prometheus_client's multiprocess mode. ``MetricsStep``, a
+bootstep of the worker's main process:
 
 - gives each worker a fresh directory (``PROMETHEUS_MULTIPROC_DIR``) before the pool forks; every
   pool process writes its values into its own files there;
