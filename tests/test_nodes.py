@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from celery import Celery
 
 from api import create_app
@@ -105,16 +106,25 @@ def images() -> Iterator[ImageServer]:
 
 
 @pytest.fixture(scope="module")
-def broker() -> Iterator[str]:
+def module_broker() -> Iterator[str]:
     """A redis-server of this module's own: no other worker of the session takes these chunks."""
     with redis_server() as url:
         yield url
 
 
+@pytest.fixture()
+def broker(module_broker: str) -> str:
+    """The module's redis-server, emptied: no chunk of an earlier test's job is left in its queue."""
+    client = redis.Redis.from_url(module_broker)
+    client.flushdb()
+    client.close()
+    return module_broker
+
+
 def _env(url: str) -> dict[str, str]:
     # A stalled job's ranges are sent again after 2 s (the sweeper): a killed node's chunk comes back fast.
     return {"REDIS_URL": url, "FER_ALLOWED_NETWORKS": "127.0.0.1/32", "FER_CHUNK_SIZE": "8",
-            "FER_FETCH_TIMEOUT": "5", "FER_METRICS_PORT": "0", "FER_STALL_TIMEOUT": "2", "FER_SWEEP_INTERVAL": "1"}
+            "FER_FETCH_TIMEOUT": "10", "FER_METRICS_PORT": "0", "FER_STALL_TIMEOUT": "2", "FER_SWEEP_INTERVAL": "1"}
 
 
 class Control:
@@ -126,8 +136,9 @@ class Control:
     def stats(self) -> dict[str, dict]:
         return self.celery.control.inspect(timeout=1.5).stats() or {}
 
-    def active(self) -> dict[str, list[dict]]:
-        return self.celery.control.inspect(timeout=1.5).active() or {}
+    def active(self, nodes: list[str]) -> dict[str, list[dict]]:
+        """The tasks ``nodes`` are running, as soon as each has answered."""
+        return self.celery.control.inspect(destination=nodes, limit=len(nodes), timeout=1.5).active() or {}
 
     def close(self) -> None:
         self.celery.close()
@@ -184,8 +195,10 @@ def _answered_once(store: JobStore, job_id: str, total: int) -> None:
     assert all(json.loads(value)["status"] == "ok" for value in raw.values())
 
 
-def _ranges(tasks: list[dict]) -> list[range]:
-    return [range(task["args"][1], task["args"][2]) for task in tasks if task["name"] == "fer.process_chunk"]
+def _ranges(tasks: list[dict], job_id: str) -> list[range]:
+    """The index ranges of ``job_id``'s chunks among ``tasks``."""
+    return [range(task["args"][1], task["args"][2]) for task in tasks
+            if task["name"] == "fer.process_chunk" and task["args"][0] == job_id]
 
 
 @pytest.mark.slow
@@ -197,11 +210,12 @@ def test_a_killed_node_is_started_again_and_its_chunk_still_finishes(broker: str
         host = next(iter(nodes)).partition("@")[2]
         doomed = f"keeper-2@{host}"
         total = 160
-        job_id, store = _job(broker, images, total, seconds=1.5)
+        # Slow answers: a chunk holds its URLs unanswered for 6 s, so the kill lands mid-chunk.
+        job_id, store = _job(broker, images, total, seconds=6)
         held: list[range] = []
 
         def doomed_holds_a_chunk() -> bool:
-            held[:] = _ranges(control.active().get(doomed, []))
+            held[:] = _ranges(control.active([doomed]).get(doomed, []), job_id)
             return bool(held)
 
         wait_until(doomed_holds_a_chunk, 60, f"{doomed} to take a chunk", interval=0.2)
@@ -231,13 +245,13 @@ def test_a_warm_shutdown_reaches_every_node_and_each_drains_its_chunks(broker: s
     proc = WorkerProcess(_env(broker), "drainer", processes=2, log_dir=tmp_path).wait_ready()
     try:
         nodes = _names(proc, control, 2)
-        job_id, store = _job(broker, images, 160, seconds=2)
+        job_id, store = _job(broker, images, 160, seconds=4)
         held: list[range] = []
 
         def both_hold_chunks() -> bool:
-            active = control.active()
-            held[:] = [r for name in nodes for r in _ranges(active.get(name, []))]
-            return all(_ranges(active.get(name, [])) for name in nodes)
+            active = control.active(list(nodes))
+            held[:] = [r for name in nodes for r in _ranges(active.get(name, []), job_id)]
+            return all(_ranges(active.get(name, []), job_id) for name in nodes)
 
         wait_until(both_hold_chunks, 60, "both nodes to take chunks", interval=0.2)
         os.kill(proc.proc.pid, signal.SIGTERM)
