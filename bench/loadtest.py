@@ -27,6 +27,7 @@ from typing import Any
 import aiohttp
 
 REQUEST_TIMEOUT = 10.0
+CLIENT_KEEPALIVE = 1.0  # seconds; below gunicorn's default keep-alive of 2 s
 PAGE = 100
 
 
@@ -109,7 +110,10 @@ class _LoadRun:
 
     async def main(self) -> dict[str, Any]:
         clients = self.load.pollers + self.load.submitters
-        connector = aiohttp.TCPConnector(limit=clients)
+        # Idle connections are dropped before gunicorn's keep-alive (2 s) closes them: a request sent on
+        # a connection the server is closing at that instant is reset (ClientOSError), and aiohttp's one
+        # retry may pick another stale connection of the pool. Clients of any HTTP server do the same.
+        connector = aiohttp.TCPConnector(limit=clients, keepalive_timeout=CLIENT_KEEPALIVE)
         timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
         started = time.monotonic()
         stop_at = started + self.load.duration
