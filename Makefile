@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 SERVE_EXTRAS := api,worker,cli,dev
 ALL_EXTRAS   := api,worker,cli,dev,train
 
-.PHONY: help demo test test-compose lint chromium train wide devsets evaluate framing detect-eval detect-passes faces-picture page-picture bench bench-quick clean
+.PHONY: help demo test test-compose lint chromium train previous devsets evaluate framing detect-eval detect-passes faces-picture page-picture bench bench-quick clean
 .DEFAULT_GOAL := help
 
 # Bare `make` lists the targets: each target's `##` comment is its line here (tests/test_docs.py checks it).
@@ -65,24 +65,31 @@ lint: $(VENV)/.serve-installed  ## ruff, then the import contracts (lint-imports
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports --no-cache
 
-# The shipped model from scratch (models/README.md, "Training"): the three runs of the 2026-12-03
-# model and its logit adjustment (models/previous/), then a run for posed photos from it (balanced
-# loss, photo-look augmentation) with half its training prior put back (models/).
+# The shipped model from scratch (models/README.md, "Training"): one run of the wide separable
+# network from random weights (FER2013 labels and the raters' votes, a balanced loss, photo-look
+# augmentation, weights averaged over its last ten epochs), then half its training prior put back and
+# its scores calibrated (models/). `make previous` rebuilds the model before it (models/previous/):
+# the three runs of the 2026-12-03 model, then a run for posed photos from it.
 # Each run is a file target: after an interruption, `make train` again skips the finished runs and
 # resumes the interrupted one after its last finished epoch (training.train keeps its state). A
 # run's metadata JSON is written last, so it marks the run as finished.
 FER  := ../shared/data/fer2013
 RUNS := build/train
+WIDE_RUN := --epochs 45 --seed 6 --arch sepnet-wide --dropout 0.3 --erasing 0.25 --votes $(FER)/ferplus_votes.npz \
+	--vote-weight 0.5 --zoom 0.3 --balance 1 --gamma 0.4 --sharpen 1.5 --average-from 36
+train: $(RUNS)/wide/emotion_classifier.json | $(VENV)/.all-installed  ## the shipped model, from scratch (2-3.5 h on 2 cores, resumable); writes models/
+	$(BIN)/python -m training.adjust $(<D)/emotion_classifier.keras --data $(FER) --tau -0.5 --temperature 0.9 --out models/
+
+$(RUNS)/wide/emotion_classifier.json: | $(VENV)/.all-installed
+	$(BIN)/python -m training.train --data $(FER) --out $(@D) --work-dir $(@D)-work $(WIDE_RUN)
+
 POSED_RUN := --epochs 12 --learning-rate 5e-4 --average-from 3 --votes $(FER)/ferplus_votes.npz \
 	--vote-weight 0.5 --zoom 0.3 --gamma 0.4 --sharpen 1.5 --balance 1
-train: $(RUNS)/posed-a/emotion_classifier.json | $(VENV)/.all-installed  ## the shipped model, from scratch (about 3.5 h on 2 cores); writes models/
-	$(BIN)/python -m training.adjust $(<D)/emotion_classifier.keras --data $(FER) --tau -0.5 --temperature 0.85 --out models/
+previous: $(RUNS)/posed-a/emotion_classifier.json | $(VENV)/.all-installed  ## the model before the shipped one, from scratch (about 3.5 h); writes models/previous/
+	$(BIN)/python -m training.adjust $(<D)/emotion_classifier.keras --data $(FER) --tau -0.5 --temperature 0.85 --out models/previous/
 
 $(RUNS)/previous/emotion_classifier.json: $(RUNS)/votes/emotion_classifier.json | $(VENV)/.all-installed
 	$(BIN)/python -m training.adjust $(<D)/emotion_classifier.keras --data $(FER) --tau 0.1 --against uniform --out $(@D)
-	mkdir -p models/previous
-	cp $(@D)/emotion_classifier.tflite $(@D)/emotion_classifier_int8.tflite $(@D)/emotion_classifier.keras \
-		$(@D)/emotion_classifier.json models/previous/
 
 $(RUNS)/posed-a/emotion_classifier.json: $(RUNS)/previous/emotion_classifier.json | $(VENV)/.all-installed
 	$(BIN)/python -m training.train --data $(FER) --out $(@D) --work-dir $(@D)-work \
@@ -100,17 +107,6 @@ $(RUNS)/votes/emotion_classifier.json: $(RUNS)/swa/emotion_classifier.json | $(V
 	$(BIN)/python -m training.train --data $(FER) --out $(@D) --work-dir $(@D)-work \
 		--init $(<D)/emotion_classifier.keras --epochs 12 --learning-rate 5e-4 --seed 4 --average-from 3 \
 		--votes $(FER)/ferplus_votes.npz --vote-weight 0.5 --zoom 0.3
-
-# A candidate under way (models/README.md, "Next"): the deep network at 1.5 x the width, from random
-# weights, with the fourth run's targets, balanced loss and photo look. `make wide` resumes it; a session
-# that ends mid-run leaves its state in training/runs/wide-work (committed), which this copies back.
-WIDE_RUN := --epochs 45 --seed 6 --arch sepnet-wide --dropout 0.3 --erasing 0.25 --votes $(FER)/ferplus_votes.npz \
-	--vote-weight 0.5 --zoom 0.3 --balance 1 --gamma 0.4 --sharpen 1.5 --average-from 36
-wide: $(RUNS)/wide/emotion_classifier.json  ## the wider candidate network (about 3.5 h on 2 cores; resumes)
-
-$(RUNS)/wide/emotion_classifier.json: | $(VENV)/.all-installed
-	@if [ ! -d $(@D)-work ] && [ -d training/runs/wide-work ]; then mkdir -p $(RUNS) && cp -r training/runs/wide-work $(@D)-work; fi
-	$(BIN)/python -m training.train --data $(FER) --out $(@D) --work-dir $(@D)-work $(WIDE_RUN)
 
 # The posed development sets (models/README.md): public repositories cloned once into build/sources,
 # then rebuilt from pinned commits into build/devsets. Evaluation only; nothing here is trained on.

@@ -29,24 +29,23 @@ SHARED_VAL = ROOT.parent / "shared" / "data" / "fer2013" / "val.npz"
 PHOTOS = ROOT / "tests" / "data" / "photos"
 # Photos whose expression is a broad, unmistakable smile (see tests/data/photos/photos.csv), each
 # resized whole to 48x48 (the "whole" faces mode, not the detector). abhirup_test_image_happy
-# (1080x720, a laughing child with a red box and the word HAPPY drawn on it) the shipped model still
-# gets wrong (a known limit, models/README.md); the bearded smile of deepface_img25, which the model
-# before it called neutral, it calls happy. strict: once a model gets one right, the mark must go.
-WHOLE_PHOTO = pytest.mark.xfail(strict=True, reason="whole photo, not a face crop")
+# (1080x720, a laughing child with a red box and the word HAPPY drawn on it, the face a small part
+# of it) every model before the wide one got wrong; the bearded smile of deepface_img25 the
+# 2026-12-03 model called neutral.
 CLEARLY_HAPPY = (
-    pytest.param("abhirup_test_image_happy.jpeg", marks=WHOLE_PHOTO),
+    "abhirup_test_image_happy.jpeg",
     "deepface_img25.jpg",
     "deepface_img50.jpg",
 )
 ORIGINAL_PUBLIC_TEST_ACCURACY = 0.634
 # The floors the shipped model holds on PublicTest (models/README.md; the held-out PrivateTest is
-# checked from outside): the 2026-12-03 model's, which the posed-photo model keeps.
-LABEL_FLOOR = 0.64  # accuracy against FER2013's labels
-PLURALITY_FLOOR = 0.75  # agreement with the FER+ raters' plurality
+# checked from outside), half a point under the shipped model's 65.1 % and 76.2 %.
+LABEL_FLOOR = 0.645  # accuracy against FER2013's labels
+PLURALITY_FLOOR = 0.755  # agreement with the FER+ raters' plurality
 # On the posed development set (models/README.md, "Posed photos"; built by `make devsets`), what the
 # shipped model holds through the worker's own detector and framing: right, every class, neutral.
 CFEE_DEV = ROOT / "build" / "devsets" / "cfee-dev"
-POSED_RIGHT, POSED_CLASS, POSED_NEUTRAL = 0.65, 0.35, 0.25
+POSED_RIGHT, POSED_CLASS, POSED_NEUTRAL = 0.69, 0.45, 0.21  # it holds 71.0 %, fear 50 %, 20 % neutral
 SHARED_VOTES = SHARED_VAL.parent / "ferplus_votes.npz"
 
 
