@@ -106,9 +106,10 @@ class Settings:
 
     fetch_concurrency: int = _setting(192, ge=1)  # downloads in flight per worker process
     fetch_per_origin: int = _setting(8, ge=1)  # requests in flight per origin per process, at first (net/origins.py)
-    # ... and the most an origin's limit grows to while it answers fast and well (worker/net/limits.py);
-    # at most FER_FETCH_CONCURRENCY; FER_FETCH_PER_ORIGIN or less keeps the limit fixed.
-    fetch_per_origin_max: int = _setting(64, ge=1)
+    # ... and the most an origin's limit grows to while it answers slowly and steadily (worker/net/limits.py;
+    # Little's law bounds the growth below this); at most FER_FETCH_CONCURRENCY, which is the default;
+    # FER_FETCH_PER_ORIGIN or less keeps the limit fixed.
+    fetch_per_origin_max: int = _setting(192, ge=1)
     user_agent: str = _setting(USER_AGENT, parse=_parse_user_agent)  # on image fetches and webhooks
     fetch_timeout: float = _setting(10.0, gt=0)
     max_image_bytes: int = _setting(10_000_000, ge=1)
