@@ -2,7 +2,10 @@
 
 ``GET /<ms>/<name>`` waits ``ms`` milliseconds (asyncio.sleep, so waits overlap like a remote
 server's round trips), then answers the bytes of ``<name>`` from the image directory, held in
-memory. One server process serves every latency; the URL says which.
+memory. One server process serves every latency; the URL says which, and each latency has a port
+of its own (``ORIGINS`` of them), so that each is an origin of its own to the workers: their
+per-origin limits (worker/net/limits.py) learn an origin's latency, and one origin whose latency
+jumped tenfold between rows would look like a server queueing its requests.
 
 It runs in a separate process (not in a thread of the benchmark, as ``tests.imageserver`` does) so
 that the in-process methods do not share their GIL with it. It still shares the machine's cores
@@ -23,6 +26,7 @@ from aiohttp import web
 
 from bench import ROOT
 
+ORIGINS = 8  # ports, one per latency in the order the latencies are first asked for
 TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png"}
 
 
@@ -44,12 +48,12 @@ def make_app(directory: Path) -> web.Application:
     return app
 
 
-async def serve(directory: Path, port: int) -> None:
+async def serve(directory: Path, port: int, origins: int = ORIGINS) -> None:
     runner = web.AppRunner(make_app(directory), access_log=None, shutdown_timeout=1.0)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port, backlog=2048)
-    await site.start()
-    print(runner.addresses[0][1], flush=True)  # the parent reads the port from this line
+    for n in range(origins):
+        await web.TCPSite(runner, "127.0.0.1", port + n if port else 0, backlog=2048).start()
+    print(" ".join(str(address[1]) for address in runner.addresses), flush=True)  # the parent reads the ports
     try:
         await asyncio.Event().wait()  # until the parent terminates us
     finally:
@@ -62,17 +66,18 @@ class ImageServerProcess:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.proc: subprocess.Popen[str] | None = None
-        self.port = 0
+        self.ports: list[int] = []
+        self.origins: dict[int, int] = {}  # latency (ms) -> its port
 
     def __enter__(self) -> ImageServerProcess:
         self.proc = subprocess.Popen([sys.executable, "-m", "bench.server", str(self.directory)], cwd=ROOT,
                                      stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
-        if not line.strip().isdigit():
+        if not line.split() or not all(word.isdigit() for word in line.split()):
             self.proc.kill()
             raise RuntimeError(f"image server did not start (said {line!r})")
-        self.port = int(line)
+        self.ports = [int(word) for word in line.split()]
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -89,8 +94,14 @@ class ImageServerProcess:
         assert self.proc is not None
         return self.proc.pid
 
+    def port(self, latency_ms: int) -> int:
+        """The port of the origin at ``latency_ms``: each latency its own, in the order first asked."""
+        if latency_ms not in self.origins:
+            self.origins[latency_ms] = self.ports[len(self.origins) % len(self.ports)]
+        return self.origins[latency_ms]
+
     def url(self, name: str, latency_ms: int) -> str:
-        return f"http://127.0.0.1:{self.port}/{latency_ms}/{name}"
+        return f"http://127.0.0.1:{self.port(latency_ms)}/{latency_ms}/{name}"
 
     def urls(self, names: Iterator[str] | tuple[str, ...] | list[str], latency_ms: int) -> list[str]:
         return [self.url(name, latency_ms) for name in names]
