@@ -75,8 +75,9 @@ lint: $(VENV)/.serve-installed  ## ruff, then the import contracts (lint-imports
 # run's metadata JSON is written last, so it marks the run as finished.
 FER  := ../shared/data/fer2013
 RUNS := build/train
-WIDE_RUN := --epochs 45 --seed 6 --arch sepnet-wide --dropout 0.3 --erasing 0.25 --votes $(FER)/ferplus_votes.npz \
-	--vote-weight 0.5 --zoom 0.3 --balance 1 --gamma 0.4 --sharpen 1.5 --average-from 36
+WIDE_RECIPE := --arch sepnet-wide --dropout 0.3 --erasing 0.25 --votes $(FER)/ferplus_votes.npz \
+	--vote-weight 0.5 --zoom 0.3 --balance 1 --gamma 0.4 --sharpen 1.5
+WIDE_RUN := --epochs 45 --seed 6 $(WIDE_RECIPE) --average-from 36
 train: $(RUNS)/wide/emotion_classifier.json | $(VENV)/.all-installed  ## the shipped model, from scratch (2-3.5 h on 2 cores, resumable); writes models/
 	$(BIN)/python -m training.adjust $(<D)/emotion_classifier.keras --data $(FER) --tau -0.5 --temperature 0.9 --out models/
 
@@ -84,16 +85,16 @@ $(RUNS)/wide/emotion_classifier.json: | $(VENV)/.all-installed
 	$(BIN)/python -m training.train --data $(FER) --out $(@D) --work-dir $(@D)-work $(WIDE_RUN)
 
 # A candidate (models/README.md): the shipped network's warm restart, 12 epochs at 5e-4 with its weights
-# averaged from the third, from the wide run before its adjustment (training/runs/wide-init.keras). Its
-# export is committed in training/runs/wide-swa (not shipped: rule score -0.94 against the shipped -0.91); `make wide-swa` copies it, or trains it again
-# when it is absent (about 40 min on 2 cores).
+# averaged from the third, from the wide run before its adjustment. Not shipped (rule score -0.94 against
+# -0.91); its export is committed in training/runs/wide-swa, which `make wide-swa` copies, or trains
+# again (after the wide run) when it is absent.
 wide-swa: $(RUNS)/wide-swa/emotion_classifier.json  ## a candidate: the shipped network, warm-restarted and averaged
 
 $(RUNS)/wide-swa/emotion_classifier.json: | $(VENV)/.all-installed
 	@if [ -f training/runs/wide-swa/emotion_classifier.json ]; then mkdir -p $(@D) && cp training/runs/wide-swa/emotion_classifier* $(@D)/; \
-	else $(BIN)/python -m training.train --data $(FER) --out $(@D) --work-dir $(@D)-work --init training/runs/wide-init.keras \
-		--epochs 12 --learning-rate 5e-4 --seed 7 --average-from 3 --arch sepnet-wide --dropout 0.3 --erasing 0.25 \
-		--votes $(FER)/ferplus_votes.npz --vote-weight 0.5 --zoom 0.3 --balance 1 --gamma 0.4 --sharpen 1.5; fi
+	else $(MAKE) $(RUNS)/wide/emotion_classifier.json && $(BIN)/python -m training.train --data $(FER) --out $(@D) \
+		--work-dir $(@D)-work --init $(RUNS)/wide/emotion_classifier.keras --epochs 12 --learning-rate 5e-4 --seed 7 \
+		--average-from 3 $(WIDE_RECIPE); fi
 
 POSED_RUN := --epochs 12 --learning-rate 5e-4 --average-from 3 --votes $(FER)/ferplus_votes.npz \
 	--vote-weight 0.5 --zoom 0.3 --gamma 0.4 --sharpen 1.5 --balance 1

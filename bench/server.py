@@ -74,10 +74,11 @@ class ImageServerProcess:
                                      stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
-        if not line.split() or not all(word.isdigit() for word in line.split()):
+        words = line.split()
+        if not words or not all(word.isdigit() for word in words):
             self.proc.kill()
             raise RuntimeError(f"image server did not start (said {line!r})")
-        self.ports = [int(word) for word in line.split()]
+        self.ports = [int(word) for word in words]
         return self
 
     def __exit__(self, *exc: object) -> None:
