@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 SERVE_EXTRAS := api,worker,cli,dev
 ALL_EXTRAS   := api,worker,cli,dev,train
 
-.PHONY: help demo test test-compose lint chromium train previous wide-swa devsets evaluate framing detect-eval detect-passes faces-picture page-picture bench bench-quick clean
+.PHONY: help demo test test-compose lint chromium train previous wide-swa wide-distill devsets evaluate framing detect-eval detect-passes faces-picture page-picture bench bench-quick clean
 .DEFAULT_GOAL := help
 
 # Bare `make` lists the targets: each target's `##` comment is its line here (tests/test_docs.py checks it).
@@ -95,6 +95,18 @@ $(RUNS)/wide-swa/emotion_classifier.json: | $(VENV)/.all-installed
 	else $(MAKE) $(RUNS)/wide/emotion_classifier.json && $(BIN)/python -m training.train --data $(FER) --out $(@D) \
 		--work-dir $(@D)-work --init $(RUNS)/wide/emotion_classifier.keras --epochs 12 --learning-rate 5e-4 --seed 7 \
 		--average-from 3 $(WIDE_RECIPE); fi
+
+# A candidate under way (models/README.md): a wide network from random weights taught by the shipped
+# model, the warm-restart candidate and the previous model together (training.distill: their
+# flip-averaged answers in the targets' space), with the raters' votes: targets 0.4 label, 0.3 votes,
+# 0.3 teachers.
+wide-distill: $(RUNS)/wide-distill/emotion_classifier.json  ## a candidate: the wide network taught by three models
+
+$(RUNS)/wide-distill/emotion_classifier.json: | $(VENV)/.all-installed
+	$(BIN)/python -m training.train --data $(FER) --out $(@D) --work-dir $(@D)-work --epochs 45 --seed 8 \
+		--average-from 36 $(filter-out --vote-weight 0.5,$(WIDE_RECIPE)) --distill 0.6 \
+		--teacher models/emotion_classifier.keras --teacher training/runs/wide-swa/emotion_classifier.keras \
+		--teacher models/previous/emotion_classifier.keras
 
 POSED_RUN := --epochs 12 --learning-rate 5e-4 --average-from 3 --votes $(FER)/ferplus_votes.npz \
 	--vote-weight 0.5 --zoom 0.3 --gamma 0.4 --sharpen 1.5 --balance 1

@@ -182,7 +182,7 @@ def test_training_can_start_from_a_trained_model(trained: dict[str, Any], data_d
     after = keras.models.load_model(tmp_path / "out" / "emotion_classifier.keras", compile=False)
     assert metadata["parameters"] == start.count_params()
     assert metadata["training"]["class_weights"] == [1.0] * NUM_CLASSES
-    assert metadata["training"]["teachers"] == ["emotion_classifier.tflite"]
+    assert metadata["training"]["teachers"] == [str(trained["out"] / "emotion_classifier.tflite")]
     average = metadata["training"]["weight_average"]
     assert (average["from_epoch"], average["epochs"]) == (1, 1) and 0 <= average["val_accuracy"] <= 1
     # a learning rate of 1e-9 leaves the trainable weights where --init put them
@@ -220,6 +220,27 @@ def test_teacher_targets_average_teachers_and_mirrors(trained: dict[str, Any]) -
     np.testing.assert_allclose(teacher_targets([path, path], x), expected, atol=1e-5)
     with pytest.raises(ValueError, match="at least one teacher"):
         teacher_targets([], x)
+
+
+def test_teachers_answer_in_their_training_targets_space() -> None:
+    """An adjusted, calibrated teacher's served probabilities are undone to what its balanced loss fitted:
+    ``T * log p + (a + b) * log prior``; a plain model's are left as they are."""
+    from training.distill import to_targets_space
+
+    rng = np.random.default_rng(1)
+    prior = rng.dirichlet(np.ones(NUM_CLASSES) * 5)
+    raw = rng.normal(size=(6, NUM_CLASSES))
+    a, b, temperature = -0.5, 1.0, 0.9
+
+    def softmax(z: np.ndarray) -> np.ndarray:
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    served = softmax((raw - a * np.log(prior)) / temperature)
+    training = {"balance": {"tau": b, "prior": prior.tolist()},
+                "logit_adjustment": {"tau": a, "prior": prior.tolist()}, "temperature": temperature}
+    np.testing.assert_allclose(to_targets_space(served, training), softmax(raw + b * np.log(prior)), atol=1e-5)
+    np.testing.assert_allclose(to_targets_space(softmax(raw), {}), softmax(raw), atol=1e-6)
 
 
 def test_dataset_mixes_teacher_probabilities_into_smoothed_labels() -> None:

@@ -1,12 +1,21 @@
 """Knowledge distillation: soft targets for the training images from one or more teacher models.
 
-A single net at our 1 ms budget learns better from a stronger teacher's class probabilities than
-from FER2013's one-hot (and often noisy) labels alone. The teachers may be too slow to serve: an
+A single net within our per-face budget learns better from a stronger teacher's class probabilities
+than from FER2013's one-hot (and often noisy) labels alone. The teachers may be too slow to serve: an
 ensemble of earlier models, for instance. Their probabilities are computed once, before training
 (offline distillation), averaged over the teachers and over each image and its mirror, then
 softened with a temperature. ``training.augment.dataset`` mixes them into the training targets::
 
     target = (1 - weight) * smoothed one-hot label + weight * teacher probabilities
+
+With ``--votes`` as well, the raters' distribution and the teachers' probabilities share that
+weight equally.
+
+**The targets' space.** A model trained with the balanced loss (``--balance``) and then adjusted
+(``training.adjust``: ``logit_adjustment.tau``, ``temperature`` in its metadata) no longer answers
+with the training targets' prior. A student learns from the teachers as the training targets would
+read: each teacher's served log-probabilities are undone to its raw logits and given back the
+prior its loss took out (``natural_log_probs``), from the ``.json`` beside the model file.
 
 Usage (the teachers are .keras or .tflite files)::
 
@@ -15,6 +24,7 @@ Usage (the teachers are .keras or .tflite files)::
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -33,13 +43,41 @@ def soften(probs: np.ndarray, temperature: float) -> np.ndarray:
     return (soft / soft.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
+def to_targets_space(probs: np.ndarray, training: dict) -> np.ndarray:
+    """A model's served probabilities -> what its training targets would say, from its metadata.
+
+    Served logits are ``(raw - a * log prior) / T`` (``training.adjust``: tau ``a``, temperature ``T``);
+    the balanced loss fitted ``raw + b * log prior`` to the targets (tau ``b``). So the targets' logits
+    are ``T * log(probs) + (a + b) * log prior``. A model without either is returned as it is.
+    """
+    balance = training.get("balance") or {}
+    adjust = training.get("logit_adjustment") or {}
+    prior = balance.get("prior") or adjust.get("prior")
+    shift = float(balance.get("tau", 0.0)) + float(adjust.get("tau", 0.0))
+    logits = float(training.get("temperature", 1.0)) * np.log(np.clip(probs.astype(np.float64), 1e-12, 1.0))
+    if prior is not None and shift:
+        logits = logits + shift * np.log(np.asarray(prior, dtype=np.float64))
+    logits -= logits.max(axis=1, keepdims=True)
+    out = np.exp(logits)
+    return (out / out.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def teacher_metadata(path: Path) -> dict:
+    """The ``training`` section of the export metadata beside a model file ({} when there is none)."""
+    sidecar = Path(path).with_suffix(".json")
+    if not sidecar.exists():
+        return {}
+    return json.loads(sidecar.read_text()).get("training", {})
+
+
 def teacher_targets(teachers: Sequence[Path], x: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """uint8 faces (N, 48, 48) -> the teachers' mean flip-averaged probabilities (N, 7), softened."""
+    """uint8 faces (N, 48, 48) -> the teachers' mean flip-averaged probabilities (N, 7) in their training
+    targets' space, softened."""
     if not teachers:
         raise ValueError("at least one teacher model is needed")
     total = None
     for path in teachers:
-        predict = load_predictor(path)
-        probs = predict(x) + predict(x[:, :, ::-1])
+        predict, training = load_predictor(path), teacher_metadata(path)
+        probs = to_targets_space(predict(x), training) + to_targets_space(predict(x[:, :, ::-1]), training)
         total = probs if total is None else total + probs
     return soften(total / (2 * len(teachers)), temperature)

@@ -85,7 +85,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--teacher", type=Path, action="append", default=[],
                         help="a trained .keras/.tflite model to distill from (repeatable: their mean)")
     parser.add_argument("--distill", type=float, default=0.5,
-                        help="weight of the teachers' probabilities in the targets (with --teacher)")
+                        help="weight of the teachers' probabilities in the targets (with --teacher; with --votes as "
+                             "well, of the two, half each)")
     parser.add_argument("--temperature", type=float, default=1.0,
                         help="softening of the teachers' probabilities (with --teacher)")
     parser.add_argument("--average-from", type=int, default=None, metavar="EPOCH",
@@ -93,7 +94,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--votes", type=Path, default=None,
                         help="FER+ votes (ferplus_votes.npz): mix the raters' distribution into the targets")
     parser.add_argument("--vote-weight", type=float, default=0.5,
-                        help="weight of the vote distribution in the targets (with --votes)")
+                        help="weight of the vote distribution in the targets (with --votes, without --teacher)")
     parser.add_argument("--min-emotion-share", type=float, default=0.5,
                         help="rows with fewer of their votes on an emotion keep their label (with --votes)")
     parser.add_argument("--zoom", type=float, default=0.1, help="random zoom range, as a share of the frame")
@@ -104,10 +105,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="random unsharp-mask amount in U(-1, s): from a blur to a sharpening")
     parser.add_argument("--balance", type=float, default=0.0, metavar="TAU",
                         help="logit-adjusted loss against the targets' prior (training.adjust.balanced_loss)")
-    args = parser.parse_args(argv)
-    if args.votes and args.teacher:
-        parser.error("--votes and --teacher both set the soft targets: give one")
-    return args
+    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -126,15 +124,18 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"train {len(train)} images (removed {cleaned}), val {len(val)}", flush=True)
 
     soft, mix = None, 0.0
-    if args.teacher:
-        soft, mix = teacher_targets(args.teacher, train.x, args.temperature), args.distill
-        agree = float((soft.argmax(1) == train.y).mean())
-        print(f"teachers {len(args.teacher)}: agree with {agree:.1%} of the training labels", flush=True)
-    elif args.votes:
+    if args.votes:
         votes = load_votes(args.votes, "train", len(raw_train)).select(rows)
         soft, mix = vote_targets(train.y, votes, args.min_emotion_share), args.vote_weight
         print(f"votes: {int((votes.emotion_share >= args.min_emotion_share).sum())} of {len(train)} images use "
-              f"the raters' distribution, weight {mix}", flush=True)
+              f"the raters' distribution", flush=True)
+    if args.teacher:
+        taught = teacher_targets(args.teacher, train.x, args.temperature)
+        agree = float((taught.argmax(1) == train.y).mean())
+        print(f"teachers {len(args.teacher)}: agree with {agree:.1%} of the training labels", flush=True)
+        soft, mix = taught if soft is None else (soft + taught) / 2, args.distill  # with votes: half each
+    if soft is not None:
+        print(f"soft targets: weight {mix}", flush=True)
 
     smoothed = np.eye(NUM_CLASSES)[train.y] * (1 - args.label_smoothing) + args.label_smoothing / NUM_CLASSES
     prior = ((1 - mix) * smoothed + (mix * soft if soft is not None else 0)).mean(axis=0)
@@ -206,7 +207,8 @@ def main(argv: list[str] | None = None) -> dict:
         "best_epoch": int(np.argmax(accuracies)) + 1,
         "seed": args.seed,
         "class_weights": [round(float(w), 3) for w in weights],
-        "teachers": [p.name for p in args.teacher],
+        "teachers": [str(p) for p in args.teacher],
+        **({"distill": {"weight": args.distill, "temperature": args.temperature}} if args.teacher else {}),
         **({"votes": {"file": args.votes.name, "weight": args.vote_weight, "min_emotion_share": args.min_emotion_share}}
            if args.votes else {}),
         "augment": {"zoom": args.zoom, "translation": args.translation, "erasing": args.erasing,
