@@ -9,6 +9,9 @@ bookkeeping) and the rest. No Celery, no Redis: results are counted and dropped.
 
 ``--settle-every`` sets how many decoded photos the decode thread hands to the loop at once
 (``worker.pipeline.SETTLE_EVERY``); several values are measured in turn, ``--rounds`` each.
+``--faceless`` uses the benchmark's faceless photos instead (``bench.imageset.build_faceless``):
+each round's line also gives the process's peak RSS, which the faceless job's failures once grew
+(worker.pipeline._forget).
 """
 
 from __future__ import annotations
@@ -74,6 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency", type=int, default=0, help="ms per request at the image server")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--settle-every", type=int, nargs="+", help="default: the shipped value")
+    parser.add_argument("--faceless", action="store_true", help="photos without a face (640x480)")
     args = parser.parse_args(argv)
     os.environ.setdefault("FER_ALLOWED_NETWORKS", "127.0.0.1/32")
     from worker import pipeline as pipeline_module
@@ -83,7 +87,10 @@ def main(argv: list[str] | None = None) -> None:
     settings = get_settings()
     images = imageset.build(args.images)
     with ImageServerProcess(images.directory) as server:
-        urls = server.urls(list(images.names), args.latency)
+        names = list(images.names)
+        if args.faceless:  # served beside the face photos, as the benchmark does
+            names = list(imageset.build_faceless(args.images, images.directory).names)
+        urls = server.urls(names, args.latency)
         for settle_every in args.settle_every or [pipeline_module.SETTLE_EVERY]:
             pipeline_module.SETTLE_EVERY = settle_every
             pipeline = pipeline_module.Pipeline(settings, load_classifier(settings))
