@@ -15,7 +15,7 @@ weight equally.
 (``training.adjust``: ``logit_adjustment.tau``, ``temperature`` in its metadata) no longer answers
 with the training targets' prior. A student learns from the teachers as the training targets would
 read: each teacher's served log-probabilities are undone to its raw logits and given back the
-prior its loss took out (``natural_log_probs``), from the ``.json`` beside the model file.
+prior its loss took out (``to_targets_space``), from the ``.json`` beside the model file.
 
 Usage (the teachers are .keras or .tflite files)::
 
