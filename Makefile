@@ -100,7 +100,7 @@ $(RUNS)/wide-swa/emotion_classifier.json: | $(VENV)/.all-installed
 # model, the warm-restart candidate and the previous model together (training.distill: their
 # flip-averaged answers in the targets' space), with the raters' votes: targets 0.4 label, 0.3 votes,
 # 0.3 teachers. Its export is committed in training/runs/wide-distill, which this copies, or trains
-# again (2-2.5 h) when it is absent. Not yet scored by the rule.
+# again (2-2.5 h) when it is absent. Not shipped: rule score -1.9 at tau -0.25 against -0.91.
 wide-distill: $(RUNS)/wide-distill/emotion_classifier.json  ## a candidate: the wide network taught by three models
 
 $(RUNS)/wide-distill/emotion_classifier.json: | $(VENV)/.all-installed
