@@ -24,13 +24,13 @@ Usage (the teachers are .keras or .tflite files)::
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from training.predict import load_predictor
+from training.variants import metadata_of
 
 
 def soften(probs: np.ndarray, temperature: float) -> np.ndarray:
@@ -63,11 +63,11 @@ def to_targets_space(probs: np.ndarray, training: dict) -> np.ndarray:
 
 
 def teacher_metadata(path: Path) -> dict:
-    """The ``training`` section of the export metadata beside a model file ({} when there is none)."""
-    sidecar = Path(path).with_suffix(".json")
-    if not sidecar.exists():
+    """The ``training`` section of the export metadata beside a model file (``emotion_classifier.json``
+    in its folder, for the float and the int8 file alike; {} when there is none)."""
+    if not (Path(path).parent / "emotion_classifier.json").exists():
         return {}
-    return json.loads(sidecar.read_text()).get("training", {})
+    return metadata_of(path).get("training", {})
 
 
 def teacher_targets(teachers: Sequence[Path], x: np.ndarray, temperature: float = 1.0) -> np.ndarray:
