@@ -70,6 +70,8 @@ class _Handler(SimpleHTTPRequestHandler):
                 self.send_response(429)
                 self.send_header("Retry-After", server.retry_after)
                 self.send_header("Content-Length", "0")
+                server.counts.leave(status)  # closed before end_headers() sends the answer, as below
+                left = True
                 self.end_headers()
                 return
             if server.latency:
