@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 SERVE_EXTRAS := api,worker,cli,dev
 ALL_EXTRAS   := api,worker,cli,dev,train
 
-.PHONY: help demo test test-compose lint chromium train previous wide-swa wide-distill devsets evaluate framing detect-eval detect-passes faces-picture page-picture bench bench-quick clean
+.PHONY: help demo test test-compose lint chromium train previous wide-swa wide-distill wide-long devsets evaluate framing detect-eval detect-passes faces-picture page-picture bench bench-quick clean
 .DEFAULT_GOAL := help
 
 # Bare `make` lists the targets: each target's `##` comment is its line here (tests/test_docs.py checks it).
@@ -109,6 +109,20 @@ $(RUNS)/wide-distill/emotion_classifier.json: | $(VENV)/.all-installed
 		--average-from 36 $(filter-out --vote-weight 0.5,$(WIDE_RECIPE)) --distill 0.6 \
 		--teacher models/emotion_classifier.keras --teacher training/runs/wide-swa/emotion_classifier.keras \
 		--teacher models/previous/emotion_classifier.keras; fi
+
+# A candidate under way (models/README.md): the distilled recipe trained longer, 70 epochs (about 4 h of
+# both cores: two sessions), weights of epochs 59-70 averaged, taught by the three wide models (the
+# shipped one, wide-swa and wide-distill; not the previous model, whose neutral lean the distilled run
+# learned). Between sessions its state is committed in training/runs/wide-long-work, which this resumes.
+wide-long: $(RUNS)/wide-long/emotion_classifier.json  ## a candidate under way: the distilled recipe for 70 epochs
+
+$(RUNS)/wide-long/emotion_classifier.json: | $(VENV)/.all-installed
+	@if [ -f training/runs/wide-long/emotion_classifier.json ]; then mkdir -p $(@D) && cp training/runs/wide-long/emotion_classifier* $(@D)/; \
+	else if [ -d training/runs/wide-long-work ] && [ ! -d $(@D)-work ]; then mkdir -p $(@D)-work && cp -r training/runs/wide-long-work/. $(@D)-work/; fi; \
+	$(BIN)/python -m training.train --data $(FER) --out $(@D) --work-dir $(@D)-work --epochs 70 --seed 9 \
+		--average-from 59 --patience 70 $(filter-out --vote-weight 0.5,$(WIDE_RECIPE)) --distill 0.6 \
+		--teacher models/emotion_classifier.keras --teacher training/runs/wide-swa/emotion_classifier.keras \
+		--teacher training/runs/wide-distill/emotion_classifier.keras; fi
 
 POSED_RUN := --epochs 12 --learning-rate 5e-4 --average-from 3 --votes $(FER)/ferplus_votes.npz \
 	--vote-weight 0.5 --zoom 0.3 --gamma 0.4 --sharpen 1.5 --balance 1
