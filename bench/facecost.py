@@ -4,8 +4,9 @@ Runs ``worker.vision.faces.FaceFinder.find`` in this process, on one thread, ove
 photo: the benchmark's face photos (``bench.imageset.build``: FER2013 faces as 640x480 JPEGs),
 faceless photos of 640x480 and 1600x1200 (``bench.imageset.build_faceless``) and the repository's
 bundled photos;
-and prints, per kind, the CPU time per photo of each step: the preview decode, the close-up pass,
-the wide pass's decode (``WIDE_SIDE`` px) and the full decode, the wide pass's whole-photo runs, its
+and prints, per kind, the CPU time per photo of each step: the first decode (the preview and the
+wide pass's ``WIDE_SIDE`` px view, from one decode since 2026-12-08), the close-up pass, a decode
+at ``WIDE_SIDE`` px alone (code before that) and the full decode, the wide pass's whole-photo runs, its
 tiles, and the rest (suppression, framing, cutting), with how many detector runs a photo took.
 
 CPU time, not wall time: each step is timed by ``time.thread_time`` (this thread's CPU), so other
@@ -40,7 +41,7 @@ class StepClock:
         """Wrap the steps where ``worker.vision`` calls them; unwrap on exit."""
         from worker.vision import detect, faces, images
 
-        saved_run, saved_load = detect.BlazeFace.run, faces.load_photo
+        saved_run, saved_load, saved_loads = detect.BlazeFace.run, faces.load_photo, faces.load_photos
         clock = self
 
         def run(blaze: detect.BlazeFace, image: Any, window: detect.Window, *args: Any, **kwargs: Any) -> Any:
@@ -55,13 +56,18 @@ class StepClock:
             with clock.timed(step):
                 return saved_load(data, *args, **kwargs)
 
+        def load_photos(data: bytes, *args: Any, **kwargs: Any) -> Any:
+            with clock.timed("decode_preview"):  # the first decode: the preview and the wide pass's view
+                return saved_loads(data, *args, **kwargs)
+
         detect.BlazeFace.run = run  # type: ignore[method-assign]
         faces.load_photo = load_photo  # type: ignore[assignment]
+        faces.load_photos = load_photos  # type: ignore[assignment]
         try:
             yield
         finally:
             detect.BlazeFace.run = saved_run  # type: ignore[method-assign]
-            faces.load_photo = saved_load
+            faces.load_photo, faces.load_photos = saved_load, saved_loads
 
     @contextmanager
     def timed(self, step: str) -> Iterator[None]:

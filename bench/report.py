@@ -201,7 +201,7 @@ def detection_lines(detection: dict[str, Any]) -> list[str]:
              f"framing + crop {b['single_face_budget_ms']} ms with one face ({_count(b['single_face'], 'photo')}: "
              f"detect {b['single_face_detect_ms']} + framing and crop {b['single_face_framing_crop_ms']} + "
              f"whole image {b['single_face_whole_ms']}, done for the {b['whole_used']} found to be face "
-             f"crops), plus load_photo {b['single_face_decode_ms']} ms (a preview: JPEG DCT scaling); all of find() "
+             f"crops), plus load_photo {b['single_face_decode_ms']} ms (one small decode, DCT-scaled); all of find() "
              f"{_cell(b['find_ms_no_face'])} ms with no face ({_count(b['no_face'], 'photo')}), {b['find_ms']} ms "
              "over all. Passes (detection + framing + crop, ms, one face): "
              + ", ".join(str(value) for value in b["all_passes_single_face_budget_ms"])

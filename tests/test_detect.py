@@ -186,14 +186,14 @@ def _runs_counted(name: str) -> float:
 def test_a_faceless_photo_takes_the_short_path(finder: FaceFinder, size: tuple[int, int]) -> None:
     """No face and nothing near one: the close-up pass and one full-range run at one zoom; a big
     photo is not tiled without small-face evidence. Counted by the finder and the worker's metric;
-    two decodes (the preview, the wide pass's 240 px), never the full photo."""
+    one decode (the preview and the wide pass's 240 px view come from it), never the full photo."""
     before = {name: _runs_counted(name) for name in ("close_up", "wide", "tile")}
     decodes = REGISTRY.get_sample_value("fer_worker_decode_seconds_count") or 0.0
     found = finder.find(faceimages.faceless(seed=0, size=size))
     assert found.crops == [] and (found.width, found.height) == size
     assert found.runs == ("close_up", "wide")
     assert {name: _runs_counted(name) - before[name] for name in before} == {"close_up": 1, "wide": 1, "tile": 0}
-    assert REGISTRY.get_sample_value("fer_worker_decode_seconds_count") - decodes == 2
+    assert REGISTRY.get_sample_value("fer_worker_decode_seconds_count") - decodes == 1
 
 
 def test_a_close_up_takes_one_run(finder: FaceFinder) -> None:

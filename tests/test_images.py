@@ -15,7 +15,7 @@ from tests.imageserver import PHOTOS_DIR, ImageServer, png_bomb, reencode
 from worker.errors import DecodeError, ImageTooLarge, NotAnImage, UrlError
 from worker.net.fetch import fetch, make_session
 from worker.settings import Settings
-from worker.vision.images import FORMATS, decode
+from worker.vision.images import FORMATS, decode, load_photo, load_photos
 
 PHOTOS = sorted(p.name for p in PHOTOS_DIR.iterdir() if p.suffix in (".jpg", ".jpeg"))
 
@@ -59,6 +59,35 @@ def test_draft_mode_matches_a_full_decode() -> None:
     with Image.open(io.BytesIO(data)) as img:
         full = np.asarray(img.convert("L").resize((48, 48), Image.Resampling.LANCZOS), dtype=np.float64)
     assert np.abs(decode(data).astype(np.float64) - full).mean() < 2.0
+
+
+def _exif_rotated(data: bytes) -> bytes:
+    with Image.open(io.BytesIO(data)) as img:
+        exif = Image.Exif()
+        exif[0x0112] = 6
+        return encode(img, "JPEG", quality=90, exif=exif.tobytes())
+
+
+@pytest.mark.parametrize("case", ["fer_justin", "1453x1004", "rotated", "progressive", "png", "small"])
+def test_one_decode_gives_what_a_decode_at_each_side_gives(case: str) -> None:
+    """load_photos((160, 240)): the same sizes as load_photo at each side; a JPEG's smaller side box-
+    reduced from the larger one's draft instead of drafted again, so its pixels differ by a level
+    or two at most on average."""
+    data = {"fer_justin": photo(), "1453x1004": photo("deepface_img30.jpg"),
+            "rotated": _exif_rotated(photo("deepface_img30.jpg")),
+            "progressive": reencode(photo("deepface_img61.jpg"), "JPEG", progressive=True),
+            "png": reencode(photo("deepface_img61.jpg"), "PNG"), "small": photo("vnsst_sad.jpg")}[case]
+    together = load_photos(data, 50_000_000, (160, 240))
+    for side, one in zip((160, 240), together, strict=True):
+        alone = load_photo(data, side=side)
+        assert (one.width, one.height, one.image.size, one.image.mode) == \
+            (alone.width, alone.height, alone.image.size, alone.image.mode)
+        levels = np.abs(np.asarray(one.image, np.float64) - np.asarray(alone.image, np.float64))
+        assert levels.mean() < 1.5
+        if side == 240:  # the one decoded: the very pixels
+            assert levels.max() == 0
+    reduced = max(together[0].image.size) < max(together[1].image.size)
+    assert reduced == (case not in ("png", "small"))  # a PNG is kept whole; a 151 px JPEG is not drafted
 
 
 def test_format_is_sniffed_not_taken_from_the_name() -> None:

@@ -2,11 +2,11 @@
 
 ``FaceFinder.find(data)`` decodes the file, runs the detector (``worker.vision.detect``), frames each
 face with the calibration in ``models/face_detection.json`` (``worker.vision.framing``) and cuts it out,
-largest face first. It decodes as little as it can: a small preview first (a JPEG is decoded at
-1/2 to 1/8 scale), enough for the detector's close-up pass and for cutting a close-up face at
-48x48; then, for the wide pass's whole-photo runs, a decode of ``WIDE_SIDE`` px (the model sees the
-photo at 154-192 px); the full photo only when there are faces to cut or tiles to search. A photo
-without a face is never decoded in full.
+largest face first. It decodes as little as it can: one small decode first (a JPEG is decoded at
+1/2 to 1/8 scale) gives a preview, enough for the detector's close-up pass and for cutting a
+close-up face at 48x48, and a view of ``WIDE_SIDE`` px for the wide pass's whole-photo runs (the
+model sees the photo at 154-192 px); the full photo is decoded only when there are faces to cut or
+tiles to search. A photo without a face is never decoded in full.
 
 When the largest face's frame is (nearly) the whole photo, the photo already is a face crop and
 is classified whole, as the ``"whole"`` mode would (``worker.vision.images.squash`` of the preview: the
@@ -36,7 +36,7 @@ from worker.vision.classifier import ModelError
 from worker.vision.details import FaceDetails, describe
 from worker.vision.detect import SHORT_RANGE, Face, FaceDetector, faces_of, is_close_up, merge
 from worker.vision.framing import Calibration
-from worker.vision.images import PREVIEW_SIDE, WIDE_SIDE, Photo, load_photo, squash
+from worker.vision.images import PREVIEW_SIDE, WIDE_SIDE, Photo, load_photo, load_photos, squash
 
 
 @dataclass(frozen=True)
@@ -100,17 +100,14 @@ class FaceFinder:
         return photo, faces
 
     def _locate(self, data: bytes, max_pixels: int, runs: list[str]) -> tuple[Photo, Photo, list[Face]]:
+        # One decode for both passes: the close-up pass's preview, and the view the wide pass's
+        # whole-photo runs see at 154-192 px (a second decode would cost nearly as much as the first).
         with metrics.timed("decode"):
-            preview = load_photo(data, max_pixels, PREVIEW_SIDE)
+            preview, view = load_photos(data, max_pixels, (PREVIEW_SIDE, WIDE_SIDE))
         with self._detecting, metrics.timed("detect", **{"pass": "close_up"}):
             close = self.detector.close_up(preview.image, runs)
         if is_close_up(close, preview.image.width, preview.image.height):
             return preview, preview, faces_of(close, SHORT_RANGE)
-        # The wide pass's whole-photo runs see the photo at 154-192 px: a decode of WIDE_SIDE px will do.
-        view = preview
-        if preview.reduced:
-            with metrics.timed("decode"):
-                view = load_photo(data, max_pixels, WIDE_SIDE)
         with self._detecting, metrics.timed("detect", **{"pass": "wide"}):
             look = self.detector.look(view.image, runs)
         close_in_view = close.mapped(0, 0, view.image.width / preview.image.width)

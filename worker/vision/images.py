@@ -10,7 +10,9 @@ transparency onto white. Failures are :class:`~worker.errors.ImageError` subclas
   their long side; other formats cannot decode small and are box-reduced only to at most twice
   ``DETECT_SIDE``. The default keeps ``DETECT_SIDE`` px, for faces at full sharpness: about
   1.1 ms for a 640x480 JPEG; a preview of ``PREVIEW_SIDE`` px, enough for the detector's
-  close-up pass, about 0.8 ms.
+  close-up pass, about 0.8 ms. :func:`load_photos` gives several sides from one decode: most of a
+  small decode's time is reading the file (entropy decoding), whatever the scale, so a second
+  decode at another side costs nearly as much as the first.
 - :func:`decode` returns the whole image squashed to a small grayscale array (the ``"whole"``
   faces mode, for URLs that already are face crops). JPEG files are decoded in draft mode
   straight to grayscale at no less than twice the output size, then resized with LANCZOS; about
@@ -29,6 +31,7 @@ from typing import TypeVar
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+from PIL.JpegImagePlugin import JpegImageFile
 
 from worker.errors import DecodeError, ImageTooLarge, NotAnImage
 
@@ -91,7 +94,17 @@ def load_photo(data: bytes, max_pixels: int = 50_000_000, side: int = DETECT_SID
     """``data`` as a Photo whose image is at least ``side`` px long (or the photo's own size when
     smaller); a JPEG's at most twice that, another format's at most twice ``DETECT_SIDE``.
     Raises as :func:`decode`."""
-    return _decoded(data, max_pixels, lambda img: _to_photo(img, side))
+    return _decoded(data, max_pixels, lambda img: _to_photos(img, (side,))[0])
+
+
+def load_photos(data: bytes, max_pixels: int, sides: tuple[int, ...]) -> tuple[Photo, ...]:
+    """``data`` decoded once, as :func:`load_photo` gives it at each of ``sides``, in that order.
+
+    A JPEG is decoded at the draft scale of the longest side; each shorter side's Photo is that one
+    box-reduced by the power of two its own draft would have added (libjpeg's DCT scaling and a 2x2
+    box average differ by a level or two). Other formats give one Photo for every side, as
+    :func:`load_photo` does. Raises as :func:`decode`."""
+    return _decoded(data, max_pixels, lambda img: _to_photos(img, sides))
 
 
 def squash(image: Image.Image, size: tuple[int, int] = (48, 48)) -> np.ndarray:
@@ -128,9 +141,11 @@ def _decoded(data: bytes, max_pixels: int, convert: Callable[[Image.Image], T]) 
             raise DecodeError(f"cannot decode {img.format} image: {type(exc).__name__}: {exc}") from None
 
 
-def _to_photo(img: Image.Image, side: int) -> Photo:
+def _to_photos(img: Image.Image, sides: tuple[int, ...]) -> tuple[Photo, ...]:
     orientation = _orientation(img)
     width, height = img.size
+    drafts = isinstance(img, JpegImageFile) and len(img.tile) == 1  # what JpegImageFile.draft requires
+    side = max(sides)
     if max(width, height) > side:
         scale = side / max(width, height)
         img.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))  # no-op unless JPEG
@@ -142,11 +157,27 @@ def _to_photo(img: Image.Image, side: int) -> Photo:
     if factor > 1:
         image = image.reduce(factor)
     method = _TRANSPOSE.get(orientation)
-    if method is not None:
-        image = image.transpose(method)
-        if orientation in _SWAPS_AXES:
-            width, height = height, width
-    return Photo(image, width, height)
+    shown = (height, width) if orientation in _SWAPS_AXES else (width, height)
+    # A smaller side's draft would have scaled by a further power of two: reduce as stored (before
+    # the EXIF turn), so that a partial block falls where libjpeg's does.
+    drafted = _draft_scale(width, height, side)
+    factors = [_draft_scale(width, height, each) // drafted if drafts else 1 for each in sides]
+    made: dict[int, Photo] = {}
+    for more in factors:
+        if more not in made:
+            shrunk = image.reduce(more) if more > 1 else image
+            made[more] = Photo(shrunk if method is None else shrunk.transpose(method), *shown)
+    return tuple(made[more] for more in factors)
+
+
+def _draft_scale(width: int, height: int, side: int) -> int:
+    """The DCT scale (1, 2, 4 or 8) a JPEG draft of at least ``side`` px chooses, as
+    ``JpegImageFile.draft`` computes it for the size :func:`_to_photos` asks."""
+    if max(width, height) <= side:
+        return 1
+    scale = side / max(width, height)
+    fits = min(width // math.ceil(width * scale), height // math.ceil(height * scale))
+    return next(s for s in (8, 4, 2, 1) if fits >= s)
 
 
 def _to_array(img: Image.Image, size: tuple[int, int]) -> np.ndarray:
