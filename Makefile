@@ -100,7 +100,8 @@ $(RUNS)/wide-swa/emotion_classifier.json: | $(VENV)/.all-installed
 # model, the warm-restart candidate and the previous model together (training.distill: their
 # flip-averaged answers in the targets' space), with the raters' votes: targets 0.4 label, 0.3 votes,
 # 0.3 teachers. Its export is committed in training/runs/wide-distill, which this copies, or trains
-# again (2-2.5 h) when it is absent. Not shipped: rule score -1.9 at tau -0.25 against -0.91.
+# again (2-2.5 h) when it is absent. Not shipped: its best by the rule (tau -0.5, frame x0.8: -0.05 against
+# -0.91) lost on every held-back set of photos (models/README.md).
 wide-distill: $(RUNS)/wide-distill/emotion_classifier.json  ## a candidate: the wide network taught by three models
 
 $(RUNS)/wide-distill/emotion_classifier.json: | $(VENV)/.all-installed
