@@ -25,7 +25,7 @@ def test_the_worst_margin_decides_and_over_budget_comes_last(tmp_path: Path) -> 
     scored = {"balanced": {"shipped": posed(0.68, 0.18, 0.35), "margin x0.9": posed(0.69, 0.21, 0.36)},
               "neutral lean": {"shipped": posed(0.70, 0.30, 0.40)},
               "big": {"shipped": posed(0.80, 0.10, 0.60)}}
-    found = candidates(compared, scored, "cfee-dev")
+    found = candidates(compared, scored, "cfee-dev", every_framing=True)
     assert [(c["model"], c["framing"]) for c in found] == [
         ("balanced", "shipped"), ("balanced", "margin x0.9"), ("neutral lean", "shipped"), ("big", "shipped")]
     best = found[0]
@@ -34,4 +34,8 @@ def test_the_worst_margin_decides_and_over_budget_comes_last(tmp_path: Path) -> 
     assert found[2]["score"] == pytest.approx(-10.0) and not found[-1]["eligible"]
     (tmp_path / "c.json").write_text(json.dumps(compared))
     (tmp_path / "p.json").write_text(json.dumps(scored))
-    assert main([str(tmp_path / "c.json"), str(tmp_path / "p.json")]) == found
+    assert main([str(tmp_path / "c.json"), str(tmp_path / "p.json"), "--framings", "all"]) == found
+    # The rule as amended: networks compared in the framing as shipped, unless asked for every framing.
+    shipped_only = main([str(tmp_path / "c.json"), str(tmp_path / "p.json")])
+    assert [(c["model"], c["framing"]) for c in shipped_only] == [
+        ("balanced", "shipped"), ("neutral lean", "shipped"), ("big", "shipped")]
