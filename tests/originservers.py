@@ -5,6 +5,9 @@
   to change it). HTTP/1.0: one connection per request, as the real one.
 - :class:`LimitedServer`: the same, with a deep backlog, answering ``429`` with ``Retry-After``
   to every request beyond ``limit`` in flight; each answered request takes ``latency`` seconds.
+- :class:`QueueingServer`: the same, with a deep backlog, serving at most ``workers`` requests at
+  a time, each in ``latency`` seconds; the others wait their turn, so its latency grows with the
+  requests in flight (a slow origin that queues).
 - :class:`SilentServer`: accepts connections and never answers (nor closes them).
 
 Every server runs in daemon threads of this process and records ``requests``, ``in_flight`` and
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import functools
 import json
 import socket
@@ -74,8 +78,9 @@ class _Handler(SimpleHTTPRequestHandler):
                 left = True
                 self.end_headers()
                 return
-            if server.latency:
-                time.sleep(server.latency)
+            with server.turns:
+                if server.latency:
+                    time.sleep(server.latency)
             body = self.send_head()  # SimpleHTTPRequestHandler.do_GET, with the count closed first:
             server.counts.leave(status)  # once the body is sent the client may start its next request
             left = True  # before this thread would get back to count this one as done
@@ -106,12 +111,16 @@ class _Handler(SimpleHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, directory: Path, backlog: int, limit: int | None, retry_after: str, latency: float) -> None:
+    def __init__(self, directory: Path, backlog: int, limit: int | None, retry_after: str, latency: float,
+                 workers: int | None = None) -> None:
         self.request_queue_size = backlog  # read by server_activate(): the listen() backlog
         self.counts = _Counts()
         self.limit = limit
         self.retry_after = retry_after
         self.latency = latency
+        # Requests served at once (the rest wait their turn); unbounded without ``workers``.
+        self.turns: threading.Semaphore | contextlib.nullcontext[None] = (
+            threading.Semaphore(workers) if workers else contextlib.nullcontext())
         super().__init__(("127.0.0.1", 0), functools.partial(_Handler, directory=str(directory)))
 
 
@@ -119,9 +128,9 @@ class FolderServer:
     """``python -m http.server`` in a thread: a folder served by ThreadingHTTPServer (backlog 5)."""
 
     def __init__(self, directory: Path, backlog: int = 5, limit: int | None = None, retry_after: str = "1",
-                 latency: float = 0.0) -> None:
+                 latency: float = 0.0, workers: int | None = None) -> None:
         self.directory = directory
-        self._server = _Server(directory, backlog, limit, retry_after, latency)
+        self._server = _Server(directory, backlog, limit, retry_after, latency, workers)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, name="FolderServer", daemon=True)
 
@@ -148,6 +157,14 @@ class LimitedServer(FolderServer):
 
     def __init__(self, directory: Path, limit: int = 4, retry_after: str = "1", latency: float = 0.05) -> None:
         super().__init__(directory, backlog=1024, limit=limit, retry_after=retry_after, latency=latency)
+
+
+class QueueingServer(FolderServer):
+    """A folder server with a deep backlog that serves ``workers`` requests at a time, each taking
+    ``latency`` seconds: beyond that, requests wait in line, and each answer comes later."""
+
+    def __init__(self, directory: Path, workers: int = 4, latency: float = 0.1) -> None:
+        super().__init__(directory, backlog=1024, latency=latency, workers=workers)
 
 
 class SilentServer:
