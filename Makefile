@@ -114,12 +114,14 @@ $(RUNS)/wide-distill/emotion_classifier.json: | $(VENV)/.all-installed
 # A candidate under way (models/README.md): the distilled recipe trained longer, 70 epochs (about 4 h of
 # both cores: two sessions), weights of epochs 59-70 averaged, taught by the three wide models (the
 # shipped one, wide-swa and wide-distill; not the previous model, whose neutral lean the distilled run
-# learned). Between sessions its state is committed in training/runs/wide-long-work, which this resumes.
+# learned). Between sessions its state is committed in training/runs/wide-long-work (the last epoch's
+# weights and optimizer state xz-compressed, under 10 MiB), which this resumes.
 wide-long: $(RUNS)/wide-long/emotion_classifier.json  ## a candidate under way: the distilled recipe for 70 epochs
 
 $(RUNS)/wide-long/emotion_classifier.json: | $(VENV)/.all-installed
 	@if [ -f training/runs/wide-long/emotion_classifier.json ]; then mkdir -p $(@D) && cp training/runs/wide-long/emotion_classifier* $(@D)/; \
-	else if [ -d training/runs/wide-long-work ] && [ ! -d $(@D)-work ]; then mkdir -p $(@D)-work && cp -r training/runs/wide-long-work/. $(@D)-work/; fi; \
+	else if [ -d training/runs/wide-long-work ] && [ ! -d $(@D)-work ]; then mkdir -p $(@D)-work && cp -r training/runs/wide-long-work/. $(@D)-work/ \
+		&& xz -d $(@D)-work/backup/latest.weights.h5.xz; fi; \
 	$(BIN)/python -m training.train --data $(FER) --out $(@D) --work-dir $(@D)-work --epochs 70 --seed 9 \
 		--average-from 59 --patience 70 $(filter-out --vote-weight 0.5,$(WIDE_RECIPE)) --distill 0.6 \
 		--teacher models/emotion_classifier.keras --teacher training/runs/wide-swa/emotion_classifier.keras \
