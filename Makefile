@@ -78,6 +78,8 @@ RUNS := build/train
 WIDE_RECIPE := --arch sepnet-wide --dropout 0.3 --erasing 0.25 --votes $(FER)/ferplus_votes.npz \
 	--vote-weight 0.5 --zoom 0.3 --balance 1 --gamma 0.4 --sharpen 1.5
 WIDE_RUN := --epochs 45 --seed 6 $(WIDE_RECIPE) --average-from 36
+# The distilled runs: the votes and the teachers' answers share 0.6 of the targets.
+DISTILL_RECIPE := $(filter-out --vote-weight 0.5,$(WIDE_RECIPE)) --distill 0.6
 train: $(RUNS)/wide/emotion_classifier.json | $(VENV)/.all-installed  ## the shipped model, from scratch (2-3.5 h on 2 cores, resumable); writes models/
 	$(BIN)/python -m training.adjust $(<D)/emotion_classifier.keras --data $(FER) --tau -0.5 --temperature 0.9 --out models/
 
@@ -107,7 +109,7 @@ wide-distill: $(RUNS)/wide-distill/emotion_classifier.json  ## a candidate: the 
 $(RUNS)/wide-distill/emotion_classifier.json: | $(VENV)/.all-installed
 	@if [ -f training/runs/wide-distill/emotion_classifier.json ]; then mkdir -p $(@D) && cp training/runs/wide-distill/emotion_classifier* $(@D)/; \
 	else $(BIN)/python -m training.train --data $(FER) --out $(@D) --work-dir $(@D)-work --epochs 45 --seed 8 \
-		--average-from 36 $(filter-out --vote-weight 0.5,$(WIDE_RECIPE)) --distill 0.6 \
+		--average-from 36 $(DISTILL_RECIPE) \
 		--teacher models/emotion_classifier.keras --teacher training/runs/wide-swa/emotion_classifier.keras \
 		--teacher models/previous/emotion_classifier.keras; fi
 
@@ -123,7 +125,7 @@ $(RUNS)/wide-long/emotion_classifier.json: | $(VENV)/.all-installed
 	else if [ -d training/runs/wide-long-work ] && [ ! -d $(@D)-work ]; then mkdir -p $(@D)-work && cp -r training/runs/wide-long-work/. $(@D)-work/ \
 		&& xz -d $(@D)-work/backup/latest.weights.h5.xz; fi; \
 	$(BIN)/python -m training.train --data $(FER) --out $(@D) --work-dir $(@D)-work --epochs 70 --seed 9 \
-		--average-from 59 --patience 70 $(filter-out --vote-weight 0.5,$(WIDE_RECIPE)) --distill 0.6 \
+		--average-from 59 --patience 70 $(DISTILL_RECIPE) \
 		--teacher models/emotion_classifier.keras --teacher training/runs/wide-swa/emotion_classifier.keras \
 		--teacher training/runs/wide-distill/emotion_classifier.keras; fi
 
